@@ -1,0 +1,61 @@
+"""Chalice entry points. Only wiring: the API blueprint and one Lambda per stage.
+
+Each stage Lambda is fed by the MSK event source mapping infra/ creates
+(Chalice has no MSK trigger); locally `chalicelib.runtime.local` plays that part.
+"""
+from chalice import Chalice
+
+from chalicelib.api.routes import api
+from chalicelib.runtime.bootstrap import get_platform
+from chalicelib.runtime.handler import handle_batch
+from chalicelib.stages import STAGES
+
+app = Chalice(app_name="payments")
+app.register_blueprint(api)
+
+
+def _run(stage: str, event: dict) -> dict:
+    return handle_batch(event, STAGES[stage], get_platform())
+
+
+@app.lambda_function(name="validation")
+def validation(event, context):
+    return _run("validation", event)
+
+
+@app.lambda_function(name="risk")
+def risk(event, context):
+    return _run("risk", event)
+
+
+@app.lambda_function(name="routing")
+def routing(event, context):
+    return _run("routing", event)
+
+
+@app.lambda_function(name="authorization")
+def authorization(event, context):
+    return _run("authorization", event)
+
+
+@app.lambda_function(name="capture")
+def capture(event, context):
+    return _run("capture", event)
+
+
+@app.lambda_function(name="refund")
+def refund(event, context):
+    return _run("refund", event)
+
+
+@app.lambda_function(name="settlement")
+def settlement(event, context):
+    return _run("settlement", event)
+
+
+@app.lambda_function(name="notification")
+def notification(event, context):
+    return _run("notification", event)
+
+
+STAGE_HANDLERS = {name: globals()[name] for name in STAGES}

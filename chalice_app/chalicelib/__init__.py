@@ -1,0 +1,1 @@
+"""The payment orchestration platform. Chalice ships this folder beside app.py."""

@@ -1,0 +1,1 @@
+"""Adapters: one file per technology, each implementing ports from ports.py."""

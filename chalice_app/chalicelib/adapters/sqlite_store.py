@@ -1,0 +1,232 @@
+"""Embedded PaymentStore + TenantDirectory on one SQLite file (WAL).
+
+Keys begin with the tenant id, as in the DynamoDB single-table design, so a
+read with another tenant's id finds nothing rather than being filtered after.
+"""
+from __future__ import annotations
+
+import base64
+import sqlite3
+from pathlib import Path
+from typing import Any, Sequence
+
+import orjson
+
+from ..domain.events import Event
+from ..domain.payment import Payment
+from ..ports import (AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConflict,
+                     IdempotencyRecord, OutboxRecord)
+from .sqlite_base import SqliteDatabase
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS payments (
+    tenant_id TEXT NOT NULL, payment_id TEXT NOT NULL, version INTEGER NOT NULL,
+    status TEXT NOT NULL, customer_id TEXT, created_at TEXT NOT NULL, body BLOB NOT NULL,
+    PRIMARY KEY (tenant_id, payment_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS payments_by_status ON payments (tenant_id, status, payment_id);
+CREATE INDEX IF NOT EXISTS payments_by_customer ON payments (tenant_id, customer_id, created_at);
+CREATE TABLE IF NOT EXISTS timeline (
+    tenant_id TEXT NOT NULL, payment_id TEXT NOT NULL, seq INTEGER NOT NULL, at TEXT NOT NULL,
+    action TEXT NOT NULL, from_state TEXT NOT NULL, to_state TEXT NOT NULL, stage TEXT NOT NULL,
+    detail BLOB NOT NULL, PRIMARY KEY (tenant_id, payment_id, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, event BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS processed (
+    consumer TEXT NOT NULL, event_id TEXT NOT NULL, PRIMARY KEY (consumer, event_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idempotency (
+    tenant_id TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL, status_code INTEGER NOT NULL,
+    response BLOB NOT NULL, headers BLOB NOT NULL, expires_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS postings (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, txn_id TEXT NOT NULL, tenant_id TEXT NOT NULL,
+    payment_id TEXT NOT NULL, account TEXT NOT NULL, currency TEXT NOT NULL, amount INTEGER NOT NULL,
+    batch TEXT NOT NULL, at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS postings_by_tenant ON postings (tenant_id, account, currency);
+CREATE TABLE IF NOT EXISTS vault (
+    tenant_id TEXT NOT NULL, token TEXT NOT NULL, ciphertext BLOB NOT NULL,
+    PRIMARY KEY (tenant_id, token)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tenants (tenant_id TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_hash TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, prefix TEXT NOT NULL,
+    created_at TEXT NOT NULL, revoked_at TEXT) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dlq_redrives (entry_id TEXT PRIMARY KEY, at TEXT NOT NULL) WITHOUT ROWID;
+"""
+
+
+def _encode_cursor(payment_id: str) -> str:
+    return base64.urlsafe_b64encode(payment_id.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("cursor is not one this API returned") from None
+
+
+class SqliteStore:
+    def __init__(self, path: Path | str):
+        self.db = SqliteDatabase(path, SCHEMA)
+
+    # -- unit of work ------------------------------------------------------------
+    def commit(self, changes: Changes) -> None:
+        """Write state, timeline, outbox, dedupe marker, ledger and idempotency at once."""
+        p = changes.payment
+        try:
+            with self.db.write() as conn:
+                if changes.processed:
+                    cur = conn.execute("INSERT OR IGNORE INTO processed VALUES (?, ?)", changes.processed)
+                    if cur.rowcount == 0:
+                        raise AlreadyProcessed(f"{changes.processed[0]} already processed {changes.processed[1]}")
+                if p is not None:
+                    self._write_payment(conn, p, changes.expected_version)
+                if changes.events:
+                    conn.executemany("INSERT INTO outbox (event) VALUES (?)",
+                                     [(orjson.dumps(e.to_dict()),) for e in changes.events])
+                if changes.postings:
+                    conn.executemany(
+                        "INSERT INTO postings (txn_id, tenant_id, payment_id, account, currency, amount, batch, at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(x.txn_id, x.tenant_id, x.payment_id, x.account, x.currency, x.amount, x.batch, x.at)
+                         for x in changes.postings])
+                if changes.idempotency:
+                    r = changes.idempotency
+                    # An expired record may be replaced; a live one may not.
+                    conn.execute("DELETE FROM idempotency WHERE tenant_id=? AND key=? AND expires_at<=?",
+                                 (r.tenant_id, r.key, r.created_at))
+                    conn.execute("INSERT INTO idempotency VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                 (r.tenant_id, r.key, r.request_hash, r.status_code, r.response,
+                                  orjson.dumps(r.headers), r.expires_at))
+                for tenant_id, token, ciphertext in changes.secrets:
+                    conn.execute("INSERT INTO vault VALUES (?, ?, ?)", (tenant_id, token, ciphertext))
+        except sqlite3.IntegrityError as e:
+            raise AlreadyExists(str(e)) from None
+        if p is not None:
+            p.version = (changes.expected_version or 0) + 1
+            p.pending_timeline.clear()
+
+    def _write_payment(self, conn: sqlite3.Connection, p: Payment, expected: int | None) -> None:
+        body = orjson.dumps(p.to_dict() | {"version": (expected or 0) + 1})
+        customer = (p.customer or {}).get("id")
+        if expected is None:
+            conn.execute("INSERT INTO payments VALUES (?, ?, 1, ?, ?, ?, ?)",
+                         (p.tenant_id, p.payment_id, p.status, customer, p.created_at, body))
+        else:
+            cur = conn.execute(
+                "UPDATE payments SET version=?, status=?, body=? WHERE tenant_id=? AND payment_id=? AND version=?",
+                (expected + 1, p.status, body, p.tenant_id, p.payment_id, expected))
+            if cur.rowcount == 0:
+                raise ConcurrencyConflict(f"payment {p.payment_id} changed since version {expected}")
+        if p.pending_timeline:
+            (start,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM timeline WHERE tenant_id=? AND payment_id=?",
+                                    (p.tenant_id, p.payment_id)).fetchone()
+            conn.executemany(
+                "INSERT INTO timeline VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(p.tenant_id, p.payment_id, start + i + 1, t.at, t.action, t.from_state, t.to_state, t.stage,
+                  orjson.dumps(t.detail)) for i, t in enumerate(p.pending_timeline)])
+
+    # -- reads -------------------------------------------------------------------------
+    def get_payment(self, tenant_id: str, payment_id: str) -> Payment | None:
+        row = self.db.conn().execute("SELECT body FROM payments WHERE tenant_id=? AND payment_id=?",
+                                     (tenant_id, payment_id)).fetchone()
+        return Payment.from_dict(orjson.loads(row[0])) if row else None
+
+    def list_payments(self, tenant_id: str, status: str | None, limit: int,
+                      cursor: str | None) -> tuple[list[Payment], str | None]:
+        after = _decode_cursor(cursor) if cursor else "\uffff"
+        sql = "SELECT body FROM payments WHERE tenant_id=? AND payment_id<?"
+        args: list[Any] = [tenant_id, after]
+        if status:
+            sql += " AND status=?"
+            args.append(status)
+        rows = self.db.conn().execute(sql + " ORDER BY payment_id DESC LIMIT ?", (*args, limit + 1)).fetchall()
+        page = [Payment.from_dict(orjson.loads(r[0])) for r in rows[:limit]]
+        return page, (_encode_cursor(page[-1].payment_id) if len(rows) > limit else None)
+
+    def timeline(self, tenant_id: str, payment_id: str) -> list[dict[str, Any]]:
+        rows = self.db.conn().execute(
+            "SELECT seq, at, action, from_state, to_state, stage, detail FROM timeline"
+            " WHERE tenant_id=? AND payment_id=? ORDER BY seq", (tenant_id, payment_id)).fetchall()
+        return [{"seq": r[0], "at": r[1], "action": r[2], "from": r[3], "to": r[4], "stage": r[5],
+                 "detail": orjson.loads(r[6])} for r in rows]
+
+    def count_recent_payments(self, tenant_id: str, customer_id: str, since: str) -> int:
+        (n,) = self.db.conn().execute(
+            "SELECT COUNT(*) FROM payments WHERE tenant_id=? AND customer_id=? AND created_at>=?",
+            (tenant_id, customer_id, since)).fetchone()
+        return n
+
+    def get_idempotency(self, tenant_id: str, key: str, now: int) -> IdempotencyRecord | None:
+        row = self.db.conn().execute(
+            "SELECT request_hash, status_code, response, headers, expires_at FROM idempotency"
+            " WHERE tenant_id=? AND key=? AND expires_at>?", (tenant_id, key, now)).fetchone()
+        if not row:
+            return None
+        return IdempotencyRecord(tenant_id, key, row[0], row[1], row[2], orjson.loads(row[3]), row[4])
+
+    def purge_expired_idempotency(self, now: int) -> int:
+        with self.db.write() as conn:
+            return conn.execute("DELETE FROM idempotency WHERE expires_at<=?", (now,)).rowcount
+
+    def get_secret(self, tenant_id: str, token: str) -> bytes | None:
+        row = self.db.conn().execute("SELECT ciphertext FROM vault WHERE tenant_id=? AND token=?",
+                                     (tenant_id, token)).fetchone()
+        return row[0] if row else None
+
+    def balances(self, tenant_id: str) -> list[dict[str, Any]]:
+        rows = self.db.conn().execute(
+            "SELECT account, currency, SUM(amount) FROM postings WHERE tenant_id=?"
+            " GROUP BY account, currency ORDER BY account, currency", (tenant_id,)).fetchall()
+        return [{"account": r[0], "currency": r[1], "balance": r[2]} for r in rows]
+
+    def ledger_totals(self) -> list[dict[str, Any]]:
+        rows = self.db.conn().execute(
+            "SELECT txn_id, currency, SUM(amount), COUNT(*) FROM postings GROUP BY txn_id, currency").fetchall()
+        return [{"txn_id": r[0], "currency": r[1], "sum": r[2], "legs": r[3]} for r in rows]
+
+    def postings_for(self, tenant_id: str, payment_id: str) -> list[dict[str, Any]]:
+        rows = self.db.conn().execute(
+            "SELECT txn_id, account, currency, amount, batch, at FROM postings WHERE tenant_id=? AND payment_id=?"
+            " ORDER BY id", (tenant_id, payment_id)).fetchall()
+        return [dict(zip(("txn_id", "account", "currency", "amount", "batch", "at"), r)) for r in rows]
+
+    # -- outbox ------------------------------------------------------------------------
+    def pending_outbox(self, limit: int) -> list[OutboxRecord]:
+        rows = self.db.conn().execute("SELECT id, event FROM outbox ORDER BY id LIMIT ?", (limit,)).fetchall()
+        return [OutboxRecord(r[0], Event.from_dict(orjson.loads(r[1]))) for r in rows]
+
+    def mark_published(self, ids: Sequence[int]) -> None:
+        with self.db.write() as conn:
+            conn.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in ids])
+
+    # -- tenants -----------------------------------------------------------------------
+    def put_tenant(self, tenant: dict[str, Any]) -> None:
+        with self.db.write() as conn:
+            conn.execute("INSERT OR REPLACE INTO tenants VALUES (?, ?)", (tenant["tenant_id"], orjson.dumps(tenant)))
+
+    def get_tenant(self, tenant_id: str) -> dict[str, Any] | None:
+        row = self.db.conn().execute("SELECT body FROM tenants WHERE tenant_id=?", (tenant_id,)).fetchone()
+        return orjson.loads(row[0]) if row else None
+
+    def list_tenants(self) -> list[dict[str, Any]]:
+        rows = self.db.conn().execute("SELECT body FROM tenants ORDER BY tenant_id").fetchall()
+        return [orjson.loads(r[0]) for r in rows]
+
+    def add_api_key(self, tenant_id: str, key_hash: str, prefix: str, at: str) -> None:
+        try:
+            with self.db.write() as conn:
+                conn.execute("INSERT INTO api_keys VALUES (?, ?, ?, ?, NULL)", (key_hash, tenant_id, prefix, at))
+        except sqlite3.IntegrityError:
+            raise AlreadyExists("API key already registered") from None
+
+    def tenant_for_key(self, key_hash: str) -> str | None:
+        row = self.db.conn().execute("SELECT tenant_id FROM api_keys WHERE key_hash=? AND revoked_at IS NULL",
+                                     (key_hash,)).fetchone()
+        return row[0] if row else None
+
+    def mark_redriven(self, entry_ids: Sequence[str], at: str) -> None:
+        with self.db.write() as conn:
+            conn.executemany("INSERT OR IGNORE INTO dlq_redrives VALUES (?, ?)", [(i, at) for i in entry_ids])
+
+    def redriven_ids(self) -> set[str]:
+        return {r[0] for r in self.db.conn().execute("SELECT entry_id FROM dlq_redrives")}

@@ -1,0 +1,1 @@
+"""HTTP API: Chalice blueprint, problem+json errors, authentication."""

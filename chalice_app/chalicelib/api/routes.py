@@ -1,0 +1,130 @@
+"""Routes: parse, authenticate, hand to PaymentService, render. Nothing else.
+
+Errors are RFC 9457 application/problem+json; no input produces a 500 with
+a stack trace (an unexpected error is logged and answered as a plain 500
+problem carrying the correlation id).
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any, Callable
+
+import orjson
+from chalice import Blueprint, Response
+
+from ..runtime.bootstrap import get_platform
+from ..schemas import schemas_dir
+from ..service import ApiError, PaymentService, Reply
+from ..tenancy import authenticate
+
+api = Blueprint(__name__)
+log = logging.getLogger("payments.api")
+CORRELATION_HEADER = "X-Correlation-Id"
+PROBLEM_BASE = "https://docs.payments.example/problems/"
+
+
+def _correlation_id(request: Any) -> str:
+    given = (request.headers or {}).get(CORRELATION_HEADER.lower()) or (request.headers or {}).get(CORRELATION_HEADER)
+    if given and 0 < len(given) <= 128 and given.isprintable():
+        return given
+    return f"corr_{uuid.uuid4().hex}"
+
+
+def problem(status: int, title: str, detail: str, correlation_id: str, **extra: Any) -> Response:
+    slug = title.lower().replace(" ", "-")
+    body = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail,
+            "correlation_id": correlation_id, **extra}
+    headers = {"Content-Type": "application/problem+json", CORRELATION_HEADER: correlation_id}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="payments"'
+    return Response(body=orjson.dumps(body).decode(), status_code=status, headers=headers)
+
+
+def _render(reply: Reply, correlation_id: str) -> Response:
+    headers = {"Content-Type": "application/json", CORRELATION_HEADER: correlation_id, **reply.headers}
+    return Response(body=reply.body.decode(), status_code=reply.status, headers=headers)
+
+
+def endpoint(authenticated: bool = True) -> Callable:
+    """Wrap a route: correlation id, authentication, errors as problems."""
+    def wrap(fn: Callable) -> Callable:
+        def route(**params: str) -> Response:
+            request = api.current_request
+            corr = _correlation_id(request)
+            try:
+                platform = get_platform()
+                tenant_id = None
+                if authenticated:
+                    tenant_id = authenticate(platform, (request.headers or {}).get("authorization"))
+                    if tenant_id is None:
+                        raise ApiError(401, "Unauthorized", "a valid API key is required: Authorization: Bearer <key>")
+                return _render(fn(PaymentService(platform), request, tenant_id, corr, **params), corr)
+            except ApiError as e:
+                return problem(e.status, e.title, e.detail, corr, **e.extra)
+            except Exception:  # noqa: BLE001 - never leak a stack trace to a client
+                log.exception("unhandled error", extra={"correlation_id": corr})
+                return problem(500, "Internal error", "the request could not be completed; quote the correlation id",
+                               corr)
+        route.__name__ = fn.__name__
+        route.__doc__ = fn.__doc__
+        return route
+    return wrap
+
+
+JSON = ["application/json"]
+
+
+@api.route("/health", methods=["GET"])
+@endpoint(authenticated=False)
+def health(svc: PaymentService, request: Any, tenant_id: None, corr: str) -> Reply:
+    s = svc.p.settings
+    return Reply(200, orjson.dumps({"status": "ok", "mode": s.mode, "region": s.region}), {})
+
+
+@api.route("/openapi.json", methods=["GET"])
+@endpoint(authenticated=False)
+def openapi(svc: PaymentService, request: Any, tenant_id: None, corr: str) -> Reply:
+    return Reply(200, (schemas_dir() / "openapi.json").read_bytes(), {})
+
+
+@api.route("/v1/payments", methods=["POST"], content_types=JSON)
+@endpoint()
+def create_payment(svc: PaymentService, request: Any, tenant_id: str, corr: str) -> Reply:
+    return svc.create_payment(tenant_id, (request.headers or {}).get("idempotency-key"), request.raw_body, corr)
+
+
+@api.route("/v1/payments", methods=["GET"])
+@endpoint()
+def list_payments(svc: PaymentService, request: Any, tenant_id: str, corr: str) -> Reply:
+    return svc.list(tenant_id, dict(request.query_params or {}))
+
+
+@api.route("/v1/payments/{payment_id}", methods=["GET"])
+@endpoint()
+def get_payment(svc: PaymentService, request: Any, tenant_id: str, corr: str, payment_id: str) -> Reply:
+    return svc.get(tenant_id, payment_id)
+
+
+@api.route("/v1/payments/{payment_id}/capture", methods=["POST"], content_types=JSON)
+@endpoint()
+def capture_payment(svc: PaymentService, request: Any, tenant_id: str, corr: str, payment_id: str) -> Reply:
+    return svc.capture(tenant_id, payment_id, request.raw_body, corr)
+
+
+@api.route("/v1/payments/{payment_id}/cancel", methods=["POST"], content_types=JSON)
+@endpoint()
+def cancel_payment(svc: PaymentService, request: Any, tenant_id: str, corr: str, payment_id: str) -> Reply:
+    return svc.cancel(tenant_id, payment_id, request.raw_body, corr)
+
+
+@api.route("/v1/payments/{payment_id}/refunds", methods=["POST"], content_types=JSON)
+@endpoint()
+def create_refund(svc: PaymentService, request: Any, tenant_id: str, corr: str, payment_id: str) -> Reply:
+    return svc.refund(tenant_id, payment_id, request.raw_body, corr)
+
+
+@api.route("/v1/balances", methods=["GET"])
+@endpoint()
+def balances(svc: PaymentService, request: Any, tenant_id: str, corr: str) -> Reply:
+    return svc.balances(tenant_id)

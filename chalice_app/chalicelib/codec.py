@@ -1,0 +1,49 @@
+"""Events on the wire: envelope <-> Kafka-style record, validated both ways.
+
+Producers validate before publishing; consumers validate on receipt. The
+Kafka key is the payment id; tenant, correlation id and event type also
+travel as headers so they can be read without parsing the value.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from . import ids
+from .clock import iso
+from .domain.events import EVENT_TYPES, Event
+from .errors import PermanentError
+from .ports import OutRecord
+from .schemas import SchemaError, validate_event
+
+
+def new_event(etype: str, *, tenant_id: str, payment_id: str, correlation_id: str,
+              causation_id: str | None, at: Any, region: str, data: dict[str, Any]) -> Event:
+    """An event of the current schema version for its type, validated now."""
+    event = Event(ids.event_id(), etype, EVENT_TYPES[etype], tenant_id, payment_id, correlation_id,
+                  causation_id, at if isinstance(at, str) else iso(at), region, data)
+    validate_event(event.to_dict())
+    return event
+
+
+def to_record(event: Event) -> OutRecord:
+    value = orjson.dumps(event.to_dict())
+    return OutRecord(event.topic, event.payment_id, value, (
+        ("tenant_id", event.tenant_id.encode()),
+        ("correlation_id", event.correlation_id.encode()),
+        ("event_type", event.type.encode()),
+    ))
+
+
+def decode(value: bytes) -> Event:
+    """Parse and validate one record value; PermanentError if it can never be processed."""
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError as e:
+        raise PermanentError(f"record is not JSON: {e}") from None
+    try:
+        validate_event(doc)
+    except SchemaError as e:
+        raise PermanentError(f"schema: {e}") from None
+    return Event.from_dict(doc)

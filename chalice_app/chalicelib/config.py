@@ -1,0 +1,133 @@
+"""One config module: every environment variable, its name and local default.
+
+The same names appear in .chalice/config.json and in the Lambda environment
+that infra/ sets, so there is one place to look.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PLATFORM_MODE = "PLATFORM_MODE"            # embedded | aws-local | aws
+DATA_DIR = "DATA_DIR"                      # embedded: SQLite files, keyring, logs
+PORT = "PORT"                              # local API port
+SIMULATOR_PORT = "SIMULATOR_PORT"          # local PSP simulator port
+SIMULATOR_URL = "SIMULATOR_URL"            # where the simulator connectors call
+PLATFORM_REGION = "PLATFORM_REGION"        # home region stamped on events
+BUS_PARTITIONS = "BUS_PARTITIONS"          # partitions per topic
+BATCH_SIZE = "BATCH_SIZE"                  # records per handler invocation
+MAX_ATTEMPTS = "MAX_ATTEMPTS"              # deliveries before a record goes to <topic>.dlq
+RETRY_BASE_MS = "RETRY_BASE_MS"            # first retry backoff (doubles, with jitter)
+RETRY_MAX_MS = "RETRY_MAX_MS"              # backoff cap
+PSP_TIMEOUT_S = "PSP_TIMEOUT_S"            # connector read timeout
+WEBHOOK_TIMEOUT_S = "WEBHOOK_TIMEOUT_S"    # merchant webhook timeout
+API_KEY_PEPPER = "API_KEY_PEPPER"          # HMAC key for hashing API keys at rest
+IDEMPOTENCY_TTL_S = "IDEMPOTENCY_TTL_S"    # how long API idempotency keys are kept
+LOG_LEVEL = "LOG_LEVEL"
+
+DEFAULTS: dict[str, str] = {
+    PLATFORM_MODE: "embedded",
+    DATA_DIR: ".data",
+    PORT: "8000",
+    SIMULATOR_PORT: "8100",
+    SIMULATOR_URL: "",  # derived from SIMULATOR_PORT when empty
+    PLATFORM_REGION: "local-1",
+    BUS_PARTITIONS: "4",
+    BATCH_SIZE: "100",
+    MAX_ATTEMPTS: "5",
+    RETRY_BASE_MS: "200",
+    RETRY_MAX_MS: "10000",
+    PSP_TIMEOUT_S: "2.0",
+    WEBHOOK_TIMEOUT_S: "2.0",
+    API_KEY_PEPPER: "local-development-pepper",
+    IDEMPOTENCY_TTL_S: str(24 * 3600),
+    LOG_LEVEL: "INFO",
+}
+
+MODES = ("embedded", "aws-local", "aws")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _get(env: dict[str, str], name: str) -> str:
+    return env.get(name) or DEFAULTS[name]
+
+
+def _int(env: dict[str, str], name: str) -> int:
+    try:
+        return int(_get(env, name))
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {env.get(name)!r}") from None
+
+
+def _float(env: dict[str, str], name: str) -> float:
+    try:
+        return float(_get(env, name))
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {env.get(name)!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    mode: str
+    data_dir: Path
+    port: int
+    simulator_port: int
+    simulator_url: str
+    region: str
+    partitions: int
+    batch_size: int
+    max_attempts: int
+    retry_base_ms: int
+    retry_max_ms: int
+    psp_timeout_s: float
+    webhook_timeout_s: float
+    api_key_pepper: bytes = field(repr=False)
+    idempotency_ttl_s: int
+    log_level: str
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        mode = _get(env, PLATFORM_MODE)
+        if mode not in MODES:
+            raise ConfigError(f"{PLATFORM_MODE} must be one of {', '.join(MODES)}, got {mode!r}")
+        sim_port = _int(env, SIMULATOR_PORT)
+        settings = cls(
+            mode=mode,
+            data_dir=Path(_get(env, DATA_DIR)).resolve(),
+            port=_int(env, PORT),
+            simulator_port=sim_port,
+            simulator_url=_get(env, SIMULATOR_URL) or f"http://127.0.0.1:{sim_port}",
+            region=_get(env, PLATFORM_REGION),
+            partitions=_int(env, BUS_PARTITIONS),
+            batch_size=_int(env, BATCH_SIZE),
+            max_attempts=_int(env, MAX_ATTEMPTS),
+            retry_base_ms=_int(env, RETRY_BASE_MS),
+            retry_max_ms=_int(env, RETRY_MAX_MS),
+            psp_timeout_s=_float(env, PSP_TIMEOUT_S),
+            webhook_timeout_s=_float(env, WEBHOOK_TIMEOUT_S),
+            api_key_pepper=_get(env, API_KEY_PEPPER).encode(),
+            idempotency_ttl_s=_int(env, IDEMPOTENCY_TTL_S),
+            log_level=_get(env, LOG_LEVEL).upper(),
+        )
+        for name, value in ((BUS_PARTITIONS, settings.partitions), (BATCH_SIZE, settings.batch_size),
+                            (MAX_ATTEMPTS, settings.max_attempts)):
+            if value < 1:
+                raise ConfigError(f"{name} must be at least 1, got {value}")
+        return settings
+
+    @property
+    def store_path(self) -> Path:
+        return self.data_dir / "store.db"
+
+    @property
+    def bus_path(self) -> Path:
+        return self.data_dir / "bus.db"
+
+    @property
+    def keyring_path(self) -> Path:
+        return self.data_dir / "keyring.json"

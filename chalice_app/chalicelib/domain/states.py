@@ -1,0 +1,136 @@
+"""The payment state machine: one table, written once.
+
+README's state diagram is generated from TRANSITIONS (`payctl states --mermaid`)
+and a test checks the two agree.
+"""
+from __future__ import annotations
+
+from enum import Enum
+
+
+class State(str, Enum):
+    INITIATED = "initiated"
+    VALIDATED = "validated"
+    SCREENED = "screened"
+    ROUTED = "routed"
+    AUTHORIZING = "authorizing"
+    OUTCOME_UNKNOWN = "outcome_unknown"
+    AUTHORIZED = "authorized"
+    REQUIRES_CAPTURE = "requires_capture"
+    CAPTURING = "capturing"
+    CANCELLING = "cancelling"
+    CAPTURED = "captured"
+    SETTLED = "settled"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+    DECLINED = "declined"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    REQUIRES_REVIEW = "requires_review"
+
+
+class Action(str, Enum):
+    VALIDATE = "validate"
+    APPROVE_RISK = "approve_risk"
+    HOLD_FOR_REVIEW = "hold_for_review"
+    ROUTE = "route"
+    START_ATTEMPT = "start_attempt"
+    MARK_UNKNOWN = "mark_unknown"
+    AUTHORIZE = "authorize"
+    DECLINE = "decline"
+    FAIL = "fail"
+    AWAIT_CAPTURE = "await_capture"
+    REQUEST_CAPTURE = "request_capture"
+    CAPTURE = "capture"
+    REQUEST_CANCEL = "request_cancel"
+    CANCEL = "cancel"
+    SETTLE = "settle"
+    REFUND_PARTIAL = "refund_partial"
+    REFUND_FULL = "refund_full"
+
+
+S, A = State, Action
+
+# (state, action) -> next state. Anything absent is illegal.
+TRANSITIONS: dict[tuple[State, Action], State] = {
+    (S.INITIATED, A.VALIDATE): S.VALIDATED,
+    (S.INITIATED, A.FAIL): S.FAILED,
+    (S.INITIATED, A.CANCEL): S.CANCELLED,
+    (S.VALIDATED, A.APPROVE_RISK): S.SCREENED,
+    (S.VALIDATED, A.HOLD_FOR_REVIEW): S.REQUIRES_REVIEW,
+    (S.VALIDATED, A.DECLINE): S.DECLINED,
+    (S.VALIDATED, A.CANCEL): S.CANCELLED,
+    (S.SCREENED, A.ROUTE): S.ROUTED,
+    (S.SCREENED, A.FAIL): S.FAILED,
+    (S.SCREENED, A.CANCEL): S.CANCELLED,
+    (S.ROUTED, A.START_ATTEMPT): S.AUTHORIZING,
+    (S.ROUTED, A.CANCEL): S.CANCELLED,
+    (S.AUTHORIZING, A.START_ATTEMPT): S.AUTHORIZING,  # failover to the next PSP
+    (S.AUTHORIZING, A.MARK_UNKNOWN): S.OUTCOME_UNKNOWN,
+    (S.AUTHORIZING, A.AUTHORIZE): S.AUTHORIZED,
+    (S.AUTHORIZING, A.DECLINE): S.DECLINED,
+    (S.AUTHORIZING, A.FAIL): S.FAILED,
+    (S.OUTCOME_UNKNOWN, A.AUTHORIZE): S.AUTHORIZED,
+    (S.OUTCOME_UNKNOWN, A.DECLINE): S.DECLINED,
+    (S.OUTCOME_UNKNOWN, A.START_ATTEMPT): S.AUTHORIZING,  # PSP proved it never processed it
+    (S.OUTCOME_UNKNOWN, A.FAIL): S.FAILED,
+    (S.OUTCOME_UNKNOWN, A.HOLD_FOR_REVIEW): S.REQUIRES_REVIEW,
+    (S.AUTHORIZED, A.CAPTURE): S.CAPTURED,
+    (S.AUTHORIZED, A.AWAIT_CAPTURE): S.REQUIRES_CAPTURE,
+    (S.AUTHORIZED, A.FAIL): S.FAILED,
+    (S.REQUIRES_CAPTURE, A.REQUEST_CAPTURE): S.CAPTURING,
+    (S.REQUIRES_CAPTURE, A.REQUEST_CANCEL): S.CANCELLING,
+    (S.CAPTURING, A.CAPTURE): S.CAPTURED,
+    (S.CAPTURING, A.FAIL): S.FAILED,
+    (S.CANCELLING, A.CANCEL): S.CANCELLED,
+    (S.CANCELLING, A.FAIL): S.FAILED,
+    (S.CAPTURED, A.SETTLE): S.SETTLED,
+    (S.SETTLED, A.REFUND_PARTIAL): S.PARTIALLY_REFUNDED,
+    (S.SETTLED, A.REFUND_FULL): S.REFUNDED,
+    (S.PARTIALLY_REFUNDED, A.REFUND_PARTIAL): S.PARTIALLY_REFUNDED,
+    (S.PARTIALLY_REFUNDED, A.REFUND_FULL): S.REFUNDED,
+    (S.REQUIRES_REVIEW, A.CANCEL): S.CANCELLED,
+}
+
+# What merchants see. Every internal state maps to one public status.
+PUBLIC_STATUS: dict[State, str] = {
+    **{s: "processing" for s in (S.INITIATED, S.VALIDATED, S.SCREENED, S.ROUTED,
+                                 S.AUTHORIZING, S.OUTCOME_UNKNOWN, S.AUTHORIZED,
+                                 S.CAPTURING, S.CANCELLING, S.CAPTURED)},
+    S.REQUIRES_CAPTURE: "requires_capture",
+    S.SETTLED: "settled",
+    S.PARTIALLY_REFUNDED: "partially_refunded",
+    S.REFUNDED: "refunded",
+    S.DECLINED: "declined",
+    S.FAILED: "failed",
+    S.CANCELLED: "cancelled",
+    S.REQUIRES_REVIEW: "requires_review",
+}
+PUBLIC_STATUSES = tuple(sorted(set(PUBLIC_STATUS.values())))
+
+# States in which the pipeline has nothing more to do on its own (it waits for
+# the merchant, an operator, or nothing at all).
+RESTING: frozenset[State] = frozenset(s for s, p in PUBLIC_STATUS.items() if p != "processing")
+FINAL: frozenset[State] = frozenset({S.REFUNDED, S.DECLINED, S.FAILED, S.CANCELLED})
+
+
+class IllegalTransition(Exception):
+    def __init__(self, payment_id: str, state: State, action: Action):
+        self.payment_id, self.state, self.action = payment_id, state, action
+        super().__init__(
+            f"payment {payment_id}: action '{action.value}' is not allowed in state '{state.value}'")
+
+
+def next_state(payment_id: str, state: State, action: Action) -> State:
+    try:
+        return TRANSITIONS[(state, action)]
+    except KeyError:
+        raise IllegalTransition(payment_id, state, action) from None
+
+
+def mermaid() -> str:
+    """The state diagram, generated from the table, for README.md."""
+    lines = ["stateDiagram-v2", f"    [*] --> {S.INITIATED.value}"]
+    for (src, action), dst in TRANSITIONS.items():
+        lines.append(f"    {src.value} --> {dst.value}: {action.value}")
+    return "\n".join(lines)

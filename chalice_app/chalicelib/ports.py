@@ -1,0 +1,242 @@
+"""Ports: what the platform needs from the outside world, as Protocols.
+
+Adapters live in adapters/ (one file per technology) and translate vendor
+errors into the exceptions below; services and stages never see sqlite3,
+botocore or kafka errors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, Sequence
+
+from .domain.events import Event
+from .domain.payment import Payment
+from .domain.psp import PspResult
+
+
+# -- port errors ---------------------------------------------------------------
+class ConcurrencyConflict(Exception):
+    """A conditional write lost: someone else changed the item first."""
+
+
+class AlreadyExists(Exception):
+    """A create found the item already there."""
+
+
+class AlreadyProcessed(Exception):
+    """The consumer has already applied this event; its effects are durable."""
+
+
+# -- store -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Posting:
+    """One leg of a double-entry ledger transaction (amount signed: + debit, - credit)."""
+    txn_id: str
+    tenant_id: str
+    payment_id: str
+    account: str
+    currency: str
+    amount: int
+    batch: str
+    at: str
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    tenant_id: str
+    key: str
+    request_hash: str
+    status_code: int
+    response: bytes  # the exact body sent the first time
+    headers: dict[str, str]
+    expires_at: int  # epoch seconds (DynamoDB TTL attribute in AWS)
+    created_at: int = 0  # epoch seconds; a record expired by then may be replaced
+
+
+@dataclass
+class Changes:
+    """One unit of work, committed atomically: state + outbox + dedupe marker + ledger.
+
+    `expected_version` None means "create"; otherwise the stored version must
+    match or ConcurrencyConflict is raised and nothing is written.
+    """
+    payment: Payment | None = None
+    expected_version: int | None = None
+    events: list[Event] = field(default_factory=list)
+    processed: tuple[str, str] | None = None  # (consumer, event_id)
+    postings: list[Posting] = field(default_factory=list)
+    idempotency: IdempotencyRecord | None = None
+    secrets: list[tuple[str, str, bytes]] = field(default_factory=list)  # (tenant, token, ciphertext)
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    id: int
+    event: Event
+
+
+class PaymentStore(Protocol):
+    def commit(self, changes: Changes) -> None:
+        """Write everything in `changes` in one transaction, or nothing.
+
+        Raises ConcurrencyConflict, AlreadyExists or AlreadyProcessed."""
+
+    def get_payment(self, tenant_id: str, payment_id: str) -> Payment | None:
+        """The payment, read by the tenant's key (another tenant's id finds nothing)."""
+
+    def list_payments(self, tenant_id: str, status: str | None, limit: int,
+                      cursor: str | None) -> tuple[list[Payment], str | None]:
+        """Newest first, by public status if given; returns (page, next cursor)."""
+
+    def timeline(self, tenant_id: str, payment_id: str) -> list[dict[str, Any]]:
+        """Every state change of the payment, in order."""
+
+    def count_recent_payments(self, tenant_id: str, customer_id: str, since: str) -> int:
+        """Payments by this customer created at or after `since` (risk velocity)."""
+
+    def get_idempotency(self, tenant_id: str, key: str, now: int) -> IdempotencyRecord | None:
+        """The stored first response for this key, if it has not expired."""
+
+    def get_secret(self, tenant_id: str, token: str) -> bytes | None:
+        """Ciphertext stored for a vault token (card PAN, IBAN)."""
+
+    def balances(self, tenant_id: str) -> list[dict[str, Any]]:
+        """Ledger balances per account and currency for the tenant."""
+
+    def ledger_totals(self) -> list[dict[str, Any]]:
+        """Sum of postings per transaction and currency, across tenants (I4 checks)."""
+
+    def pending_outbox(self, limit: int) -> list[OutboxRecord]:
+        """Committed events not yet published, oldest first."""
+
+    def mark_published(self, ids: Sequence[int]) -> None:
+        """Forget outbox records that reached the bus."""
+
+
+class TenantDirectory(Protocol):
+    def put_tenant(self, tenant: dict[str, Any]) -> None:
+        """Create or replace a tenant's configuration."""
+
+    def get_tenant(self, tenant_id: str) -> dict[str, Any] | None:
+        """A tenant's configuration (limits, PSPs, webhook, risk rules)."""
+
+    def list_tenants(self) -> list[dict[str, Any]]:
+        """All tenants."""
+
+    def add_api_key(self, tenant_id: str, key_hash: str, prefix: str, at: str) -> None:
+        """Register a hashed API key for a tenant."""
+
+    def tenant_for_key(self, key_hash: str) -> str | None:
+        """The tenant an (unrevoked) API key hash belongs to."""
+
+    def mark_redriven(self, entry_ids: Sequence[str], at: str) -> None:
+        """Remember that these DLQ entries have been re-injected."""
+
+    def redriven_ids(self) -> set[str]:
+        """DLQ entry ids already re-injected."""
+
+
+# -- bus -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class OutRecord:
+    topic: str
+    key: str
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True)
+class BusRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: str
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+    timestamp_ms: int
+
+
+class BusConsumer(Protocol):
+    def poll(self, max_records: int) -> list[BusRecord]:
+        """Next records after the group's position, in offset order per partition."""
+
+    def commit(self, offsets: dict[tuple[str, int], int]) -> None:
+        """Durably store the next offset to read for each (topic, partition)."""
+
+    def seek(self, topic: str, partition: int, offset: int) -> None:
+        """Move the in-memory position back (to redeliver after a failure)."""
+
+    def lag(self) -> int:
+        """Records published but not yet committed by this group."""
+
+    def close(self) -> None:
+        """Release the consumer."""
+
+
+class EventBus(Protocol):
+    def ensure_topics(self, topics: Sequence[str]) -> None:
+        """Create topics that do not exist yet (idempotent)."""
+
+    def publish(self, records: Sequence[OutRecord]) -> None:
+        """Append records durably; keyed records keep their order per key."""
+
+    def consumer(self, group: str, topics: Sequence[str]) -> BusConsumer:
+        """A consumer-group member reading `topics` from the group's committed offsets."""
+
+    def read_all(self, topic: str) -> list[BusRecord]:
+        """Every record of a topic from the start (DLQ listing, audits)."""
+
+
+# -- PSP connectors ------------------------------------------------------------
+@dataclass(frozen=True)
+class AuthorizeRequest:
+    idempotency_key: str
+    amount: int
+    currency: str
+    card: dict[str, Any] | None  # {"number", "exp_month", "exp_year"}: decrypted only for this call
+    reference: str | None
+    correlation_id: str
+    bank_account: dict[str, Any] | None = None  # {"iban"}: decrypted only for this call
+
+    def __repr__(self) -> str:  # never print a PAN
+        return f"AuthorizeRequest({self.idempotency_key}, {self.amount} {self.currency})"
+
+
+class Connector(Protocol):
+    name: str
+
+    def authorize(self, request: AuthorizeRequest) -> PspResult:
+        """Ask the PSP to authorize; the same idempotency key never charges twice."""
+
+    def capture(self, psp_reference: str, amount: int, currency: str, idempotency_key: str) -> PspResult:
+        """Capture (part of) an authorization."""
+
+    def void(self, psp_reference: str, idempotency_key: str) -> PspResult:
+        """Release an uncaptured authorization."""
+
+    def refund(self, psp_reference: str, amount: int, currency: str, idempotency_key: str) -> PspResult:
+        """Refund (part of) a captured payment."""
+
+    def status(self, idempotency_key: str) -> PspResult:
+        """What the PSP knows of an authorization sent with this key (NOT_FOUND if nothing)."""
+
+
+# -- keys and time ---------------------------------------------------------------
+class KeyService(Protocol):
+    def encrypt(self, tenant_id: str, plaintext: bytes) -> bytes:
+        """Envelope-encrypt under the tenant's data key (context: tenant id)."""
+
+    def decrypt(self, tenant_id: str, blob: bytes) -> bytes:
+        """Decrypt; fails if the blob belongs to another tenant or the key was destroyed."""
+
+    def destroy_tenant_key(self, tenant_id: str) -> None:
+        """Crypto-shred: the tenant's data becomes unreadable."""
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Current UTC time."""
+
+    def sleep(self, seconds: float) -> None:
+        """Wait (a simulated clock advances instead)."""

@@ -1,0 +1,1 @@
+"""Runtime: wiring, the Lambda-shaped batch handler, the local event-source runner."""

@@ -1,0 +1,76 @@
+"""What every stage needs: load the payment, emit events, commit once."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from .. import codec
+from ..clock import iso
+from ..domain.events import Event
+from ..domain.payment import Payment
+from ..errors import PermanentError, TransientError
+from ..ports import AlreadyProcessed, Changes, ConcurrencyConflict, Posting
+
+log = logging.getLogger("payments.stage")
+
+
+@dataclass
+class StageContext:
+    """A stage's view of the platform (built by runtime.bootstrap)."""
+    name: str
+    platform: Any  # runtime.bootstrap.Platform; Any to keep stages free of wiring imports
+
+    @property
+    def store(self):
+        return self.platform.store
+
+    @property
+    def clock(self):
+        return self.platform.clock
+
+    @property
+    def settings(self):
+        return self.platform.settings
+
+    def now(self) -> str:
+        return iso(self.clock.now())
+
+    def tenant(self, tenant_id: str) -> dict[str, Any]:
+        tenant = self.platform.tenants.get_tenant(tenant_id)
+        if tenant is None:
+            raise PermanentError(f"unknown tenant {tenant_id}")
+        return tenant
+
+    def load(self, event: Event) -> Payment:
+        """The payment the event is about, read with the event's tenant in the key."""
+        payment = self.store.get_payment(event.tenant_id, event.payment_id)
+        if payment is None:
+            raise PermanentError(f"payment {event.payment_id} not found for tenant {event.tenant_id}")
+        return payment
+
+    def event(self, cause: Event, payment: Payment, etype: str, data: dict[str, Any]) -> Event:
+        return codec.new_event(etype, tenant_id=payment.tenant_id, payment_id=payment.payment_id,
+                               correlation_id=cause.correlation_id, causation_id=cause.event_id,
+                               at=self.now(), region=self.settings.region, data=data)
+
+    def commit(self, cause: Event | None, payment: Payment | None, expected_version: int | None,
+               events: list[Event] = (), postings: list[Posting] = (), final: bool = True) -> bool:
+        """Commit state + outbox (+ the processed marker when `final`). False if already done."""
+        changes = Changes(payment=payment, expected_version=expected_version, events=list(events),
+                          postings=list(postings),
+                          processed=(self.name, cause.event_id) if (final and cause) else None)
+        try:
+            self.store.commit(changes)
+        except AlreadyProcessed:
+            log.info("duplicate delivery ignored", extra={"stage": self.name, "event_id": cause.event_id})
+            return False
+        except ConcurrencyConflict as e:
+            raise TransientError(str(e)) from None
+        return True
+
+    def skip(self, cause: Event, payment: Payment, why: str) -> None:
+        """The payment has moved on (redelivery or a race): remember the event, change nothing."""
+        log.info("event skipped", extra={"stage": self.name, "payment_id": payment.payment_id,
+                                          "event_id": cause.event_id, "why": why})
+        self.commit(cause, None, None)

@@ -1,0 +1,73 @@
+"""Capture: capture automatically after authorization, or on the merchant's request
+(partial allowed); void an authorization the merchant cancelled."""
+from __future__ import annotations
+
+from ..domain.events import Event
+from ..domain.payment import Payment
+from ..domain.psp import Outcome, PspResult
+from ..domain.states import State
+from ..errors import TransientError
+from .base import StageContext
+
+NAME = "capture"
+CONSUMES = ("payments.authorized", "payments.capture_requested", "payments.cancel_requested")
+
+
+def _definite(result: PspResult, what: str, payment: Payment) -> PspResult:
+    # Capture and void carry idempotency keys: retrying an unclear answer is safe.
+    if result.outcome in (Outcome.UNKNOWN, Outcome.UNAVAILABLE, Outcome.SOFT_DECLINED):
+        raise TransientError(f"{what} of {payment.payment_id}: {result.outcome.value} ({result.message})")
+    return result
+
+
+def _capture(event: Event, ctx: StageContext, payment: Payment, amount: int) -> None:
+    attempt = payment.authorized_attempt
+    version = payment.version
+    result = _definite(ctx.platform.connector(attempt.psp).capture(
+        attempt.psp_reference, amount, payment.currency, f"{payment.payment_id}-capture"), "capture", payment)
+    if result.outcome == Outcome.APPROVED:
+        payment.captured(ctx.now(), amount, result.psp_reference)
+        out = ctx.event(event, payment, "payments.captured", {
+            "psp": attempt.psp, "amount": amount, "currency": payment.currency,
+            "psp_reference": result.psp_reference or attempt.psp_reference})
+    else:
+        msg = f"{attempt.psp} refused the capture: {result.message or result.code}"
+        payment.fail(ctx.now(), NAME, result.code or "capture_refused", msg)
+        out = ctx.event(event, payment, "payments.failed",
+                        {"status": payment.status, "code": result.code or "capture_refused", "message": msg,
+                         "stage": NAME})
+    ctx.commit(event, payment, version, [out])
+
+
+def handle(event: Event, ctx: StageContext) -> None:
+    payment = ctx.load(event)
+    if event.type == "payments.authorized":
+        if payment.state != State.AUTHORIZED:
+            return ctx.skip(event, payment, f"already {payment.state.value}")
+        if payment.capture_mode == "automatic":
+            return _capture(event, ctx, payment, payment.amount)
+        version = payment.version
+        payment.await_capture(ctx.now())
+        ctx.commit(event, payment, version)
+    elif event.type == "payments.capture_requested":
+        if payment.state != State.CAPTURING:
+            return ctx.skip(event, payment, f"already {payment.state.value}")
+        _capture(event, ctx, payment, event.data["amount"])
+    else:  # payments.cancel_requested
+        if payment.state != State.CANCELLING:
+            return ctx.skip(event, payment, f"already {payment.state.value}")
+        attempt = payment.authorized_attempt
+        version = payment.version
+        result = _definite(ctx.platform.connector(attempt.psp).void(
+            attempt.psp_reference, f"{payment.payment_id}-void"), "void", payment)
+        if result.outcome == Outcome.APPROVED:
+            payment.voided(ctx.now())
+            out = ctx.event(event, payment, "payments.cancelled",
+                            {"reason": event.data.get("reason"), "status": "cancelled"})
+        else:
+            msg = f"{attempt.psp} refused the void: {result.message or result.code}"
+            payment.fail(ctx.now(), NAME, result.code or "void_refused", msg)
+            out = ctx.event(event, payment, "payments.failed",
+                            {"status": payment.status, "code": result.code or "void_refused", "message": msg,
+                             "stage": NAME})
+        ctx.commit(event, payment, version, [out])

@@ -1,0 +1,44 @@
+"""Notification: tell the merchant, by a signed webhook, how each payment ended.
+
+Delivery is at least once: the event id doubles as the webhook id so a
+merchant can drop repeats. A failed delivery is retried with backoff by the
+event source, then lands in this stage's own DLQ topics.
+"""
+from __future__ import annotations
+
+import base64
+
+import orjson
+
+from ..domain.events import Event
+from ..errors import TransientError
+from ..webhooks import SIGNATURE_HEADER, sign
+from .base import StageContext
+
+NAME = "notification"
+CONSUMES = ("payments.settled", "payments.failed", "payments.cancelled")
+
+
+def handle(event: Event, ctx: StageContext) -> None:
+    tenant = ctx.tenant(event.tenant_id)
+    hook = tenant.get("webhook") or {}
+    if not hook.get("url"):
+        ctx.commit(event, None, None)  # nothing to send; remember we looked
+        return
+    payment = ctx.load(event)
+    body = orjson.dumps({
+        "id": event.event_id, "type": event.type, "created": event.occurred_at,
+        "data": {"payment_id": payment.payment_id, "status": payment.status, "amount": payment.amount,
+                 "currency": payment.currency, "reference": payment.reference, **event.data},
+    })
+    secret = ctx.platform.keys.decrypt(event.tenant_id, base64.b64decode(hook["secret_enc"]))
+    timestamp = int(ctx.clock.now().timestamp())
+    headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, timestamp, body),
+               "X-Correlation-Id": event.correlation_id, "Webhook-Id": event.event_id}
+    try:
+        status = ctx.platform.post_webhook(hook["url"], body, headers, ctx.settings.webhook_timeout_s)
+    except OSError as e:
+        raise TransientError(f"webhook to {hook['url']} failed: {e}") from None
+    if not 200 <= status < 300:
+        raise TransientError(f"webhook to {hook['url']} answered {status}")
+    ctx.commit(event, None, None)

@@ -1,0 +1,33 @@
+"""Refund: send a requested (partial or full) refund to the PSP that captured the payment."""
+from __future__ import annotations
+
+from ..domain.events import Event
+from ..domain.psp import Outcome
+from ..errors import TransientError
+from .base import StageContext
+
+NAME = "refund"
+CONSUMES = ("payments.refund_requested",)
+
+
+def handle(event: Event, ctx: StageContext) -> None:
+    payment = ctx.load(event)
+    refund_id = event.data["refund_id"]
+    refund = payment.find_refund(refund_id)
+    if refund.status != "pending":
+        return ctx.skip(event, payment, f"refund {refund_id} already {refund.status}")
+    attempt = payment.authorized_attempt
+    version = payment.version
+    result = ctx.platform.connector(attempt.psp).refund(
+        attempt.psp_reference, refund.amount, payment.currency, refund_id)
+    if result.outcome in (Outcome.UNKNOWN, Outcome.UNAVAILABLE, Outcome.SOFT_DECLINED):
+        raise TransientError(f"refund {refund_id}: {result.outcome.value} ({result.message})")
+    if result.outcome == Outcome.APPROVED:
+        payment.refund_succeeded(ctx.now(), refund_id, result.psp_reference)
+        out = [ctx.event(event, payment, "payments.refunded", {
+            "refund_id": refund_id, "psp": attempt.psp, "amount": refund.amount, "currency": payment.currency,
+            "psp_reference": result.psp_reference})]
+    else:
+        payment.refund_failed(ctx.now(), refund_id, result.code or "refund_refused")
+        out = []
+    ctx.commit(event, payment, version, out)
