@@ -24,7 +24,7 @@ PSP_TIMEOUT_S = "PSP_TIMEOUT_S"            # connector read timeout
 WEBHOOK_TIMEOUT_S = "WEBHOOK_TIMEOUT_S"    # merchant webhook timeout
 API_KEY_PEPPER = "API_KEY_PEPPER"          # HMAC key for hashing API keys at rest
 IDEMPOTENCY_TTL_S = "IDEMPOTENCY_TTL_S"    # how long API idempotency keys are kept
-LOG_LEVEL = "LOG_LEVEL"
+LOG_LEVEL = "LOG_LEVEL"                  # Python log level
 
 DEFAULTS: dict[str, str] = {
     PLATFORM_MODE: "embedded",

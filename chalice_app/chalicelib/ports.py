@@ -187,6 +187,9 @@ class EventBus(Protocol):
     def read_all(self, topic: str) -> list[BusRecord]:
         """Every record of a topic from the start (DLQ listing, audits)."""
 
+    def topics(self) -> list[str]:
+        """Names of every topic, sorted."""
+
 
 # -- PSP connectors ------------------------------------------------------------
 @dataclass(frozen=True)

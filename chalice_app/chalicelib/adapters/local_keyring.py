@@ -31,6 +31,7 @@ class LocalKeyring:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._cache: dict[str, bytes] = {}
+        self._stamp: tuple[int, int, int] | None = None
         self._lock = threading.Lock()
         with self._locked() as ring:
             if "platform_key" not in ring:
@@ -57,7 +58,20 @@ class LocalKeyring:
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
 
+    def _ring_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
     def _data_key(self, tenant_id: str, create: bool) -> bytes:
+        # The ring is replaced atomically on every change: a new inode means another
+        # process may have shredded a key we cached, so forget them all.
+        stamp = self._ring_stamp()
+        if stamp != self._stamp:
+            self._cache.clear()
+            self._stamp = stamp
         key = self._cache.get(tenant_id)
         if key is not None:
             return key

@@ -6,6 +6,8 @@ read with another tenant's id finds nothing rather than being filtered after.
 from __future__ import annotations
 
 import base64
+import binascii
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any, Sequence
@@ -57,11 +59,18 @@ def _encode_cursor(payment_id: str) -> str:
     return base64.urlsafe_b64encode(payment_id.encode()).decode().rstrip("=")
 
 
+_CURSOR_ID = re.compile(r"pay_[0-9A-Z]{26}")
+
+
 def _decode_cursor(cursor: str) -> str:
+    # validate=True: b64decode would otherwise drop junk characters and "decode" garbage.
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError("cursor is not one this API returned") from None
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raw = ""
+    if not _CURSOR_ID.fullmatch(raw):
+        raise ValueError("cursor is not one this API returned")
+    return raw
 
 
 class SqliteStore:
@@ -100,7 +109,9 @@ class SqliteStore:
                 for tenant_id, token, ciphertext in changes.secrets:
                     conn.execute("INSERT INTO vault VALUES (?, ?, ?)", (tenant_id, token, ciphertext))
         except sqlite3.IntegrityError as e:
-            raise AlreadyExists(str(e)) from None
+            if e.sqlite_errorname in ("SQLITE_CONSTRAINT_PRIMARYKEY", "SQLITE_CONSTRAINT_UNIQUE"):
+                raise AlreadyExists(str(e)) from None
+            raise  # a NOT NULL or CHECK failure is a bug, not a duplicate
         if p is not None:
             p.version = (changes.expected_version or 0) + 1
             p.pending_timeline.clear()

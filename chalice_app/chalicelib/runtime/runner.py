@@ -7,13 +7,15 @@ record of each partition (after the handler's effects are durable); the
 failed record is redelivered with exponential backoff and jitter, and after
 MAX_ATTEMPTS deliveries it goes to <topic>.dlq with the last error.
 
-The outbox relay runs in the same loop, so `make local` needs one process.
+The outbox relay runs in the same process; each stage polls in its own
+thread, so a slow PSP holds up only the stage that called it.
 """
 from __future__ import annotations
 
 import logging
 import random
 import signal
+import threading
 import time
 from typing import Any, Callable
 
@@ -124,16 +126,36 @@ class Runner:
             time.sleep(0.01)
 
     def run_forever(self) -> None:
+        """One polling thread per stage (and one for the relay) until SIGTERM/SIGINT."""
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
-        idle_sleep = 0.005
+        loops: list[Callable[[], int]] = [w.step for w in self.workers]
+        if self.relay:
+            loops.append(lambda: relay_once(self.platform.store, self.platform.bus))
+        threads = [threading.Thread(target=self._loop, args=(fn,), daemon=True) for fn in loops]
+        for t in threads:
+            t.start()
+        while not self.stopping and all(t.is_alive() for t in threads):
+            time.sleep(0.1)
+        self.stopping = True
+        for t in threads:  # each finishes its current batch: offsets stay consistent
+            t.join(timeout=30)
+        log.info("runner stopped")
+
+    def _loop(self, step: Callable[[], int]) -> None:
+        idle_sleep = 0.002
         while not self.stopping:
-            if self.step():
-                idle_sleep = 0.005
+            try:
+                moved = step()
+            except Exception:  # noqa: BLE001 - a broken poll must not kill the worker silently
+                log.exception("poll loop error; retrying")
+                moved = 0
+                time.sleep(1.0)
+            if moved:
+                idle_sleep = 0.002
             else:
                 time.sleep(idle_sleep)
-                idle_sleep = min(idle_sleep * 2, 0.1)
-        log.info("runner stopped")
+                idle_sleep = min(idle_sleep * 2, 0.05)
 
     def _stop(self, *_: Any) -> None:
         self.stopping = True

@@ -11,6 +11,7 @@ import base64
 import orjson
 
 from ..domain.events import Event
+from ..domain.payment import TimelineEntry
 from ..errors import TransientError
 from ..webhooks import SIGNATURE_HEADER, sign
 from .base import StageContext
@@ -19,13 +20,20 @@ NAME = "notification"
 CONSUMES = ("payments.settled", "payments.failed", "payments.cancelled")
 
 
+def _record(event: Event, ctx: StageContext, payment, detail: dict) -> None:
+    """Put the delivery on the payment's timeline, so a trace ends at the webhook."""
+    version = payment.version
+    payment.pending_timeline.append(TimelineEntry(ctx.now(), "notify", payment.state.value, payment.state.value,
+                                                  NAME, {"event": event.type, **detail}))
+    ctx.commit(event, payment, version)
+
+
 def handle(event: Event, ctx: StageContext) -> None:
     tenant = ctx.tenant(event.tenant_id)
     hook = tenant.get("webhook") or {}
-    if not hook.get("url"):
-        ctx.commit(event, None, None)  # nothing to send; remember we looked
-        return
     payment = ctx.load(event)
+    if not hook.get("url"):
+        return _record(event, ctx, payment, {"delivered": False, "why": "no webhook URL configured"})
     body = orjson.dumps({
         "id": event.event_id, "type": event.type, "created": event.occurred_at,
         "data": {"payment_id": payment.payment_id, "status": payment.status, "amount": payment.amount,
@@ -41,4 +49,4 @@ def handle(event: Event, ctx: StageContext) -> None:
         raise TransientError(f"webhook to {hook['url']} failed: {e}") from None
     if not 200 <= status < 300:
         raise TransientError(f"webhook to {hook['url']} answered {status}")
-    ctx.commit(event, None, None)
+    _record(event, ctx, payment, {"delivered": True, "status_code": status, "webhook_id": event.event_id})

@@ -1,0 +1,243 @@
+"""payctl: operate the platform from a terminal. Every command takes --json.
+
+It reads the same configuration as the running stack (DATA_DIR, PORT, ...),
+so it works beside `make local`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Callable
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from . import tenancy
+from .config import ConfigError, Settings
+from .runtime import bootstrap
+
+console = Console()
+err = Console(stderr=True)
+
+
+class CliError(Exception):
+    pass
+
+
+def emit(args: argparse.Namespace, data: Any, render: Callable[[Any], None]) -> None:
+    if args.json:
+        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        render(data)
+
+
+def platform() -> Any:
+    return bootstrap.build(Settings.from_env())
+
+
+# -- tenants ---------------------------------------------------------------------------
+def cmd_tenant_create(args: argparse.Namespace) -> int:
+    try:
+        created = tenancy.create_tenant(platform(), args.name, webhook_url=args.webhook_url,
+                                        environment="live" if args.live else "test")
+    except tenancy.TenantError as e:
+        raise CliError(str(e)) from None
+
+    def render(d: dict) -> None:
+        console.print(f"tenant [bold]{d['tenant_id']}[/] ({d['name']}) created")
+        console.print(f"API key (shown once): [bold]{d['api_key']}[/]")
+        if d.get("webhook_secret"):
+            console.print(f"webhook secret (shown once): {d['webhook_secret']}")
+    emit(args, created, render)
+    return 0
+
+
+def cmd_tenant_list(args: argparse.Namespace) -> int:
+    tenants = [{"tenant_id": t["tenant_id"], "name": t["name"], "created_at": t.get("created_at"),
+                "webhook_url": (t.get("webhook") or {}).get("url")} for t in platform().tenants.list_tenants()]
+
+    def render(rows: list) -> None:
+        table = Table("tenant_id", "name", "created_at", "webhook_url")
+        for r in rows:
+            table.add_row(r["tenant_id"], r["name"], r["created_at"] or "", r["webhook_url"] or "")
+        console.print(table)
+    emit(args, tenants, render)
+    return 0
+
+
+# -- payments --------------------------------------------------------------------------
+def find_payment(p: Any, payment_id: str, tenant_id: str | None) -> Any:
+    """Admin lookup: the given tenant, or every tenant in turn (reads stay tenant-keyed)."""
+    tenants = [tenant_id] if tenant_id else [t["tenant_id"] for t in p.tenants.list_tenants()]
+    for t in tenants:
+        payment = p.store.get_payment(t, payment_id)
+        if payment:
+            return payment
+    raise CliError(f"no payment {payment_id}" + (f" for tenant {tenant_id}" if tenant_id else ""))
+
+
+def cmd_payments_show(args: argparse.Namespace) -> int:
+    from .service import payment_view
+    p = platform()
+    payment = find_payment(p, args.payment_id, args.tenant)
+    view = payment_view(payment, p.store.timeline(payment.tenant_id, payment.payment_id))
+    view["tenant_id"] = payment.tenant_id
+
+    def render(v: dict) -> None:
+        console.print(f"[bold]{v['id']}[/]  {v['status']}  {v['amount']} {v['currency']}  tenant {v['tenant_id']}")
+        for a in v["attempts"]:
+            console.print(f"  attempt {a['number']} @ {a['psp']}: {a['status']} {a['code'] or ''}")
+        if v["failure"]:
+            console.print(f"  failure: {v['failure']['code']}: {v['failure']['message']}")
+    emit(args, view, render)
+    return 0
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from .observability import trace
+    p = platform()
+    payment = find_payment(p, args.payment_id, args.tenant)
+    report = trace(p, payment)
+
+    def render(r: dict) -> None:
+        table = Table("#", "at", "stage", "action", "from → to", "+ms", title=f"{r['payment_id']} ({r['status']})")
+        for row in r["steps"]:
+            table.add_row(str(row["seq"]), row["at"][11:26], row["stage"], row["action"],
+                          f"{row['from']} → {row['to']}", f"{row['since_previous_ms']:.1f}")
+        console.print(table)
+        console.print("per stage (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in r["stage_ms"].items()))
+        console.print(f"accepted → {r['status']}: {r['total_ms']:.1f} ms")
+    emit(args, report, render)
+    return 0
+
+
+# -- DLQ -------------------------------------------------------------------------------
+def cmd_dlq_list(args: argparse.Namespace) -> int:
+    from .runtime.dlq_admin import list_entries
+    entries = list_entries(platform(), args.stage, include_redriven=args.all)
+
+    def render(rows: list) -> None:
+        table = Table("entry_id", "stage", "topic", "payment", "attempts", "error", "redriven")
+        for e in rows:
+            table.add_row(e["entry_id"], e["stage"], e["topic"], e["key"], str(e["attempts"]), e["error"][:80],
+                          "yes" if e["redriven"] else "")
+        console.print(table)
+        console.print(f"{sum(1 for e in rows if not e['redriven'])} waiting")
+    emit(args, entries, render)
+    return 0
+
+
+def cmd_dlq_redrive(args: argparse.Namespace) -> int:
+    from .runtime.dlq_admin import redrive
+    report = redrive(platform(), args.stage, args.id)
+
+    def render(r: dict) -> None:
+        console.print(f"redriven {r['redriven']} entr{'y' if r['redriven'] == 1 else 'ies'}"
+                      + (f" ({', '.join(r['entries'])})" if r["entries"] else ""))
+    emit(args, report, render)
+    return 0 if report["redriven"] or not args.id else 1
+
+
+# -- demo, ledger, states --------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import DemoError, run_demo
+    try:
+        report = run_demo(Settings.from_env(), args.count, args.concurrency, args.api_key, args.url, args.timeout,
+                          quiet=args.json)
+    except DemoError as e:
+        raise CliError(str(e)) from None
+
+    def render(r: dict) -> None:
+        table = Table("outcome", "payments", title=f"{r['count']} payments in {r['elapsed_s']:.1f} s")
+        for k, v in sorted(r["outcomes"].items()):
+            table.add_row(k, str(v))
+        console.print(table)
+        console.print(f"accepted {r['accepted_per_s']:.0f}/s; end to end {r['completed_per_s']:.1f} payments/s; "
+                      f"accept→final p50 {r['latency_ms']['p50']:.0f} ms, p95 {r['latency_ms']['p95']:.0f} ms")
+    emit(args, report, render)
+    return 0 if report["outcomes"].get("still processing", 0) == 0 else 1
+
+
+def cmd_ledger_check(args: argparse.Namespace) -> int:
+    totals = platform().store.ledger_totals()
+    bad = [t for t in totals if t["sum"] != 0]
+    report = {"transactions": len(totals), "unbalanced": bad, "balanced": not bad}
+    emit(args, report, lambda r: console.print(
+        f"{r['transactions']} ledger transactions: " + ("all balanced" if r["balanced"] else
+                                                        f"[red]{len(r['unbalanced'])} unbalanced[/]")))
+    return 0 if not bad else 1
+
+
+def cmd_states(args: argparse.Namespace) -> int:
+    from .domain.states import TRANSITIONS, mermaid
+    data = {"mermaid": mermaid(), "transitions": [[s.value, a.value, t.value] for (s, a), t in TRANSITIONS.items()]}
+    emit(args, data, lambda d: print(d["mermaid"]))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="payctl", description="Operate the payment platform.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    tenant = sub.add_parser("tenant", help="tenants and their API keys").add_subparsers(dest="sub", required=True)
+    c = tenant.add_parser("create", parents=[common], help="create a tenant and its first API key")
+    c.add_argument("name")
+    c.add_argument("--webhook-url")
+    c.add_argument("--live", action="store_true", help="issue a pk_live_ key instead of pk_test_")
+    c.set_defaults(fn=cmd_tenant_create)
+    tenant.add_parser("list", parents=[common], help="list tenants").set_defaults(fn=cmd_tenant_list)
+
+    payments = sub.add_parser("payments", help="inspect payments").add_subparsers(dest="sub", required=True)
+    s = payments.add_parser("show", parents=[common], help="one payment")
+    s.add_argument("payment_id")
+    s.add_argument("--tenant")
+    s.set_defaults(fn=cmd_payments_show)
+
+    t = sub.add_parser("trace", parents=[common], help="a payment's timeline with per-stage latency")
+    t.add_argument("payment_id")
+    t.add_argument("--tenant")
+    t.set_defaults(fn=cmd_trace)
+
+    dlq = sub.add_parser("dlq", help="dead-letter queues").add_subparsers(dest="sub", required=True)
+    d = dlq.add_parser("list", parents=[common], help="entries waiting in the DLQs")
+    d.add_argument("--stage")
+    d.add_argument("--all", action="store_true", help="include entries already redriven")
+    d.set_defaults(fn=cmd_dlq_list)
+    r = dlq.add_parser("redrive", parents=[common], help="re-inject entries into their original topics")
+    r.add_argument("--stage")
+    r.add_argument("--id")
+    r.set_defaults(fn=cmd_dlq_redrive)
+
+    demo = sub.add_parser("demo", parents=[common], help="send payments to the running stack")
+    demo.add_argument("--count", type=int, default=20)
+    demo.add_argument("--concurrency", type=int, default=8)
+    demo.add_argument("--api-key", help="default: the demo tenant make local created")
+    demo.add_argument("--url", help="default: http://127.0.0.1:$PORT")
+    demo.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for outcomes")
+    demo.set_defaults(fn=cmd_demo)
+
+    ledger = sub.add_parser("ledger", help="ledger checks").add_subparsers(dest="sub", required=True)
+    ledger.add_parser("check", parents=[common], help="every transaction balanced per currency").set_defaults(
+        fn=cmd_ledger_check)
+
+    sub.add_parser("states", parents=[common], help="the state machine (mermaid)").set_defaults(fn=cmd_states)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (CliError, ConfigError) as e:
+        if getattr(args, "json", False):
+            sys.stdout.write(orjson.dumps({"error": str(e)}).decode() + "\n")
+        else:
+            err.print(f"payctl: {e}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""`make local`: the whole platform on one machine, no cloud, no Docker.
+
+Starts the PSP simulator, the stage worker and the API (`chalice local`),
+creates a demo tenant on first run, prints how to use it, and stops
+everything on Ctrl-C. Data lives in $DATA_DIR and survives restarts.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .. import tenancy
+from ..config import Settings
+from . import bootstrap
+
+APP_DIR = Path(__file__).resolve().parents[2]
+DEMO_FILE = "demo-tenant.json"
+
+
+def demo_tenant(platform: Any) -> tuple[dict[str, Any], bool]:
+    """The demo tenant's credentials, created on first run. (dict, created?)"""
+    path = platform.settings.data_dir / DEMO_FILE
+    if path.exists():
+        return orjson.loads(path.read_bytes()), False
+    webhook = f"{platform.settings.simulator_url}/webhooks/demo"
+    created = tenancy.create_tenant(platform, "demo", webhook_url=webhook)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # a local test key, readable by you only
+    with os.fdopen(fd, "wb") as f:
+        f.write(orjson.dumps(created, option=orjson.OPT_INDENT_2))
+    return created, True
+
+
+def wait_http(url: str, proc: subprocess.Popen, name: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {proc.returncode} while starting")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{name} did not answer {url} within {timeout_s:.0f} s")
+
+
+class Supervisor:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.logs = settings.data_dir / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, args: list[str]) -> subprocess.Popen:
+        log = open(self.logs / f"{name}.log", "ab")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "DATA_DIR": str(self.settings.data_dir)}
+        proc = subprocess.Popen(args, cwd=APP_DIR, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)  # Ctrl-C reaches us; we stop children in order
+        self.procs.append((name, proc))
+        return proc
+
+    def stop(self) -> None:
+        for name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for name, proc in reversed(self.procs):
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+
+    def watch(self) -> int:
+        while True:
+            for name, proc in self.procs:
+                if proc.poll() is not None:
+                    print(f"\n{name} stopped unexpectedly (exit {proc.returncode}); see {self.logs / (name + '.log')}",
+                          file=sys.stderr)
+                    return 1
+            time.sleep(0.5)
+
+
+def main() -> int:
+    settings = Settings.from_env()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    py = sys.executable
+    sup = Supervisor(settings)
+    stopping = {"flag": False}
+
+    def on_signal(*_: Any) -> None:
+        stopping["flag"] = True
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        print(f"data: {settings.data_dir}  logs: {sup.logs}")
+        sim = sup.start("simulator", [py, "-m", "chalicelib.connectors.simulator_server", "--host", "127.0.0.1",
+                                      "--port", str(settings.simulator_port),
+                                      "--db", str(settings.data_dir / "simulator.db")])
+        wait_http(f"{settings.simulator_url}/health", sim, "PSP simulator")
+        print(f"  PSP simulator  {settings.simulator_url}  (PSPs sim-a, sim-b)")
+        platform = bootstrap.build(settings)
+        from ..stages import topics
+        platform.bus.ensure_topics(topics())
+        creds, created = demo_tenant(platform)
+        sup.start("worker", [py, "-m", "chalicelib.runtime.worker"])
+        print("  stage worker   validation → risk → routing → authorization → capture → settlement → notification")
+        chalice = str(Path(py).parent / "chalice")
+        api = sup.start("api", [chalice, "local", "--host", "127.0.0.1", "--port", str(settings.port),
+                                "--stage", "dev", "--no-autoreload"])
+        base = f"http://127.0.0.1:{settings.port}"
+        wait_http(f"{base}/health", api, "API (chalice local)")
+        print(f"  API            {base}")
+        print(("\nCreated" if created else "\nExisting") + f" demo tenant {creds['tenant_id']}:")
+        print(f"  API key        {creds['api_key']}")
+        print(f"  webhooks       {settings.simulator_url}/webhooks/demo\n")
+        print("Try it:\n")
+        print(f"  curl -s -X POST {base}/v1/payments \\\n"
+              f"    -H 'Authorization: Bearer {creds['api_key']}' \\\n"
+              "    -H 'Content-Type: application/json' -H \"Idempotency-Key: $(date +%s%N)\" \\\n"
+              "    -d '{\"amount\": 1999, \"currency\": \"EUR\", \"payment_method\": {\"type\": \"card\", "
+              "\"card\": {\"number\": \"4242424242424242\", \"exp_month\": 12, \"exp_year\": 2030, \"cvc\": \"123\"}}, "
+              "\"capture\": \"automatic\", \"reference\": \"order-1\", \"customer\": {\"id\": \"c1\", \"country\": \"DE\"}}'\n")
+        print(f"  curl -s {base}/v1/payments/<id> -H 'Authorization: Bearer {creds['api_key']}'")
+        print("  .venv/bin/payctl demo --count 100      # in another terminal\n")
+        print("Ctrl-C stops everything.", flush=True)
+        return sup.watch()
+    except KeyboardInterrupt:
+        return 0
+    except RuntimeError as e:
+        print(f"make local: {e}", file=sys.stderr)
+        return 1
+    finally:
+        print("\nstopping…", flush=True)
+        sup.stop()
+        print("stopped.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,329 @@
+"""Contract suite for the PaymentStore port (TenantDirectory: tenants_contract.py).
+
+Subclass, implement the factory, and the whole suite runs against your adapter:
+
+    class TestDynamoStore(PaymentStoreContract):
+        def make_store(self, tmp_path):
+            return DynamoStore(table=f"t{abs(hash(tmp_path))}", client=moto_client)
+
+Factory rules: every call with the same `tmp_path` opens the SAME backing data
+(a second call is another process's view); different `tmp_path`s are isolated
+(the outbox and ledger_totals are global, so a shared table would leak).
+Only Protocol methods are called on the adapter.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.ports import (AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConflict,
+                              IdempotencyRecord, PaymentStore)
+
+from .factories import (KnownBugs, at, capture_postings, close_quietly, drive_to_authorized,
+                        event_for, new_payment, refund_postings)
+
+CONSUMER = "stage.contract"
+
+
+def idem(tenant_id: str = "ten_a", key: str = "idem-1", *, created_at: int = 1_000,
+         ttl: int = 100, body: bytes = b'{"id":"pay_1"}') -> IdempotencyRecord:
+    return IdempotencyRecord(tenant_id, key, "sha256:" + key, 202, body,
+                             {"Location": "/v1/payments/pay_1", "X-Note": "ünïcode"},
+                             created_at + ttl, created_at)
+
+
+class PaymentStoreContract(KnownBugs):
+    """What every PaymentStore must do (ports.PaymentStore)."""
+
+    def make_store(self, tmp_path: Path) -> PaymentStore:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def store(self, tmp_path: Path):
+        s = self.make_store(tmp_path)
+        yield s
+        close_quietly(s)
+
+    # -- helpers ------------------------------------------------------------------
+    def created(self, store: PaymentStore, tenant_id: str = "ten_a", **kw: Any):
+        p = new_payment(tenant_id, **kw)
+        store.commit(Changes(payment=p, events=[event_for(p, "payments.initiated")]))
+        return p
+
+    @staticmethod
+    def snapshot(store: PaymentStore, p) -> dict[str, Any]:
+        """Everything a failed commit must leave untouched."""
+        return {"payment": store.get_payment(p.tenant_id, p.payment_id),
+                "outbox": [(r.id, r.event) for r in store.pending_outbox(1000)],
+                "timeline": store.timeline(p.tenant_id, p.payment_id),
+                "balances": store.balances(p.tenant_id), "totals": store.ledger_totals()}
+
+    @staticmethod
+    def doomed_effects(p, event_id: str) -> dict[str, Any]:
+        """Side effects bundled with a commit that must fail as a whole."""
+        return {"events": [event_for(p, "payments.failed")], "processed": (CONSUMER, event_id),
+                "postings": capture_postings(p), "idempotency": idem(p.tenant_id, "idem-doomed"),
+                "secrets": [(p.tenant_id, "tok_doomed", b"ct")]}
+
+    def assert_nothing_written(self, store: PaymentStore, p, before: dict[str, Any], event_id: str) -> None:
+        assert self.snapshot(store, p) == before
+        assert store.get_idempotency(p.tenant_id, "idem-doomed", 0) is None
+        assert store.get_secret(p.tenant_id, "tok_doomed") is None
+        store.commit(Changes(processed=(CONSUMER, event_id)))  # the marker was not kept either
+
+    # -- create / get -----------------------------------------------------------------
+    def test_create_then_get_round_trips_the_aggregate(self, store):
+        p = drive_to_authorized(new_payment())
+        store.commit(Changes(payment=p, events=[event_for(p, "payments.initiated")]))
+        assert p.version == 1 and p.pending_timeline == []
+        got = store.get_payment("ten_a", p.payment_id)
+        assert got == p
+        assert got.attempts[0].psp_reference == "psp_ref_1" and got.status == "processing"
+
+    def test_get_is_scoped_by_tenant(self, store):
+        p = self.created(store, "ten_a")
+        assert store.get_payment("ten_b", p.payment_id) is None
+        assert store.get_payment("ten_a", "pay_01JD0000000000000000000000") is None
+
+    def test_same_payment_id_in_two_tenants_are_separate(self, store):
+        a = self.created(store, "ten_a", amount=100)
+        b = new_payment("ten_b", payment_id=a.payment_id, amount=200)
+        store.commit(Changes(payment=b))
+        assert store.get_payment("ten_a", a.payment_id).amount == 100
+        assert store.get_payment("ten_b", a.payment_id).amount == 200
+
+    def test_create_twice_raises_already_exists_and_writes_nothing(self, store):
+        p = self.created(store)
+        before = self.snapshot(store, p)
+        twin = new_payment(payment_id=p.payment_id, amount=5)
+        with pytest.raises(AlreadyExists):
+            store.commit(Changes(payment=twin, **self.doomed_effects(twin, "evt_dup")))
+        self.assert_nothing_written(store, p, before, "evt_dup")
+
+    def test_second_instance_sees_committed_state(self, store, tmp_path):
+        p = self.created(store)
+        other = self.make_store(tmp_path)
+        try:
+            assert other.get_payment("ten_a", p.payment_id) == p
+        finally:
+            close_quietly(other)
+
+    # -- conditional update ----------------------------------------------------------
+    def test_update_on_expected_version_bumps_version(self, store):
+        p = self.created(store)
+        p.validate(at(1))
+        store.commit(Changes(payment=p, expected_version=1, events=[event_for(p)]))
+        assert p.version == 2
+        got = store.get_payment("ten_a", p.payment_id)
+        assert (got.version, got.state.value) == (2, "validated")
+        got.screen(at(2), "approve", 1, [])  # a reloaded aggregate commits on its own version
+        store.commit(Changes(payment=got, expected_version=got.version))
+        assert store.get_payment("ten_a", p.payment_id).version == 3
+
+    def test_stale_version_conflicts_and_writes_nothing(self, store):
+        p = self.created(store)
+        fresh, stale = (store.get_payment("ten_a", p.payment_id) for _ in range(2))
+        fresh.validate(at(1))
+        store.commit(Changes(payment=fresh, expected_version=1, events=[event_for(fresh)]))
+        before = self.snapshot(store, p)
+        stale.fail(at(2), "validation", "late", "lost the race")
+        with pytest.raises(ConcurrencyConflict):
+            store.commit(Changes(payment=stale, expected_version=1, **self.doomed_effects(stale, "evt_stale")))
+        assert stale.version == 1  # a failed commit must not pretend to have written
+        self.assert_nothing_written(store, p, before, "evt_stale")
+
+    def test_update_of_a_missing_payment_conflicts(self, store):
+        p = new_payment()
+        with pytest.raises(ConcurrencyConflict):
+            store.commit(Changes(payment=p, expected_version=1))
+        assert store.get_payment("ten_a", p.payment_id) is None
+
+    # -- processed markers ---------------------------------------------------------------
+    def test_processed_marker_rejects_a_second_commit_atomically(self, store):
+        p = self.created(store)
+        p.validate(at(1))
+        store.commit(Changes(payment=p, expected_version=1, processed=(CONSUMER, "evt_1")))
+        before = self.snapshot(store, p)
+        again = store.get_payment("ten_a", p.payment_id)
+        again.screen(at(2), "approve", 1, [])
+        with pytest.raises(AlreadyProcessed):
+            store.commit(Changes(payment=again, expected_version=2, **self.doomed_effects(again, "evt_1")))
+        assert self.snapshot(store, p) == before
+        assert store.get_idempotency("ten_a", "idem-doomed", 0) is None
+        assert store.get_secret("ten_a", "tok_doomed") is None
+
+    def test_processed_marker_alone_and_per_consumer(self, store):
+        store.commit(Changes(processed=(CONSUMER, "evt_x")))
+        with pytest.raises(AlreadyProcessed):
+            store.commit(Changes(processed=(CONSUMER, "evt_x")))
+        store.commit(Changes(processed=("stage.other", "evt_x")))  # each consumer has its own markers
+
+    # -- outbox and timeline ----------------------------------------------------------
+    def test_outbox_in_commit_order_until_published(self, store):
+        p = new_payment()
+        e1, e2 = event_for(p, "payments.initiated"), event_for(p, "payments.validated")
+        store.commit(Changes(payment=p, events=[e1, e2]))
+        q = self.created(store, "ten_b")
+        e3 = store.pending_outbox(10)[-1].event
+        p.validate(at(1))
+        e4 = event_for(p, "payments.failed")
+        store.commit(Changes(payment=p, expected_version=1, events=[e4]))
+        pending = store.pending_outbox(10)
+        assert [r.event for r in pending] == [e1, e2, e3, e4] and e3.payment_id == q.payment_id
+        assert len({r.id for r in pending}) == 4
+        assert [r.event for r in store.pending_outbox(2)] == [e1, e2]
+        store.mark_published([r.id for r in pending[:3]])
+        assert [r.event for r in store.pending_outbox(10)] == [e4]
+        store.mark_published([r.id for r in pending])  # a relay retrying after a crash
+        assert store.pending_outbox(10) == []
+
+    def test_timeline_entries_in_order_with_seq(self, store):
+        p = new_payment()
+        p.validate(at(1))
+        store.commit(Changes(payment=p))
+        p.screen(at(2), "approve", 7, [])
+        p.set_route(at(3), ["sim-a"])
+        store.commit(Changes(payment=p, expected_version=p.version))  # same object, committed again
+        rows = store.timeline("ten_a", p.payment_id)
+        assert [r["seq"] for r in rows] == [1, 2, 3]
+        assert [(r["action"], r["from"], r["to"], r["stage"]) for r in rows] == [
+            ("validate", "initiated", "validated", "validation"),
+            ("approve_risk", "validated", "screened", "risk"),
+            ("route", "screened", "routed", "routing")]
+        assert rows[1]["at"] == at(2) and rows[2]["detail"] == {"psps": ["sim-a"]}
+        assert store.timeline("ten_b", p.payment_id) == []
+
+    # -- listing -----------------------------------------------------------------------
+    def walk(self, store, tenant_id, status, limit):
+        pages, cursor = [], None
+        while True:
+            page, cursor = store.list_payments(tenant_id, status, limit, cursor)
+            pages.append([x.payment_id for x in page])
+            if cursor is None:
+                return pages
+            assert len(pages) < 50, "cursor never ends"
+
+    def test_list_payments_pages_newest_first_without_gaps(self, store):
+        made = [self.created(store, created=i).payment_id for i in range(10)]
+        self.created(store, "ten_b")
+        pages = self.walk(store, "ten_a", None, 3)
+        assert len(pages) >= 4 and all(0 < len(pg) <= 3 for pg in pages)
+        assert [x for pg in pages for x in pg] == made[::-1]
+
+    def test_list_payments_filters_by_public_status(self, store):
+        made = [self.created(store, created=i) for i in range(9)]
+        failed = []
+        for p in made[::2]:
+            p.fail(at(50), "validation", "bad", "bad input")
+            store.commit(Changes(payment=p, expected_version=1))
+            failed.append(p.payment_id)
+        pages = self.walk(store, "ten_a", "failed", 2)
+        assert len(pages) >= 3 and [x for pg in pages for x in pg] == failed[::-1]
+        processing = [x for pg in self.walk(store, "ten_a", "processing", 2) for x in pg]
+        assert processing == [p.payment_id for p in made[1::2]][::-1]
+        assert store.list_payments("ten_a", "refunded", 5, None) == ([], None)
+        assert store.list_payments("ten_c", None, 5, None) == ([], None)
+
+    @pytest.mark.parametrize("garbage", ["not a cursor", "zzzz", "!!!!", "AAAA", "truncated"],
+                             ids=["text", "invalid-utf8", "punctuation", "nul-bytes", "truncated"])
+    def test_garbage_cursor_raises_value_error(self, store, garbage):
+        for i in range(3):
+            self.created(store, created=i)
+        _, real = store.list_payments("ten_a", None, 1, None)
+        cursor = real[:-4] if garbage == "truncated" else garbage
+        with pytest.raises(ValueError):
+            store.list_payments("ten_a", None, 1, cursor)
+
+    def test_count_recent_payments(self, store):
+        for i in (0, 10, 20, 30):
+            self.created(store, created=i, customer_id="cus_1")
+        self.created(store, created=20, customer_id="cus_2")
+        self.created(store, created=20, customer_id=None)
+        self.created(store, "ten_b", created=20, customer_id="cus_1")
+        assert store.count_recent_payments("ten_a", "cus_1", at(10)) == 3  # `since` is inclusive
+        assert store.count_recent_payments("ten_a", "cus_1", at(0)) == 4
+        assert store.count_recent_payments("ten_a", "cus_1", at(31)) == 0
+        assert store.count_recent_payments("ten_a", "cus_2", at(0)) == 1
+        assert store.count_recent_payments("ten_b", "cus_1", at(0)) == 1
+
+    # -- idempotency records -------------------------------------------------------------
+    def test_idempotency_record_reads_back_byte_identical(self, store):
+        body = b'{"amount":1999,"id":"pay_1"}\n\x00\xff\xfe'
+        rec = idem(body=body)
+        p = new_payment()
+        store.commit(Changes(payment=p, events=[event_for(p, "payments.initiated")], idempotency=rec))
+        got = store.get_idempotency("ten_a", "idem-1", 1_050)
+        assert got is not None
+        assert (got.tenant_id, got.key, got.request_hash, got.status_code) == ("ten_a", "idem-1", rec.request_hash, 202)
+        assert got.response == body and type(got.response) is bytes
+        assert got.headers == rec.headers and got.expires_at == rec.expires_at == 1_100
+        assert store.get_idempotency("ten_b", "idem-1", 1_050) is None
+
+    def test_idempotency_record_expires_at_its_ttl(self, store):
+        store.commit(Changes(idempotency=idem(created_at=1_000, ttl=100)))
+        assert store.get_idempotency("ten_a", "idem-1", 1_099) is not None
+        assert store.get_idempotency("ten_a", "idem-1", 1_100) is None
+        assert store.get_idempotency("ten_a", "idem-1", 9_999) is None
+
+    def test_expired_idempotency_record_can_be_replaced(self, store):
+        store.commit(Changes(idempotency=idem(created_at=1_000, ttl=100, body=b"first")))
+        store.commit(Changes(idempotency=idem(created_at=1_100, ttl=100, body=b"second")))
+        got = store.get_idempotency("ten_a", "idem-1", 1_150)
+        assert (got.response, got.expires_at) == (b"second", 1_200)
+
+    def test_live_idempotency_record_cannot_be_replaced(self, store):
+        store.commit(Changes(idempotency=idem(created_at=1_000, ttl=100, body=b"first")))
+        p = new_payment()
+        with pytest.raises(AlreadyExists):
+            store.commit(Changes(payment=p, events=[event_for(p)],
+                                 idempotency=idem(created_at=1_099, ttl=100, body=b"second")))
+        assert store.get_idempotency("ten_a", "idem-1", 1_050).response == b"first"
+        assert store.get_payment("ten_a", p.payment_id) is None and store.pending_outbox(10) == []
+        store.commit(Changes(idempotency=idem("ten_b", created_at=1_050, body=b"other tenant")))
+
+    # -- vault and ledger ------------------------------------------------------------------
+    def test_vault_secret_round_trip_scoped_by_tenant(self, store):
+        blob = bytes(range(256)) + b"k1"
+        store.commit(Changes(secrets=[("ten_a", "tok_1", blob), ("ten_b", "tok_2", b"b")]))
+        assert store.get_secret("ten_a", "tok_1") == blob
+        assert store.get_secret("ten_b", "tok_1") is None and store.get_secret("ten_a", "tok_2") is None
+        with pytest.raises(AlreadyExists):  # a token is never silently re-pointed
+            store.commit(Changes(secrets=[("ten_a", "tok_1", b"other")]))
+        assert store.get_secret("ten_a", "tok_1") == blob
+
+    def test_ledger_balances_sum_postings_per_account_and_currency(self, store):
+        eur = self.created(store, amount=1999)
+        usd = self.created(store, amount=500, currency="USD")
+        store.commit(Changes(postings=capture_postings(eur) + capture_postings(usd, fee=10)))
+        store.commit(Changes(postings=refund_postings(eur, 300)))
+        store.commit(Changes(postings=capture_postings(self.created(store, "ten_b"))))
+        got = {(b["account"], b["currency"]): b["balance"] for b in store.balances("ten_a")}
+        assert got == {("psp_receivable:sim-a", "EUR"): 1699, ("merchant_payable", "EUR"): -1640,
+                       ("platform_fees", "EUR"): -59, ("psp_receivable:sim-a", "USD"): 500,
+                       ("merchant_payable", "USD"): -490, ("platform_fees", "USD"): -10}
+        assert store.balances("ten_c") == []
+
+    def test_ledger_totals_per_transaction(self, store):
+        a, b = self.created(store), self.created(store, "ten_b", currency="USD")
+        lopsided = capture_postings(b)[:2]  # I4 checks must see an unbalanced transaction
+        store.commit(Changes(postings=capture_postings(a) + refund_postings(a, 100) + lopsided))
+        got = {(t["txn_id"], t["currency"]): (t["sum"], t["legs"]) for t in store.ledger_totals()}
+        assert got == {(f"txn_{a.payment_id}_capture", "EUR"): (0, 3), ("txn_ref_1", "EUR"): (0, 2),
+                       (f"txn_{b.payment_id}_capture", "USD"): (59, 2)}
+
+    def test_one_commit_writes_every_kind_of_change_together(self, store):
+        p = self.created(store)
+        drive_to_authorized(p)
+        ev = event_for(p, "payments.failed")
+        store.commit(Changes(payment=p, expected_version=1, events=[ev], processed=(CONSUMER, "evt_all"),
+                             postings=capture_postings(p), idempotency=idem(key="idem-all"),
+                             secrets=[("ten_a", "tok_all", b"ct")]))
+        assert store.get_payment("ten_a", p.payment_id).version == 2
+        assert store.pending_outbox(10)[-1].event == ev
+        assert len(store.timeline("ten_a", p.payment_id)) == 5
+        assert store.get_idempotency("ten_a", "idem-all", 1_000) is not None
+        assert store.get_secret("ten_a", "tok_all") == b"ct" and len(store.balances("ten_a")) == 3
+        with pytest.raises(AlreadyProcessed):
+            store.commit(Changes(processed=(CONSUMER, "evt_all")))

@@ -1,0 +1,118 @@
+"""End to end over HTTP against the real local stack: API, stage worker and PSP simulator as processes."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+STAGES = ["validation", "risk", "routing", "authorization", "capture", "settlement", "notification"]
+
+
+def test_health_is_public(local_stack):
+    with urllib.request.urlopen(local_stack.base + "/health", timeout=5) as r:
+        assert json.loads(r.read())["status"] == "ok"
+
+
+def test_happy_path_reaches_settled_through_all_seven_stages(local_stack):
+    started = time.monotonic()
+    status, headers, body = local_stack.pay("4242424242424242")
+    assert status == 202, body
+    payment_id = json.loads(body)["id"]
+    assert headers["Location"] == f"/v1/payments/{payment_id}"
+    doc = local_stack.wait_status(payment_id)
+    elapsed_ms = (time.monotonic() - started) * 1000
+    print(f"\nPOST -> settled over HTTP: {elapsed_ms:.0f} ms")
+    assert doc["status"] == "settled"
+    assert [s for s in STAGES if s in {t["stage"] for t in doc["timeline"]}] == STAGES
+    trace = local_stack.payctl("trace", payment_id)
+    assert [s["stage"] for s in trace["steps"]][0] == "validation"
+    assert all(s["since_previous_ms"] >= 0 for s in trace["steps"])
+
+
+def test_hard_decline(local_stack):
+    status, _, body = local_stack.pay("4000000000000002")
+    assert status == 202
+    doc = local_stack.wait_status(json.loads(body)["id"])
+    assert doc["status"] == "declined"
+    assert doc["failure"]["code"] == "card_declined"
+    assert len(doc["attempts"]) == 1
+
+
+def test_soft_decline_fails_over_to_second_psp(local_stack):
+    status, _, body = local_stack.pay("4000000000000119")
+    doc = local_stack.wait_status(json.loads(body)["id"])
+    assert doc["status"] == "settled"
+    assert [(a["psp"], a["status"]) for a in doc["attempts"]] == [("sim-a", "failed"), ("sim-b", "captured")]
+
+
+def test_idempotent_replay_and_mismatch(local_stack):
+    first = local_stack.pay("4242424242424242", idem="e2e-replay")
+    again = local_stack.pay("4242424242424242", idem="e2e-replay")
+    assert first[0] == again[0] == 202
+    assert first[2] == again[2]
+    assert again[1]["Location"] == first[1]["Location"]
+    status, headers, body = local_stack.pay("4242424242424242", idem="e2e-replay", amount=2999)
+    assert status == 409
+    assert headers["Content-Type"] == "application/problem+json"
+    assert "different request body" in json.loads(body)["detail"]
+
+
+@pytest.mark.parametrize("raw, field", [
+    (b"{not json", None),
+    (json.dumps({"amount": "12", "currency": "EUR", "payment_method": {"type": "card"}}).encode(), "amount"),
+    (json.dumps({"amount": 100, "currency": "EUR"}).encode(), None),
+])
+def test_bad_bodies_get_400_problems(local_stack, raw, field):
+    status, headers, body = local_stack.call("POST", "/v1/payments", raw, headers={"Idempotency-Key": "bad"})
+    problem = json.loads(body)
+    assert status == 400, problem
+    assert headers["Content-Type"] == "application/problem+json"
+    assert problem["status"] == 400 and problem["detail"]
+    if field:
+        assert field in problem["invalid_fields"]
+    assert "Traceback" not in body.decode()
+
+
+def test_missing_key_is_401(local_stack):
+    status, headers, body = local_stack.call("GET", "/v1/payments", key="pk_test_nope")
+    assert status == 401
+    assert headers["Content-Type"] == "application/problem+json"
+
+
+def test_tenant_b_cannot_see_tenant_a_payment(local_stack):
+    _, _, body = local_stack.pay("4242424242424242")
+    payment_id = json.loads(body)["id"]
+    other = local_stack.payctl("tenant", "create", "tenant-b")
+    status, _, body = local_stack.call("GET", f"/v1/payments/{payment_id}", key=other["api_key"])
+    assert status == 404
+    assert payment_id in json.loads(body)["detail"] and b"4242" not in body
+    status, _, body = local_stack.call("GET", "/v1/payments", key=other["api_key"])
+    assert status == 200 and json.loads(body)["data"] == []
+
+
+def test_payctl_demo_reports_outcomes(local_stack):
+    report = local_stack.payctl("demo", "--count", "20", "--timeout", "90")
+    assert report["accepted"] == 20
+    assert sum(report["outcomes"].values()) == 20
+    assert report["outcomes"].get("still processing", 0) == 0
+    assert report["outcomes"]["settled"] >= 15
+    assert local_stack.payctl("ledger", "check")["balanced"] is True
+    assert local_stack.payctl("dlq", "list") == []
+
+
+def test_ctrl_c_stops_everything(local_stack):
+    children = subprocess.run(["pgrep", "-P", str(local_stack.proc.pid)], capture_output=True, text=True)
+    pids = [int(p) for p in children.stdout.split()]
+    assert len(pids) == 3, "expected simulator, worker and API processes"
+    local_stack.proc.send_signal(signal.SIGINT)
+    assert local_stack.proc.wait(30) == 0
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(local_stack.base + "/health", timeout=2)
