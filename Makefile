@@ -41,7 +41,7 @@ test-unit: install
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 package: install
-	cd chalice_app && ../$(BIN)/chalice package --stage prod ../build/chalice
+	cd chalice_app && AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} ../$(BIN)/chalice package --stage prod ../build/chalice
 
 clean:
 	rm -rf $(VENV) .data build

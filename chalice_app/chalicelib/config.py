@@ -25,6 +25,12 @@ WEBHOOK_TIMEOUT_S = "WEBHOOK_TIMEOUT_S"    # merchant webhook timeout
 API_KEY_PEPPER = "API_KEY_PEPPER"          # HMAC key for hashing API keys at rest
 IDEMPOTENCY_TTL_S = "IDEMPOTENCY_TTL_S"    # how long API idempotency keys are kept
 LOG_LEVEL = "LOG_LEVEL"                  # Python log level
+# aws-local and aws modes (names shared by the adapters and infra/)
+PAYMENTS_TABLE = "PAYMENTS_TABLE"          # DynamoDB single table
+KAFKA_BOOTSTRAP_SERVERS = "KAFKA_BOOTSTRAP_SERVERS"  # MSK / Tansu brokers, comma-separated
+KAFKA_SECURITY = "KAFKA_SECURITY"          # plaintext (local) | tls | iam (MSK IAM auth over TLS)
+KMS_KEY_ID = "KMS_KEY_ID"                  # platform key (multi-region in AWS) for tenant data keys
+AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"      # aws-local: moto server / LocalStack edge
 
 DEFAULTS: dict[str, str] = {
     PLATFORM_MODE: "embedded",
@@ -43,7 +49,18 @@ DEFAULTS: dict[str, str] = {
     API_KEY_PEPPER: "local-development-pepper",
     IDEMPOTENCY_TTL_S: str(24 * 3600),
     LOG_LEVEL: "INFO",
+    PAYMENTS_TABLE: "payments-platform",
+    KAFKA_BOOTSTRAP_SERVERS: "127.0.0.1:9092",
+    KAFKA_SECURITY: "plaintext",
+    KMS_KEY_ID: "alias/payments-platform",
+    AWS_ENDPOINT_URL: "http://127.0.0.1:4566",
 }
+
+# DynamoDB single-table layout, shared by adapters/dynamodb.py and infra/.
+TABLE_PK, TABLE_SK = "pk", "sk"                  # pk always begins with the tenant id
+STATUS_INDEX = "by-status"                       # GSI: list payments by status, newest first
+STATUS_INDEX_PK, STATUS_INDEX_SK = "gsi1pk", "gsi1sk"
+TTL_ATTRIBUTE = "expires_at"                     # idempotency records expire by TTL
 
 MODES = ("embedded", "aws-local", "aws")
 

@@ -71,9 +71,23 @@ def _check(kind: str, name: str, version: int, doc: Any) -> None:
     try:
         entry[1](doc)
     except fastjsonschema.JsonSchemaValueException as e:
-        field = e.name.replace("data.", "", 1) if e.name and e.name != "data" else None
-        where = f"'{field}' " if field else ""
-        raise SchemaError(f"{where}{e.message.replace(e.name or '', '').strip()}".strip(), field) from None
+        field = _failing_field(e)
+        # Strip only the leading "data..." path fastjsonschema puts in front, never other occurrences.
+        message = e.message[len(e.name):].strip() if e.name and e.message.startswith(e.name) else e.message
+        raise SchemaError(f"'{field}' {message}" if field else message, field) from None
+
+
+def _failing_field(e: fastjsonschema.JsonSchemaValueException) -> str | None:
+    """Dotted path of the offending field: the unknown or missing key itself, not just its parent."""
+    path = [str(p) for p in (e.path or [])[1:]]  # path[0] is fastjsonschema's root name "data"
+    definition = e.definition if isinstance(e.definition, dict) else {}
+    if isinstance(e.value, dict):
+        if e.rule == "additionalProperties":
+            known = set(definition.get("properties", {}))
+            path += sorted(k for k in e.value if k not in known)[:1]
+        elif e.rule == "required":
+            path += [k for k in definition.get("required", []) if k not in e.value][:1]
+    return ".".join(path) or None
 
 
 def validate_event(event: dict[str, Any]) -> None:

@@ -30,7 +30,7 @@ def verify(secret: bytes, header: str, body: bytes, now: int, tolerance_s: int =
     if abs(now - timestamp) > tolerance_s:
         return False
     expected = sign(secret, timestamp, body).split("v1=", 1)[1]
-    return hmac.compare_digest(expected, parts.get("v1", ""))
+    return hmac.compare_digest(expected.encode(), parts.get("v1", "").encode())
 
 
 # (url, body, headers, timeout) -> HTTP status; injectable so tests need no server.

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .money import Money
-from .states import FINAL, PUBLIC_STATUS, RESTING, Action, State, next_state
+from .states import FINAL, PUBLIC_STATUS, RESTING, Action, IllegalTransition, State, next_state
 
 
 class DomainError(Exception):
@@ -121,6 +121,10 @@ class Payment:
         return [a.psp for a in self.attempts]
 
     # -- transitions -----------------------------------------------------------
+    def _require(self, action: Action) -> None:
+        """Refuse before changing anything, so a refused action leaves no partial state behind."""
+        next_state(self.payment_id, self.state, action)
+
     def _apply(self, action: Action, at: str, stage: str, **detail: Any) -> None:
         to = next_state(self.payment_id, self.state, action)
         self.pending_timeline.append(TimelineEntry(at, action.value, self.state.value, to.value, stage, detail))
@@ -130,14 +134,17 @@ class Payment:
         self._apply(Action.VALIDATE, at, "validation")
 
     def fail(self, at: str, stage: str, code: str, message: str) -> None:
+        self._require(Action.FAIL)
         self.failure = {"code": code, "message": message, "stage": stage}
         self._apply(Action.FAIL, at, stage, code=code)
 
     def decline(self, at: str, stage: str, code: str, message: str) -> None:
+        self._require(Action.DECLINE)
         self.failure = {"code": code, "message": message, "stage": stage}
         self._apply(Action.DECLINE, at, stage, code=code)
 
     def screen(self, at: str, decision: str, score: int, reasons: list[str]) -> None:
+        self._require({"approve": Action.APPROVE_RISK, "review": Action.HOLD_FOR_REVIEW}.get(decision, Action.DECLINE))
         self.risk = {"decision": decision, "score": score, "reasons": reasons}
         if decision == "approve":
             self._apply(Action.APPROVE_RISK, at, "risk", score=score)
@@ -148,12 +155,18 @@ class Payment:
             self.decline(at, "risk", "risk_rejected", "; ".join(reasons))
 
     def set_route(self, at: str, psps: list[str]) -> None:
+        self._require(Action.ROUTE)
         self.route = list(psps)
         self._apply(Action.ROUTE, at, "routing", psps=psps)
 
     def start_attempt(self, at: str, psp: str) -> Attempt:
         if self.authorized_attempt:
             raise DoubleAuthorization(f"payment {self.payment_id} is already authorized")
+        current = self.current_attempt
+        if current is not None and current.status != "failed":
+            # Failing over while the PSP may still authorize the current attempt risks charging twice.
+            raise DomainError(f"payment {self.payment_id}: attempt {current.number} at {current.psp} is "
+                              f"'{current.status}', not failed; resolve it before trying another PSP")
         number = len(self.attempts) + 1
         attempt = Attempt(number, psp, f"{self.payment_id}-a{number}", started_at=at, updated_at=at)
         self._apply(Action.START_ATTEMPT, at, "authorization", psp=psp, attempt=number)
@@ -172,22 +185,31 @@ class Payment:
     def attempt_authorized(self, at: str, psp_reference: str) -> None:
         if self.authorized_attempt:
             raise DoubleAuthorization(f"payment {self.payment_id} has a successful authorization already")
+        self._require(Action.AUTHORIZE)
         attempt = self._settle_attempt(at, "authorized", psp_reference, None, None)
         self._apply(Action.AUTHORIZE, at, "authorization", psp=attempt.psp, attempt=attempt.number)
 
     def attempt_declined(self, at: str, code: str, message: str) -> None:
+        self._require(Action.DECLINE)
         attempt = self._settle_attempt(at, "declined", None, code, message)
         self.decline(at, "authorization", code, f"{attempt.psp}: {message}")
 
     def attempt_failed(self, at: str, code: str, message: str) -> None:
         """The PSP provably did not process the attempt; the caller may fail over."""
+        attempt = self.current_attempt
+        if self.state not in (State.AUTHORIZING, State.OUTCOME_UNKNOWN) or (
+                attempt is not None and attempt.status not in ("pending", "unknown")):
+            raise DomainError(f"payment {self.payment_id}: no unresolved attempt to fail in state "
+                              f"'{self.state.value}'")
         self._settle_attempt(at, "failed", None, code, message)
 
     def attempt_unknown(self, at: str, message: str) -> None:
+        self._require(Action.MARK_UNKNOWN)
         attempt = self._settle_attempt(at, "unknown", None, "outcome_unknown", message)
         self._apply(Action.MARK_UNKNOWN, at, "authorization", psp=attempt.psp, attempt=attempt.number)
 
     def hold_for_review(self, at: str, stage: str, code: str, message: str) -> None:
+        self._require(Action.HOLD_FOR_REVIEW)
         self.failure = {"code": code, "message": message, "stage": stage}
         self._apply(Action.HOLD_FOR_REVIEW, at, stage, code=code)
 
@@ -200,8 +222,10 @@ class Payment:
         self._apply(Action.REQUEST_CAPTURE, at, "api", amount=amount)
 
     def captured(self, at: str, amount: int, psp_reference: str | None) -> None:
+        self._require(Action.CAPTURE)
         attempt = self.authorized_attempt
-        assert attempt is not None
+        if attempt is None or attempt.status != "authorized":
+            raise IllegalTransition(self.payment_id, self.state, Action.CAPTURE)
         attempt.status, attempt.updated_at = "captured", at
         self.captured_amount = amount
         self._apply(Action.CAPTURE, at, "capture", amount=amount, psp_reference=psp_reference)
@@ -211,14 +235,17 @@ class Payment:
         if self.state == State.REQUIRES_CAPTURE:
             self._apply(Action.REQUEST_CANCEL, at, "api")
             return True
+        if self.authorized_attempt is not None:  # a hold exists at the PSP: only a void may cancel it
+            raise IllegalTransition(self.payment_id, self.state, Action.CANCEL)
         self._apply(Action.CANCEL, at, "api")
         return False
 
     def voided(self, at: str) -> None:
+        self._require(Action.VOID)
         attempt = self.authorized_attempt
         if attempt:
             attempt.status, attempt.updated_at = "voided", at
-        self._apply(Action.CANCEL, at, "capture")
+        self._apply(Action.VOID, at, "capture")
 
     def settle(self, at: str, batch: str) -> None:
         self._apply(Action.SETTLE, at, "settlement", batch=batch)
@@ -235,18 +262,25 @@ class Payment:
         return refund
 
     def refund_succeeded(self, at: str, refund_id: str, psp_reference: str | None) -> Refund:
-        refund = self.find_refund(refund_id)
+        refund = self._pending_refund(refund_id)
+        full = self.refunded_amount + refund.amount >= self.captured_amount
+        self._require(Action.REFUND_FULL if full else Action.REFUND_PARTIAL)
         refund.status, refund.psp_reference = "succeeded", psp_reference
-        full = self.refunded_amount >= self.captured_amount
         self._apply(Action.REFUND_FULL if full else Action.REFUND_PARTIAL, at, "refund",
                     refund_id=refund_id, amount=refund.amount)
         return refund
 
     def refund_failed(self, at: str, refund_id: str, code: str) -> Refund:
-        refund = self.find_refund(refund_id)
+        refund = self._pending_refund(refund_id)
         refund.status = "failed"
         self.pending_timeline.append(TimelineEntry(at, "refund_failed", self.state.value, self.state.value,
                                                    "refund", {"refund_id": refund_id, "code": code}))
+        return refund
+
+    def _pending_refund(self, refund_id: str) -> Refund:
+        refund = self.find_refund(refund_id)
+        if refund.status != "pending":
+            raise DomainError(f"payment {self.payment_id}: refund {refund_id} is already {refund.status}")
         return refund
 
     def find_refund(self, refund_id: str) -> Refund:

@@ -44,6 +44,7 @@ class Action(str, Enum):
     CAPTURE = "capture"
     REQUEST_CANCEL = "request_cancel"
     CANCEL = "cancel"
+    VOID = "void"
     SETTLE = "settle"
     REFUND_PARTIAL = "refund_partial"
     REFUND_FULL = "refund_full"
@@ -82,7 +83,7 @@ TRANSITIONS: dict[tuple[State, Action], State] = {
     (S.REQUIRES_CAPTURE, A.REQUEST_CANCEL): S.CANCELLING,
     (S.CAPTURING, A.CAPTURE): S.CAPTURED,
     (S.CAPTURING, A.FAIL): S.FAILED,
-    (S.CANCELLING, A.CANCEL): S.CANCELLED,
+    (S.CANCELLING, A.VOID): S.CANCELLED,
     (S.CANCELLING, A.FAIL): S.FAILED,
     (S.CAPTURED, A.SETTLE): S.SETTLED,
     (S.SETTLED, A.REFUND_PARTIAL): S.PARTIALLY_REFUNDED,
