@@ -52,6 +52,16 @@ class IdempotencyRecord:
     headers: dict[str, str]
     expires_at: int  # epoch seconds (DynamoDB TTL attribute in AWS)
     created_at: int = 0  # epoch seconds; a record expired by then may be replaced
+    state: str = "completed"  # in_flight (claimed, no response yet) | completed
+    locked_until: int = 0  # in_flight only: after this a crashed request's claim lapses
+
+
+@dataclass(frozen=True)
+class Reminder:
+    """Work due later for one payment (e.g. the next PSP status check of an unknown outcome)."""
+    tenant_id: str
+    payment_id: str
+    due_at: str | None  # ISO time; None in Changes.reminders deletes the reminder
 
 
 @dataclass
@@ -68,6 +78,7 @@ class Changes:
     postings: list[Posting] = field(default_factory=list)
     idempotency: IdempotencyRecord | None = None
     secrets: list[tuple[str, str, bytes]] = field(default_factory=list)  # (tenant, token, ciphertext)
+    reminders: list[Reminder] = field(default_factory=list)  # set (due_at) or clear (None) per payment
 
 
 @dataclass(frozen=True)
@@ -96,7 +107,27 @@ class PaymentStore(Protocol):
         """Payments by this customer created at or after `since` (risk velocity)."""
 
     def get_idempotency(self, tenant_id: str, key: str, now: int) -> IdempotencyRecord | None:
-        """The stored first response for this key, if it has not expired."""
+        """The stored record for this key (in flight or completed), if it has not expired."""
+
+    def claim_idempotency(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
+        """Atomically claim (tenant, key) with an in-flight record, unless a live one exists.
+
+        Returns None when the claim was taken, else the live record found. A record is
+        live while expires_at > record.created_at; an in-flight one only while also
+        locked_until > record.created_at, so a crashed request never blocks its key.
+        Committing Changes.idempotency later replaces the claim with the response."""
+
+    def release_idempotency(self, tenant_id: str, key: str, request_hash: str) -> None:
+        """Drop our in-flight claim (the request was refused, so nothing is kept for it)."""
+
+    def due_reminders(self, now: str, limit: int) -> list[Reminder]:
+        """Reminders with due_at <= now, earliest first, across tenants."""
+
+    def get_control(self, name: str) -> dict[str, Any] | None:
+        """A platform control record (e.g. a PSP circuit breaker), shared by all workers."""
+
+    def put_control(self, name: str, value: dict[str, Any]) -> None:
+        """Write a control record (last writer wins)."""
 
     def get_secret(self, tenant_id: str, token: str) -> bytes | None:
         """Ciphertext stored for a vault token (card PAN, IBAN)."""

@@ -8,12 +8,13 @@ from chalicelib.adapters.sqlite_store import SqliteStore
 from chalicelib.ports import OutRecord
 
 from .bus_contract import EventBusContract
+from .coordination_contract import StoreCoordinationContract
 from .keys_contract import KeyServiceContract
 from .store_contract import PaymentStoreContract
 from .tenants_contract import TenantDirectoryContract
 
 
-class TestSqliteStore(PaymentStoreContract):
+class TestSqliteStore(PaymentStoreContract, StoreCoordinationContract):
     def make_store(self, tmp_path):
         return SqliteStore(tmp_path / "store.db")
 

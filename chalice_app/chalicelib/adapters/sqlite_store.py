@@ -17,7 +17,7 @@ import orjson
 from ..domain.events import Event
 from ..domain.payment import Payment
 from ..ports import (AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConflict,
-                     IdempotencyRecord, OutboxRecord)
+                     IdempotencyRecord, OutboxRecord, Reminder)
 from .sqlite_base import SqliteDatabase
 
 SCHEMA = """
@@ -38,7 +38,14 @@ CREATE TABLE IF NOT EXISTS processed (
 CREATE TABLE IF NOT EXISTS idempotency (
     tenant_id TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL, status_code INTEGER NOT NULL,
     response BLOB NOT NULL, headers BLOB NOT NULL, expires_at INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'completed', locked_until INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant_id, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS reminders (
+    tenant_id TEXT NOT NULL, payment_id TEXT NOT NULL, due_at TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, payment_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS reminders_due ON reminders (due_at);
+CREATE TABLE IF NOT EXISTS control (name TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS postings (
     id INTEGER PRIMARY KEY AUTOINCREMENT, txn_id TEXT NOT NULL, tenant_id TEXT NOT NULL,
     payment_id TEXT NOT NULL, account TEXT NOT NULL, currency TEXT NOT NULL, amount INTEGER NOT NULL,
@@ -100,12 +107,19 @@ class SqliteStore:
                          for x in changes.postings])
                 if changes.idempotency:
                     r = changes.idempotency
-                    # An expired record may be replaced; a live one may not.
-                    conn.execute("DELETE FROM idempotency WHERE tenant_id=? AND key=? AND expires_at<=?",
-                                 (r.tenant_id, r.key, r.created_at))
-                    conn.execute("INSERT INTO idempotency VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                 (r.tenant_id, r.key, r.request_hash, r.status_code, r.response,
-                                  orjson.dumps(r.headers), r.expires_at))
+                    # Replaces our own in-flight claim (same request hash) or an expired record;
+                    # a live record of another request is a conflict.
+                    conn.execute("DELETE FROM idempotency WHERE tenant_id=? AND key=? AND (expires_at<=? OR"
+                                 " (state='in_flight' AND (request_hash=? OR locked_until<=?)))",
+                                 (r.tenant_id, r.key, r.created_at, r.request_hash, r.created_at))
+                    conn.execute(self._INSERT_IDEMPOTENCY, self._idempotency_row(r))
+                for rem in changes.reminders:
+                    if rem.due_at is None:
+                        conn.execute("DELETE FROM reminders WHERE tenant_id=? AND payment_id=?",
+                                     (rem.tenant_id, rem.payment_id))
+                    else:
+                        conn.execute("INSERT OR REPLACE INTO reminders VALUES (?, ?, ?)",
+                                     (rem.tenant_id, rem.payment_id, rem.due_at))
                 for tenant_id, token, ciphertext in changes.secrets:
                     conn.execute("INSERT INTO vault VALUES (?, ?, ?)", (tenant_id, token, ciphertext))
         except sqlite3.IntegrityError as e:
@@ -167,13 +181,54 @@ class SqliteStore:
             (tenant_id, customer_id, since)).fetchone()
         return n
 
+    _INSERT_IDEMPOTENCY = ("INSERT INTO idempotency (tenant_id, key, request_hash, status_code, response, headers,"
+                           " expires_at, state, locked_until, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    _SELECT_IDEMPOTENCY = ("SELECT tenant_id, key, request_hash, status_code, response, headers, expires_at,"
+                           " created_at, state, locked_until FROM idempotency WHERE tenant_id=? AND key=?")
+
+    @staticmethod
+    def _idempotency_row(r: IdempotencyRecord) -> tuple:
+        return (r.tenant_id, r.key, r.request_hash, r.status_code, r.response, orjson.dumps(r.headers),
+                r.expires_at, r.state, r.locked_until, r.created_at)
+
+    @staticmethod
+    def _idempotency_record(row: tuple) -> IdempotencyRecord:
+        return IdempotencyRecord(row[0], row[1], row[2], row[3], row[4], orjson.loads(row[5]), *row[6:])
+
     def get_idempotency(self, tenant_id: str, key: str, now: int) -> IdempotencyRecord | None:
-        row = self.db.conn().execute(
-            "SELECT request_hash, status_code, response, headers, expires_at FROM idempotency"
-            " WHERE tenant_id=? AND key=? AND expires_at>?", (tenant_id, key, now)).fetchone()
-        if not row:
-            return None
-        return IdempotencyRecord(tenant_id, key, row[0], row[1], row[2], orjson.loads(row[3]), row[4])
+        row = self.db.conn().execute(self._SELECT_IDEMPOTENCY + " AND expires_at>?", (tenant_id, key, now)).fetchone()
+        return self._idempotency_record(row) if row else None
+
+    def claim_idempotency(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
+        now = record.created_at
+        with self.db.write() as conn:
+            row = conn.execute(self._SELECT_IDEMPOTENCY, (record.tenant_id, record.key)).fetchone()
+            if row:
+                found = self._idempotency_record(row)
+                live = found.expires_at > now and (found.state == "completed" or found.locked_until > now)
+                if live:
+                    return found
+                conn.execute("DELETE FROM idempotency WHERE tenant_id=? AND key=?", (record.tenant_id, record.key))
+            conn.execute(self._INSERT_IDEMPOTENCY, self._idempotency_row(record))
+        return None
+
+    def release_idempotency(self, tenant_id: str, key: str, request_hash: str) -> None:
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM idempotency WHERE tenant_id=? AND key=? AND state='in_flight'"
+                         " AND request_hash=?", (tenant_id, key, request_hash))
+
+    def due_reminders(self, now: str, limit: int) -> list[Reminder]:
+        rows = self.db.conn().execute("SELECT tenant_id, payment_id, due_at FROM reminders WHERE due_at<=?"
+                                      " ORDER BY due_at LIMIT ?", (now, limit)).fetchall()
+        return [Reminder(*r) for r in rows]
+
+    def get_control(self, name: str) -> dict[str, Any] | None:
+        row = self.db.conn().execute("SELECT body FROM control WHERE name=?", (name,)).fetchone()
+        return orjson.loads(row[0]) if row else None
+
+    def put_control(self, name: str, value: dict[str, Any]) -> None:
+        with self.db.write() as conn:
+            conn.execute("INSERT OR REPLACE INTO control VALUES (?, ?)", (name, orjson.dumps(value)))
 
     def purge_expired_idempotency(self, now: int) -> int:
         with self.db.write() as conn:
