@@ -5,6 +5,7 @@ Each stage Lambda is fed by the MSK event source mapping infra/ creates
 """
 from chalice import Chalice
 
+from chalicelib import reconciliation
 from chalicelib.api.routes import api
 from chalicelib.runtime.bootstrap import get_platform
 from chalicelib.runtime.handler import handle_batch
@@ -56,6 +57,12 @@ def settlement(event, context):
 @app.lambda_function(name="notification")
 def notification(event, context):
     return _run("notification", event)
+
+
+@app.schedule("rate(1 minute)", name="reconciliation")
+def reconcile_unknown_outcomes(event):
+    """Status checks of unknown PSP outcomes that are due (see chalicelib/reconciliation.py)."""
+    return {"handled": reconciliation.run_due(get_platform(), limit=500)}
 
 
 STAGE_HANDLERS = {name: globals()[name] for name in STAGES}

@@ -24,6 +24,10 @@ PSP_TIMEOUT_S = "PSP_TIMEOUT_S"            # connector read timeout
 WEBHOOK_TIMEOUT_S = "WEBHOOK_TIMEOUT_S"    # merchant webhook timeout
 API_KEY_PEPPER = "API_KEY_PEPPER"          # HMAC key for hashing API keys at rest
 IDEMPOTENCY_TTL_S = "IDEMPOTENCY_TTL_S"    # how long API idempotency keys are kept
+IDEMPOTENCY_LOCK_S = "IDEMPOTENCY_LOCK_S"  # an in-flight request's claim on its key lapses after this
+UNKNOWN_CHECK_SCHEDULE_S = "UNKNOWN_CHECK_SCHEDULE_S"  # delays between PSP status checks of an unknown outcome
+BREAKER_THRESHOLD = "BREAKER_THRESHOLD"    # consecutive PSP failures that open its circuit breaker
+BREAKER_COOLDOWN_S = "BREAKER_COOLDOWN_S"  # open breaker waits this long before a half-open probe
 LOG_LEVEL = "LOG_LEVEL"                  # Python log level
 # aws-local and aws modes (names shared by the adapters and infra/)
 PAYMENTS_TABLE = "PAYMENTS_TABLE"          # DynamoDB single table
@@ -31,6 +35,7 @@ KAFKA_BOOTSTRAP_SERVERS = "KAFKA_BOOTSTRAP_SERVERS"  # MSK / Tansu brokers, comm
 KAFKA_SECURITY = "KAFKA_SECURITY"          # plaintext (local) | tls | iam (MSK IAM auth over TLS)
 KMS_KEY_ID = "KMS_KEY_ID"                  # platform key (multi-region in AWS) for tenant data keys
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"      # aws-local: moto server / LocalStack edge
+OUTBOX_STREAM_ARN = "OUTBOX_STREAM_ARN"    # the table's stream feeding the outbox_relay Lambda
 
 DEFAULTS: dict[str, str] = {
     PLATFORM_MODE: "embedded",
@@ -48,12 +53,17 @@ DEFAULTS: dict[str, str] = {
     WEBHOOK_TIMEOUT_S: "2.0",
     API_KEY_PEPPER: "local-development-pepper",
     IDEMPOTENCY_TTL_S: str(24 * 3600),
+    IDEMPOTENCY_LOCK_S: "30",
+    UNKNOWN_CHECK_SCHEDULE_S: "1,2,5,15,60",
+    BREAKER_THRESHOLD: "5",
+    BREAKER_COOLDOWN_S: "30",
     LOG_LEVEL: "INFO",
     PAYMENTS_TABLE: "payments-platform",
     KAFKA_BOOTSTRAP_SERVERS: "127.0.0.1:9092",
     KAFKA_SECURITY: "plaintext",
     KMS_KEY_ID: "alias/payments-platform",
     AWS_ENDPOINT_URL: "http://127.0.0.1:4566",
+    OUTBOX_STREAM_ARN: "",  # derived: the table's latest stream
 }
 
 # DynamoDB single-table layout, shared by adapters/dynamodb.py and infra/.
@@ -61,6 +71,9 @@ TABLE_PK, TABLE_SK = "pk", "sk"                  # pk always begins with the ten
 STATUS_INDEX = "by-status"                       # GSI: list payments by status, newest first
 STATUS_INDEX_PK, STATUS_INDEX_SK = "gsi1pk", "gsi1sk"
 TTL_ATTRIBUTE = "expires_at"                     # idempotency records expire by TTL
+OUTBOX_STREAM_VIEW_TYPE = "NEW_IMAGE"            # the stream carries new outbox items whole
+# Lambda event filter for the outbox_relay mapping: only new outbox items matter.
+OUTBOX_STREAM_FILTER = {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"kind": {"S": ["outbox"]}}}}
 
 MODES = ("embedded", "aws-local", "aws")
 
@@ -87,6 +100,16 @@ def _float(env: dict[str, str], name: str) -> float:
         raise ConfigError(f"{name} must be a number, got {env.get(name)!r}") from None
 
 
+def _schedule(env: dict[str, str], name: str) -> tuple[float, ...]:
+    try:
+        steps = tuple(float(x) for x in _get(env, name).split(","))
+    except ValueError:
+        steps = ()
+    if not steps or any(x < 0 for x in steps):
+        raise ConfigError(f"{name} must be comma-separated non-negative seconds, got {env.get(name)!r}")
+    return steps
+
+
 @dataclass(frozen=True)
 class Settings:
     mode: str
@@ -104,6 +127,10 @@ class Settings:
     webhook_timeout_s: float
     api_key_pepper: bytes = field(repr=False)
     idempotency_ttl_s: int
+    idempotency_lock_s: int
+    unknown_check_schedule_s: tuple[float, ...]
+    breaker_threshold: int
+    breaker_cooldown_s: float
     log_level: str
 
     @classmethod
@@ -129,6 +156,10 @@ class Settings:
             webhook_timeout_s=_float(env, WEBHOOK_TIMEOUT_S),
             api_key_pepper=_get(env, API_KEY_PEPPER).encode(),
             idempotency_ttl_s=_int(env, IDEMPOTENCY_TTL_S),
+            idempotency_lock_s=_int(env, IDEMPOTENCY_LOCK_S),
+            unknown_check_schedule_s=_schedule(env, UNKNOWN_CHECK_SCHEDULE_S),
+            breaker_threshold=_int(env, BREAKER_THRESHOLD),
+            breaker_cooldown_s=_float(env, BREAKER_COOLDOWN_S),
             log_level=_get(env, LOG_LEVEL).upper(),
         )
         for name, value in ((BUS_PARTITIONS, settings.partitions), (BATCH_SIZE, settings.batch_size),

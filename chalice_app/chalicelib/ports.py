@@ -120,6 +120,9 @@ class PaymentStore(Protocol):
     def release_idempotency(self, tenant_id: str, key: str, request_hash: str) -> None:
         """Drop our in-flight claim (the request was refused, so nothing is kept for it)."""
 
+    def purge_expired_idempotency(self, now: int) -> int:
+        """Delete records expired by `now` (DynamoDB's TTL does this by itself); returns how many."""
+
     def due_reminders(self, now: str, limit: int) -> list[Reminder]:
         """Reminders with due_at <= now, earliest first, across tenants."""
 

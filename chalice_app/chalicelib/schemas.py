@@ -71,10 +71,32 @@ def _check(kind: str, name: str, version: int, doc: Any) -> None:
     try:
         entry[1](doc)
     except fastjsonschema.JsonSchemaValueException as e:
+        e = _branch_error(e)
         field = _failing_field(e)
         # Strip only the leading "data..." path fastjsonschema puts in front, never other occurrences.
         message = e.message[len(e.name):].strip() if e.name and e.message.startswith(e.name) else e.message
         raise SchemaError(f"'{field}' {message}" if field else message, field) from None
+
+
+def _branch_error(e: fastjsonschema.JsonSchemaValueException) -> fastjsonschema.JsonSchemaValueException:
+    """For a oneOf discriminated by `type`, the error inside the branch the document chose.
+
+    "payment_method must be valid exactly by one definition" names no field; the
+    card branch's own error ("payment_method.card.exp_month must be <= 12") does."""
+    definition = e.definition if isinstance(e.definition, dict) else {}
+    if e.rule != "oneOf" or not isinstance(e.value, dict):
+        return e
+    for branch in definition.get("oneOf", []):
+        const = ((branch.get("properties") or {}).get("type") or {}).get("const")
+        if const is not None and const == e.value.get("type"):
+            try:
+                fastjsonschema.validate(branch, e.value)
+            except fastjsonschema.JsonSchemaValueException as inner:
+                prefix = e.name or "data"
+                return fastjsonschema.JsonSchemaValueException(
+                    inner.message.replace("data", prefix, 1), inner.value, prefix + inner.name[4:],
+                    inner.definition, inner.rule)
+    return e
 
 
 def _failing_field(e: fastjsonschema.JsonSchemaValueException) -> str | None:

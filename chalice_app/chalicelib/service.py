@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -113,10 +112,20 @@ class PaymentService:
         body = parse_json(raw)
         _validate("create_payment", body)
         request_hash = self._request_hash(body)
-        now = int(time.time())
-        replay = self._replay(tenant_id, idempotency_key, request_hash, now)
-        if replay:
-            return replay
+        now = int(self.p.clock.now().timestamp())
+        settings = self.p.settings
+        claim = IdempotencyRecord(tenant_id, idempotency_key, request_hash, 0, b"", {},
+                                  now + settings.idempotency_ttl_s, now, "in_flight", now + settings.idempotency_lock_s)
+        found = self.p.store.claim_idempotency(claim)
+        if found is not None:
+            return self._answer_existing(found, request_hash)
+        try:
+            return self._create(tenant_id, body, claim, correlation_id)
+        except ApiError:  # refused: keep nothing, so the key can be used again
+            self.p.store.release_idempotency(tenant_id, idempotency_key, request_hash)
+            raise
+
+    def _create(self, tenant_id: str, body: dict[str, Any], claim: IdempotencyRecord, correlation_id: str) -> Reply:
         tenant = self.p.tenants.get_tenant(tenant_id)
         method_in = body["payment_method"]
         kind = method_in["type"]
@@ -124,7 +133,7 @@ class PaymentService:
         try:
             check_amount(body["amount"], body["currency"], tenant)
             check_instrument(kind, secret)
-        except RuleViolation as v:  # refused at the edge: not stored, so the key stays free
+        except RuleViolation as v:
             raise ApiError(422, "Payment refused", str(v), code=v.code,
                            invalid_fields=[v.field] if v.field else []) from None
         if kind == "bank_account":
@@ -148,30 +157,33 @@ class PaymentService:
             created_at=at, updated_at=at, region=self.p.settings.region, metadata=body.get("metadata") or {})
         event = self._event(payment, "payments.initiated", {
             "amount": payment.amount, "currency": payment.currency, "capture_mode": payment.capture_mode,
-            "payment_method": method, "reference": payment.reference, "customer": payment.customer,
+            "payment_method": method, "reference": payment.reference,
+            **({"customer": payment.customer} if payment.customer else {}),
             "metadata": payment.metadata}, correlation_id)
         location = f"/v1/payments/{payment.payment_id}"
         reply = Reply(202, orjson.dumps(payment_view(payment)), {"Location": location})
-        record = IdempotencyRecord(tenant_id, idempotency_key, request_hash, reply.status, reply.body,
-                                   reply.headers, now + self.p.settings.idempotency_ttl_s, now)
+        record = replace(claim, status_code=reply.status, response=reply.body, headers=reply.headers,
+                         state="completed", locked_until=0)
         try:
             self.p.store.commit(Changes(payment=payment, events=[event], idempotency=record,
                                         secrets=[secret_row]))
-        except AlreadyExists:  # a concurrent request with the same key won the race
-            replay = self._replay(tenant_id, idempotency_key, request_hash, now)
-            if replay:
-                return replay
+        except AlreadyExists:  # our claim lapsed and another request took the key meanwhile
+            found = self.p.store.get_idempotency(tenant_id, claim.key, claim.created_at)
+            if found is not None:
+                return self._answer_existing(found, claim.request_hash)
             raise ApiError(409, "Request in progress", "a request with this Idempotency-Key is in progress") from None
         return reply
 
-    def _replay(self, tenant_id: str, key: str, request_hash: str, now: int) -> Reply | None:
-        record = self.p.store.get_idempotency(tenant_id, key, now)
-        if record is None:
-            return None
-        if not hmac.compare_digest(record.request_hash, request_hash):
+    def _answer_existing(self, found: IdempotencyRecord, request_hash: str) -> Reply:
+        """A key seen before: replay its response, or explain the conflict (409)."""
+        if not hmac.compare_digest(found.request_hash, request_hash):
             raise ApiError(409, "Idempotency key reused",
                            "this Idempotency-Key was used with a different request body")
-        return Reply(record.status_code, record.response, {**record.headers, "Idempotent-Replayed": "true"})
+        if found.state != "completed":
+            raise ApiError(409, "Request in progress",
+                           "a request with this Idempotency-Key is still being processed; retry shortly",
+                           retry_after_s=1)
+        return Reply(found.status_code, found.response, {**found.headers, "Idempotent-Replayed": "true"})
 
     def _transition(self, tenant_id: str, payment_id: str, correlation_id: str, apply) -> Payment:
         """Load, apply a domain command, commit with its events; retries a lost race twice."""

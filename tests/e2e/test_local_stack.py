@@ -29,6 +29,10 @@ def test_happy_path_reaches_settled_through_all_seven_stages(local_stack):
     elapsed_ms = (time.monotonic() - started) * 1000
     print(f"\nPOST -> settled over HTTP: {elapsed_ms:.0f} ms")
     assert doc["status"] == "settled"
+    deadline = time.monotonic() + 15  # the webhook goes out just after settlement
+    while "notification" not in {t["stage"] for t in doc["timeline"]} and time.monotonic() < deadline:
+        time.sleep(0.05)
+        doc = json.loads(local_stack.call("GET", f"/v1/payments/{payment_id}")[2])
     assert [s for s in STAGES if s in {t["stage"] for t in doc["timeline"]}] == STAGES
     trace = local_stack.payctl("trace", payment_id)
     assert [s["stage"] for s in trace["steps"]][0] == "validation"

@@ -135,15 +135,25 @@ def test_new_event_stamps_the_current_version_and_validates():
     lambda d: d.update(amount=0),
     lambda d: d.update(amount="1999"),
     lambda d: d.update(currency="eur"),
-    lambda d: d.pop("customer"),
+    lambda d: d.pop("currency"),
     lambda d: d.update(surprise=True),
     lambda d: d["payment_method"]["card"].update(number="4242424242424242"),
-], ids=["zero", "string-amount", "lowercase-currency", "missing-customer", "extra-field", "pan"])
+], ids=["zero", "string-amount", "lowercase-currency", "missing-currency", "extra-field", "pan"])
 def test_new_event_refuses_a_bad_payload(mutate):
     data = _initiated_data()
     mutate(data)
     with pytest.raises(SchemaError):
         _new(data=data)
+
+
+def test_customer_is_optional_from_v2_but_required_in_v1():
+    data = _initiated_data()
+    data.pop("customer")
+    _new(data=data)  # v2: a payment may come without customer details
+    doc = _new().to_dict() | {"schema_version": 1}
+    doc["data"] = {k: v for k, v in doc["data"].items() if k not in ("metadata", "customer")}
+    with pytest.raises(SchemaError):
+        validate_event(doc)
 
 
 def test_new_event_refuses_a_bad_envelope():

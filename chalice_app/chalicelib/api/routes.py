@@ -53,6 +53,8 @@ def endpoint(authenticated: bool = True) -> Callable:
             request = api.current_request
             corr = _correlation_id(request)
             try:
+                if request.method == "POST" and not _is_json((request.headers or {}).get("content-type")):
+                    raise ApiError(415, "Unsupported media type", "send the request body as application/json")
                 platform = get_platform()
                 tenant_id = None
                 if authenticated:
@@ -72,7 +74,12 @@ def endpoint(authenticated: bool = True) -> Callable:
     return wrap
 
 
-JSON = ["application/json"]
+# Routes take any Content-Type so that a wrong one gets our problem+json 415, not Chalice's own body.
+JSON = ["*/*"]
+
+
+def _is_json(content_type: str | None) -> bool:
+    return not content_type or content_type.split(";")[0].strip().lower() == "application/json"
 
 
 @api.route("/health", methods=["GET"])

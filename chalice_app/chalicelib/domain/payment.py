@@ -32,6 +32,7 @@ class Attempt:
     message: str | None = None
     started_at: str = ""
     updated_at: str = ""
+    status_checks: int = 0  # PSP status queries made while the outcome was unknown
 
 
 @dataclass
@@ -202,6 +203,18 @@ class Payment:
             raise DomainError(f"payment {self.payment_id}: no unresolved attempt to fail in state "
                               f"'{self.state.value}'")
         self._settle_attempt(at, "failed", None, code, message)
+
+    def status_checked(self, at: str) -> int:
+        """Count one more status query of the unknown attempt; returns the count."""
+        attempt = self.current_attempt
+        if self.state != State.OUTCOME_UNKNOWN or attempt is None or attempt.status != "unknown":
+            raise DomainError(f"payment {self.payment_id} has no unknown outcome to check")
+        attempt.status_checks += 1
+        attempt.updated_at = at
+        self.pending_timeline.append(TimelineEntry(at, "status_check", self.state.value, self.state.value,
+                                                   "reconciliation", {"attempt": attempt.number,
+                                                                      "checks": attempt.status_checks}))
+        return attempt.status_checks
 
     def attempt_unknown(self, at: str, message: str) -> None:
         self._require(Action.MARK_UNKNOWN)

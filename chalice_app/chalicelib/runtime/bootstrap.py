@@ -7,11 +7,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import orjson
 
+from ..breaker import Breakers
 from ..clock import SystemClock
 from ..config import ConfigError, Settings
 from ..connectors import build_connector
@@ -32,11 +33,15 @@ class Platform:
     clock: Clock
     connectors: dict[str, Connector]
     post_webhook: Poster = http_post
-    health: dict[str, bool] = field(default_factory=dict)
 
     @property
     def vault(self) -> Vault:
         return Vault(self.store, self.keys)
+
+    @property
+    def breakers(self) -> Breakers:
+        s = self.settings
+        return Breakers(self.store, self.clock, s.breaker_threshold, s.breaker_cooldown_s)
 
     def connector(self, name: str) -> Connector:
         try:
@@ -45,7 +50,8 @@ class Platform:
             raise ConfigError(f"no PSP connector named {name!r} (have: {', '.join(self.connectors)})") from None
 
     def psp_healthy(self, name: str) -> bool:
-        return name in self.connectors and self.health.get(name, True)
+        """Configured, and its circuit breaker lets calls through."""
+        return name in self.connectors and self.breakers.allows(name)
 
 
 def psp_configs(settings: Settings, env: dict[str, str] | None = None) -> list[dict[str, Any]]:

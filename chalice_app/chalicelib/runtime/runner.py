@@ -17,8 +17,11 @@ import random
 import signal
 import threading
 import time
+from datetime import timedelta
 from typing import Any, Callable
 
+from .. import reconciliation
+from ..clock import iso
 from . import dlq
 from .msk import build_event, iter_records, parse_item_identifier
 from .relay import relay_once
@@ -97,7 +100,12 @@ class StageWorker:
 
 
 class Runner:
-    """All stage workers and the outbox relay in one loop."""
+    """All stage workers, the outbox relay and reconciliation in one process.
+
+    `relay` (the outbox relay, due reconciliations and housekeeping) runs in
+    one worker process only: member 0."""
+
+    HOUSEKEEPING_S = 60.0
 
     def __init__(self, platform: Any, handlers: dict[str, tuple[Any, Invoke]], member: int = 0, members: int = 1,
                  relay: bool = True):
@@ -105,9 +113,19 @@ class Runner:
         self.workers = [StageWorker(stage, invoke, platform, member, members) for stage, invoke in handlers.values()]
         self.relay = relay
         self.stopping = False
+        self._housekept = 0.0
+
+    def background(self) -> int:
+        """Outbox relay, due status checks, and now and then expired idempotency keys."""
+        done = relay_once(self.platform.store, self.platform.bus)
+        done += reconciliation.run_due(self.platform)
+        if time.monotonic() - self._housekept > self.HOUSEKEEPING_S:
+            self._housekept = time.monotonic()
+            self.platform.store.purge_expired_idempotency(int(self.platform.clock.now().timestamp()))
+        return done
 
     def step(self) -> int:
-        done = relay_once(self.platform.store, self.platform.bus) if self.relay else 0
+        done = self.background() if self.relay else 0
         for w in self.workers:
             done += w.step()
         return done
@@ -121,9 +139,13 @@ class Runner:
                 idle = 0
                 continue
             idle += 1
-            if idle >= 3 and not any(w.not_before for w in self.workers):
+            if idle >= 3 and not any(w.not_before for w in self.workers) and not self._reminders_pending():
                 return
             time.sleep(0.01)
+
+    def _reminders_pending(self) -> bool:
+        far = iso(self.platform.clock.now() + timedelta(days=1))
+        return bool(self.relay and self.platform.store.due_reminders(far, 1))
 
     def run_forever(self) -> None:
         """One polling thread per stage (and one for the relay) until SIGTERM/SIGINT."""
@@ -131,7 +153,7 @@ class Runner:
         signal.signal(signal.SIGINT, self._stop)
         loops: list[Callable[[], int]] = [w.step for w in self.workers]
         if self.relay:
-            loops.append(lambda: relay_once(self.platform.store, self.platform.bus))
+            loops.append(self.background)
         threads = [threading.Thread(target=self._loop, args=(fn,), daemon=True) for fn in loops]
         for t in threads:
             t.start()

@@ -10,7 +10,7 @@ from ..clock import iso
 from ..domain.events import Event
 from ..domain.payment import Payment
 from ..errors import PermanentError, TransientError
-from ..ports import AlreadyProcessed, Changes, ConcurrencyConflict, Posting
+from ..ports import AlreadyProcessed, Changes, ConcurrencyConflict, Posting, Reminder
 
 log = logging.getLogger("payments.stage")
 
@@ -49,21 +49,24 @@ class StageContext:
             raise PermanentError(f"payment {event.payment_id} not found for tenant {event.tenant_id}")
         return payment
 
-    def event(self, cause: Event, payment: Payment, etype: str, data: dict[str, Any]) -> Event:
+    def event(self, cause: Event | None, payment: Payment, etype: str, data: dict[str, Any]) -> Event:
+        """A new event about `payment`, caused by `cause` (None: a scheduled action)."""
         return codec.new_event(etype, tenant_id=payment.tenant_id, payment_id=payment.payment_id,
-                               correlation_id=cause.correlation_id, causation_id=cause.event_id,
+                               correlation_id=cause.correlation_id if cause else payment.correlation_id,
+                               causation_id=cause.event_id if cause else None,
                                at=self.now(), region=self.settings.region, data=data)
 
     def commit(self, cause: Event | None, payment: Payment | None, expected_version: int | None,
-               events: list[Event] = (), postings: list[Posting] = (), final: bool = True) -> bool:
+               events: list[Event] = (), postings: list[Posting] = (), final: bool = True,
+               reminders: list[Reminder] = ()) -> bool:
         """Commit state + outbox (+ the processed marker when `final`). False if already done."""
         changes = Changes(payment=payment, expected_version=expected_version, events=list(events),
-                          postings=list(postings),
+                          postings=list(postings), reminders=list(reminders),
                           processed=(self.name, cause.event_id) if (final and cause) else None)
         try:
             self.store.commit(changes)
         except AlreadyProcessed:
-            log.info("duplicate delivery ignored", extra={"stage": self.name, "event_id": cause.event_id})
+            log.info("duplicate delivery ignored", extra={"stage": self.name, "event_id": cause.event_id if cause else None})
             return False
         except ConcurrencyConflict as e:
             raise TransientError(str(e)) from None
