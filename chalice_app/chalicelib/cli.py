@@ -160,13 +160,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger_check(args: argparse.Namespace) -> int:
-    totals = platform().store.ledger_totals()
+    """I4: every transaction sums to zero per currency, and every balance equals its postings."""
+    store = platform().store
+    totals = store.ledger_totals()
     bad = [t for t in totals if t["sum"] != 0]
-    report = {"transactions": len(totals), "unbalanced": bad, "balanced": not bad}
-    emit(args, report, lambda r: console.print(
-        f"{r['transactions']} ledger transactions: " + ("all balanced" if r["balanced"] else
-                                                        f"[red]{len(r['unbalanced'])} unbalanced[/]")))
-    return 0 if not bad else 1
+    drift = store.ledger_drift()
+    report = {"transactions": len(totals), "unbalanced": bad, "drifted_balances": drift,
+              "balanced": not bad and not drift}
+
+    def render(r: dict) -> None:
+        console.print(f"{r['transactions']} ledger transactions: "
+                      + ("all balanced" if not r["unbalanced"] else f"[red]{len(r['unbalanced'])} unbalanced[/]"))
+        console.print("balances: " + ("all equal the sum of their postings" if not r["drifted_balances"] else
+                                      f"[red]{len(r['drifted_balances'])} differ from their postings[/]"))
+    emit(args, report, render)
+    return 0 if report["balanced"] else 1
 
 
 def cmd_states(args: argparse.Namespace) -> int:

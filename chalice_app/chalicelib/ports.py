@@ -136,7 +136,10 @@ class PaymentStore(Protocol):
         """Ciphertext stored for a vault token (card PAN, IBAN)."""
 
     def balances(self, tenant_id: str) -> list[dict[str, Any]]:
-        """Ledger balances per account and currency for the tenant."""
+        """Ledger balances per account and currency for the tenant (kept with each posting)."""
+
+    def ledger_drift(self) -> list[dict[str, Any]]:
+        """Balances that differ from the sum of their postings (I4: always empty)."""
 
     def ledger_totals(self) -> list[dict[str, Any]]:
         """Sum of postings per transaction and currency, across tenants (I4 checks)."""

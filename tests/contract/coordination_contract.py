@@ -98,3 +98,17 @@ class StoreCoordinationContract:
         store.put_control("breaker:sim-a", {"state": "half_open", "failures": 5, "opened_at": at(1)})
         assert store.get_control("breaker:sim-a") == {"state": "half_open", "failures": 5, "opened_at": at(1)}
         assert store.get_control("breaker:sim-b") is None
+
+    # -- kept balances -------------------------------------------------------------------------
+    def test_balances_are_kept_equal_to_the_sum_of_postings(self, store):
+        from .factories import capture_postings, drive_to_authorized, refund_postings
+        p = drive_to_authorized(new_payment())
+        store.commit(Changes(postings=capture_postings(p, fee=59)))
+        store.commit(Changes(postings=refund_postings(p, 500)))
+        assert store.ledger_drift() == []
+        by_account = {(b["account"], b["currency"]): b["balance"] for b in store.balances(p.tenant_id)}
+        legs = capture_postings(p, fee=59) + refund_postings(p, 500)
+        for account, currency in by_account:
+            assert by_account[(account, currency)] == sum(
+                x.amount for x in legs if (x.account, x.currency) == (account, currency))
+        assert store.balances("ten_nobody") == []

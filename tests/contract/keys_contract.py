@@ -47,7 +47,7 @@ class KeyServiceContract(KnownBugs):
         close_quietly(k)
 
     @settings(max_examples=25, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture])
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.differing_executors])
     @given(plaintext=st.binary(max_size=512), tenant=st.sampled_from(TENANTS))
     def test_encrypt_decrypt_round_trip(self, keys, plaintext, tenant):
         blob = keys.encrypt(tenant, plaintext)

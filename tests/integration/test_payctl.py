@@ -104,3 +104,13 @@ def test_usage_errors_exit_non_zero(argv):
     with pytest.raises(SystemExit) as e:
         cli.main(argv)
     assert e.value.code == 2
+
+
+def test_ledger_check_finds_a_balance_that_drifted_from_its_postings(stack, capsys):
+    stack.pay()
+    stack.runner.drain()
+    with stack.platform.store.db.write() as conn:
+        conn.execute("UPDATE balances SET balance = balance - 1 WHERE account = 'merchant_payable'")
+    code, report = run(capsys, "ledger", "check")
+    assert code == 1 and not report["balanced"] and report["unbalanced"] == []
+    assert [d["account"] for d in report["drifted_balances"]] == ["merchant_payable"]

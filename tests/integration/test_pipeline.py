@@ -16,6 +16,7 @@ import uuid
 import pytest
 
 from chalicelib import webhooks
+from chalicelib.domain.psp import Outcome
 
 from .conftest import (assert_ledger_balanced, assert_timeline_chained, body_of, card_body, subsequence,
                        txn_sums)
@@ -474,3 +475,30 @@ def test_payment_without_customer_is_accepted_or_refused_never_500(stack):
         assert stack.payment(body_of(r)["id"])["status"] == "settled"
     else:  # or customer made required: then a 400 that names it
         assert r.status_code == 400 and "customer" in r.body.decode()
+
+
+def test_routing_skips_a_psp_whose_breaker_is_open(stack):
+    breakers = stack.platform.breakers
+    for _ in range(stack.platform.settings.breaker_threshold):
+        breakers.record("sim-a", Outcome.UNAVAILABLE)
+    pid = stack.pay("4242424242424242")
+    stack.runner.drain()
+    p = stack.payment(pid)
+    assert p["status"] == "settled"
+    assert [a["psp"] for a in p["attempts"]] == ["sim-b"]
+    route = [t for t in stack.platform.store.timeline(stack.tenant_id, pid) if t["action"] == "route"]
+    assert route[0]["detail"]["psps"] == ["sim-b"]
+
+
+def test_an_unreachable_psp_opens_its_breaker_and_traffic_moves_on(stack, monkeypatch):
+    from chalicelib.connectors.simulator import SimulatorConnector
+    stack.platform.connectors["sim-a"] = SimulatorConnector("sim-a", "http://127.0.0.1:9", timeout_s=0.3)
+    ids = []
+    for _ in range(stack.platform.settings.breaker_threshold + 2):
+        ids.append(stack.pay("4242424242424242"))
+        stack.runner.drain()
+    assert all(stack.payment(i)["status"] == "settled" for i in ids)
+    assert stack.platform.breakers.state("sim-a")["state"] == "open"
+    # once open, payments are routed straight to sim-b: no attempt at sim-a at all
+    tried_a = [i for i in ids if stack.payment(i)["attempts"][0]["psp"] == "sim-a"]
+    assert len(tried_a) == stack.platform.settings.breaker_threshold < len(ids)

@@ -51,6 +51,9 @@ CREATE TABLE IF NOT EXISTS postings (
     payment_id TEXT NOT NULL, account TEXT NOT NULL, currency TEXT NOT NULL, amount INTEGER NOT NULL,
     batch TEXT NOT NULL, at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS postings_by_tenant ON postings (tenant_id, account, currency);
+CREATE TABLE IF NOT EXISTS balances (
+    tenant_id TEXT NOT NULL, account TEXT NOT NULL, currency TEXT NOT NULL, balance INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, account, currency)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS vault (
     tenant_id TEXT NOT NULL, token TEXT NOT NULL, ciphertext BLOB NOT NULL,
     PRIMARY KEY (tenant_id, token)) WITHOUT ROWID;
@@ -105,6 +108,11 @@ class SqliteStore:
                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         [(x.txn_id, x.tenant_id, x.payment_id, x.account, x.currency, x.amount, x.batch, x.at)
                          for x in changes.postings])
+                    # Balances are kept, not derived, so that `payctl ledger check` can prove they match.
+                    conn.executemany(
+                        "INSERT INTO balances VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id, account, currency)"
+                        " DO UPDATE SET balance = balance + excluded.balance",
+                        [(x.tenant_id, x.account, x.currency, x.amount) for x in changes.postings])
                 if changes.idempotency:
                     r = changes.idempotency
                     # Replaces our own in-flight claim (same request hash) or an expired record;
@@ -241,9 +249,19 @@ class SqliteStore:
 
     def balances(self, tenant_id: str) -> list[dict[str, Any]]:
         rows = self.db.conn().execute(
-            "SELECT account, currency, SUM(amount) FROM postings WHERE tenant_id=?"
-            " GROUP BY account, currency ORDER BY account, currency", (tenant_id,)).fetchall()
+            "SELECT account, currency, balance FROM balances WHERE tenant_id=? ORDER BY account, currency",
+            (tenant_id,)).fetchall()
         return [{"account": r[0], "currency": r[1], "balance": r[2]} for r in rows]
+
+    def ledger_drift(self) -> list[dict[str, Any]]:
+        rows = self.db.conn().execute(
+            "SELECT tenant_id, account, currency, b.balance, p.total FROM"
+            " (SELECT tenant_id, account, currency, balance FROM balances) b"
+            " FULL OUTER JOIN (SELECT tenant_id, account, currency, SUM(amount) AS total FROM postings"
+            "                  GROUP BY tenant_id, account, currency) p USING (tenant_id, account, currency)"
+            " WHERE b.balance IS NOT p.total").fetchall()
+        return [{"tenant_id": r[0], "account": r[1], "currency": r[2], "balance": r[3], "postings_sum": r[4]}
+                for r in rows]
 
     def ledger_totals(self) -> list[dict[str, Any]]:
         rows = self.db.conn().execute(
