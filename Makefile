@@ -11,19 +11,23 @@ export DATA_DIR PORT SIMULATOR_PORT
 export PYTHONPATH := $(CURDIR)/chalice_app
 PYTEST_ARGS ?=
 
-.PHONY: help install local test test-unit clean package
+.PHONY: help install local test test-unit clean package synth plan deploy-region checkov topic-admin-zip
 
 help:
 	@echo "make local    - run the whole platform on this machine (API :$(PORT), simulator :$(SIMULATOR_PORT))"
 	@echo "make test     - run every test suite"
 	@echo "make package  - build the Lambda deployment package with chalice package"
+	@echo "make synth    - synthesize the Terraform JSON (global + one stack per region) into infra/cdktf.out/"
+	@echo "make plan REGION=r          - synth, then terraform plan on that region's stack (needs terraform)"
+	@echo "make deploy-region REGION=r - package, synth, terraform apply global then the region (needs terraform)"
+	@echo "make checkov  - scan the synthesized stacks with checkov (own venv: .venv-checkov)"
 	@echo "make clean    - remove .venv and local data"
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-infra.txt
 	@echo "==> creating $(VENV) with $(PYTHON)"
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt -r requirements-infra.txt
 	@printf '#!/bin/sh\n# payctl: installed by make; reads DATA_DIR/PORT like the running stack.\n: "$${DATA_DIR:=%s}"\nexport DATA_DIR\nPYTHONPATH="%s$${PYTHONPATH:+:$$PYTHONPATH}" exec "%s" -m chalicelib.cli "$$@"\n' \
 		"$(CURDIR)/.data" "$(CURDIR)/chalice_app" "$(CURDIR)/$(BIN)/python" > $(BIN)/payctl
 	@chmod +x $(BIN)/payctl
@@ -45,3 +49,49 @@ package: install
 
 clean:
 	rm -rf $(VENV) .data build
+
+# ---- infrastructure (infra/, CDK Terrain; README "Infrastructure") ----
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+TF_OUT := infra/cdktf.out/stacks
+TERRAFORM ?= terraform
+REGIONS = $(shell $(BIN)/python -c 'import json; print(" ".join(json.load(open("infra/config.json"))["regions"]))')
+define require_terraform
+	@command -v $(TERRAFORM) >/dev/null 2>&1 || { echo "error: no terraform binary on PATH: install Terraform >= 1.5 (https://developer.hashicorp.com/terraform/install) to plan or deploy; 'make synth' works without it" >&2; exit 127; }
+endef
+define check_region
+	@$(BIN)/python -m infra.main --check-region "$(REGION)"
+endef
+
+synth: install
+	$(BIN)/python -m infra.main
+
+plan: install
+	$(check_region)
+	$(require_terraform)
+	@$(MAKE) --no-print-directory synth
+	cd $(TF_OUT)/region-$(REGION) && $(TERRAFORM) init -input=false && $(TERRAFORM) plan -input=false
+
+deploy-region: install
+	$(check_region)
+	$(require_terraform)
+	@$(MAKE) --no-print-directory package topic-admin-zip synth
+	cd $(TF_OUT)/global && $(TERRAFORM) init -input=false && $(TERRAFORM) apply -input=false
+	cd $(TF_OUT)/region-$(REGION) && $(TERRAFORM) init -input=false && $(TERRAFORM) apply -input=false
+
+# The topic admin Lambda (infra/lambda_src/topic_admin) with its two pure-Python deps.
+topic-admin-zip: install
+	rm -rf build/topic-admin && mkdir -p build/topic-admin
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --target build/topic-admin -r infra/lambda_src/topic_admin/requirements.txt
+	cp infra/lambda_src/topic_admin/handler.py build/topic-admin/
+	$(BIN)/python -c 'import shutil; shutil.make_archive("build/topic-admin", "zip", "build/topic-admin")'
+
+# checkov pins botocore/packaging versions that conflict with requirements.txt: own venv.
+$(CHECKOV_STAMP): requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	@touch $@
+
+checkov: $(CHECKOV_STAMP) synth
+	cd infra && ../$(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml -d cdktf.out/stacks

@@ -112,3 +112,11 @@ class StoreCoordinationContract:
             assert by_account[(account, currency)] == sum(
                 x.amount for x in legs if (x.account, x.currency) == (account, currency))
         assert store.balances("ten_nobody") == []
+
+    def test_purging_expired_idempotency_keeps_live_records(self, store):
+        store.commit(Changes(idempotency=completed(claim("old", now=1_000))))
+        store.commit(Changes(idempotency=completed(claim("new", now=90_000))))
+        store.purge_expired_idempotency(1_000 + 86_400)
+        assert store.get_idempotency("ten_a", "old", 1_000 + 86_400) is None
+        assert store.get_idempotency("ten_a", "new", 1_000 + 86_400).state == "completed"
+        assert store.claim_idempotency(claim("old", now=1_000 + 86_400)) is None  # the key is free again

@@ -1,0 +1,1 @@
+"""Infrastructure as code for the payments platform (CDK Terrain). Entry point: infra/main.py."""

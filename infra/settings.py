@@ -1,0 +1,110 @@
+"""Infra inputs: infra/config.json, infra/tenants.json and the platform's own names.
+
+Everything the stacks need to agree with the application (env var names, table
+layout, stage topics) is imported from chalicelib, never retyped here.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+INFRA = Path(__file__).resolve().parent
+ROOT = INFRA.parent
+sys.path.insert(0, str(ROOT / "chalice_app"))
+
+from chalicelib import config as platform_config  # noqa: E402
+from chalicelib.domain.events import dlq_topic  # noqa: E402
+from chalicelib.stages import STAGES, topics  # noqa: E402
+
+CONFIG_FILE = INFRA / "config.json"
+TENANTS_FILE = INFRA / "tenants.json"
+SCHEMAS_DIR = ROOT / "schemas" / "events"
+OUTDIR = INFRA / "cdktf.out"
+# Built by `make package` / `make topic-admin-zip`; synth must work without them.
+CHALICE_ZIP = ROOT / "build" / "chalice" / "deployment.zip"
+TOPIC_ADMIN_ZIP = ROOT / "build" / "topic-admin.zip"
+GLOBAL_STACK = "global"
+TENANT_ID = re.compile(r"^[A-Za-z0-9_-]{3,64}$")
+
+
+class InfraConfigError(ValueError):
+    pass
+
+
+def regional_stack_name(region: str) -> str:
+    return f"region-{region}"
+
+
+@dataclass(frozen=True)
+class Tenant:
+    tenant_id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    partitions: int
+    retention_ms: int
+    stage: str | None  # consuming stage (None for DLQs)
+
+
+def load_config(path: Path = CONFIG_FILE) -> dict[str, Any]:
+    cfg = json.loads(path.read_text())
+    if len(cfg["regions"]) < 2:
+        raise InfraConfigError("config.json needs at least two regions")
+    if cfg["primary_region"] not in cfg["regions"]:
+        raise InfraConfigError(f"primary_region {cfg['primary_region']!r} is not one of the regions")
+    for region, rc in cfg["regions"].items():
+        if len(rc["azs"]) != 3:
+            raise InfraConfigError(f"{region}: exactly 3 availability zones are required")
+        vpc = rc["vpc"]
+        if not vpc.get("create") and not (vpc.get("vpc_id") and len(vpc.get("private_subnet_ids", [])) == 3):
+            raise InfraConfigError(f"{region}: an existing VPC needs vpc_id and 3 private_subnet_ids")
+    if cfg["dynamodb"]["capacity_mode"] not in ("on_demand", "provisioned"):
+        raise InfraConfigError("dynamodb.capacity_mode must be on_demand or provisioned")
+    if not cfg["msk"]["broker_instance_type"].startswith("kafka.m7g."):
+        raise InfraConfigError("msk.broker_instance_type must be a Graviton kafka.m7g.* type")
+    return cfg
+
+
+def load_tenants(path: Path = TENANTS_FILE) -> list[Tenant]:
+    rows = json.loads(path.read_text())["tenants"]
+    tenants = [Tenant(r["tenant_id"], r["name"]) for r in rows]
+    ids = [t.tenant_id for t in tenants]
+    if len(set(ids)) != len(ids):
+        raise InfraConfigError("tenants.json has duplicate tenant ids")
+    for t in tenants:
+        if not TENANT_ID.match(t.tenant_id):
+            raise InfraConfigError(f"bad tenant id {t.tenant_id!r}")
+    return tenants
+
+
+def platform_topics(cfg: dict[str, Any]) -> list[Topic]:
+    """Every stage input topic plus its DLQ, sized from config.json."""
+    tcfg = cfg["msk"]["topics"]
+    consumer = {t: name for name, m in STAGES.items() for t in m.CONSUMES}
+    out = []
+    for name in topics():
+        spec = {**tcfg["default"], **tcfg.get("overrides", {}).get(name, {})}
+        out.append(Topic(name, spec["partitions"], spec["retention_hours"] * 3_600_000, consumer[name]))
+        dlq = tcfg["dlq"]
+        out.append(Topic(dlq_topic(name), dlq["partitions"], dlq["retention_hours"] * 3_600_000, None))
+    return out
+
+
+def event_schemas() -> list[Path]:
+    return sorted(SCHEMAS_DIR.glob("*.json"))
+
+
+def check_region(cfg: dict[str, Any], region: str) -> None:
+    if region not in cfg["regions"]:
+        raise InfraConfigError(
+            f"unknown REGION={region!r}; configured regions: {', '.join(cfg['regions'])} (infra/config.json)")
+
+
+__all__ = ["platform_config", "STAGES", "topics", "dlq_topic"]

@@ -1,0 +1,1 @@
+"""CDK Terrain stacks: one global stack and one stack per region."""

@@ -1,0 +1,52 @@
+"""The global stack: what exists once for all regions.
+
+Multi-region KMS key (+ replicas), the DynamoDB global table, per-tenant IAM roles,
+the Glue Schema Registry, CloudTrail, AWS Config in every region and the hosted zone
+the regions' health-checked records go into.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from cdktn import LocalBackend, TerraformOutput, TerraformStack
+from cdktn_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
+from cdktn_provider_aws.data_aws_partition import DataAwsPartition
+from cdktn_provider_aws.provider import AwsProvider
+from cdktn_provider_aws.route53_zone import Route53Zone
+from constructs import Construct
+
+from .. import settings
+from .audit import Audit
+from .common import structs, tags
+from .dynamodb import PaymentsTable
+from .kms import PlatformKeys
+from .schemas import SchemaRegistry
+from .tenants import TenantRoles
+
+
+def platform_key_alias() -> str:
+    return settings.platform_config.DEFAULTS[settings.platform_config.KMS_KEY_ID]
+
+
+class GlobalStack(TerraformStack):
+    def __init__(self, scope: Construct, id: str, *, cfg: dict[str, Any], tenants: list[settings.Tenant]) -> None:
+        super().__init__(scope, id)
+        primary = cfg["primary_region"]
+        regions = list(cfg["regions"])
+        LocalBackend(self, path=f"../../../state/{id}.tfstate")
+        AwsProvider(self, "aws", region=primary, default_tags=structs([{"tags": tags()}]))
+        DataAwsCallerIdentity(self, "current")
+        DataAwsPartition(self, "partition").override_logical_id("current")
+
+        self.keys = PlatformKeys(self, "kms", primary_region=primary, regions=regions, alias=platform_key_alias())
+        self.table = PaymentsTable(self, "dynamodb", cfg=cfg, primary_region=primary, key_arns=self.keys.arns)
+        self.tenants = TenantRoles(self, "tenants", tenants=tenants, table_name=cfg["dynamodb"]["table_name"],
+                                   key_arns=list(self.keys.arns.values()))
+        self.schemas = SchemaRegistry(self, "glue", files=settings.event_schemas())
+        self.audit = Audit(self, "audit", primary_region=primary, regions=regions, key_arn=self.keys.primary.arn)
+        dns = cfg["dns"]
+        if dns.get("create_zone"):
+            zone = Route53Zone(self, "zone", name=dns["zone_name"], comment="payments platform API", tags=tags())
+            TerraformOutput(self, "zone_id", value=zone.zone_id)
+        TerraformOutput(self, "table_arn", value=self.table.table.arn)
+        TerraformOutput(self, "platform_key_arn", value=self.keys.primary.arn)

@@ -1,0 +1,42 @@
+"""The platform key: one multi-region primary key and a replica in every other region.
+
+Replicas live in the global stack (set per resource with the AWS provider's `region`
+argument) because the DynamoDB global table's replica blocks need their ARNs; the
+regional stacks find their copy by alias (KMS_KEY_ID = alias/payments-platform).
+"""
+from __future__ import annotations
+
+from cdktn_provider_aws.kms_alias import KmsAlias
+from cdktn_provider_aws.kms_key import KmsKey
+from cdktn_provider_aws.kms_replica_key import KmsReplicaKey
+from constructs import Construct
+
+from .common import key_policy, tags
+
+KEY_SERVICES = ["dynamodb.amazonaws.com", "logs.amazonaws.com", "cloudtrail.amazonaws.com",
+                "config.amazonaws.com", "sns.amazonaws.com", "s3.amazonaws.com"]
+
+
+class PlatformKeys(Construct):
+    """`arns[region]` is the platform key (primary or replica) in that region."""
+
+    def __init__(self, scope: Construct, id: str, *, primary_region: str, regions: list[str],
+                 alias: str) -> None:
+        super().__init__(scope, id)
+        self.primary = KmsKey(
+            self, "primary", description="payments platform key (tenant data keys, table, audit)",
+            multi_region=True, enable_key_rotation=True, rotation_period_in_days=365,
+            deletion_window_in_days=30, policy=key_policy(KEY_SERVICES), tags=tags(role="platform-key"))
+        KmsAlias(self, f"alias-{primary_region}", name=alias, target_key_id=self.primary.key_id)
+        self.arns = {primary_region: self.primary.arn}
+        self.replicas: dict[str, KmsReplicaKey] = {}
+        for region in regions:
+            if region == primary_region:
+                continue
+            replica = KmsReplicaKey(
+                self, f"replica-{region}", region=region, primary_key_arn=self.primary.arn,
+                description=f"payments platform key replica in {region}", deletion_window_in_days=30,
+                policy=key_policy(KEY_SERVICES), tags=tags(role="platform-key"))
+            KmsAlias(self, f"alias-{region}", region=region, name=alias, target_key_id=replica.key_id)
+            self.replicas[region] = replica
+            self.arns[region] = replica.arn

@@ -1,0 +1,164 @@
+"""The platform's Lambdas in one region, from `chalice package`'s deployment.zip.
+
+One function per stage (handler app.<stage>, as chalice_app/app.py names them), the
+API (app.app) and the outbox relay (app.outbox_relay); arm64, X-Ray tracing with the
+ADOT layer, reserved concurrency from config, the env var names of chalicelib.config.
+Each stage topic gets an MSK event source mapping with an SQS on-failure destination;
+the relay reads the table's stream in this region.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from cdktn_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
+from cdktn_provider_aws.data_aws_dynamodb_table import DataAwsDynamodbTable
+from cdktn_provider_aws.iam_role import IamRole
+from cdktn_provider_aws.iam_role_policy import IamRolePolicy
+from cdktn_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
+from cdktn_provider_aws.lambda_code_signing_config import LambdaCodeSigningConfig
+from cdktn_provider_aws.lambda_event_source_mapping import LambdaEventSourceMapping
+from cdktn_provider_aws.lambda_function import LambdaFunction
+from cdktn_provider_aws.security_group import SecurityGroup
+from cdktn_provider_aws.signer_signing_profile import SignerSigningProfile
+from cdktn_provider_aws.sqs_queue import SqsQueue
+from constructs import Construct
+
+from .. import settings
+from ..settings import platform_config as pc
+from .artifacts import source_hash, tf_path
+from .common import structs, ACCOUNT, PARTITION, allow, assume_role, name, policy, tags
+
+OTEL_WRAPPER = {"AWS_LAMBDA_EXEC_WRAPPER": "/opt/otel-instrument"}  # ADOT layer entry point
+
+
+def consumer_group(stage: str, topic: str) -> str:
+    return f"payments-{stage}-{topic}"
+
+
+def lambda_security_group(scope: Construct, region: str, vpc_id: str, vpc_cidr: str) -> SecurityGroup:
+    return SecurityGroup(
+        scope, "lambda-sg", name=f"payments-lambda-{region}", vpc_id=vpc_id, description="platform Lambdas",
+        egress=structs([{"description": "HTTPS to PSPs and AWS APIs", "protocol": "tcp", "from_port": 443, "to_port": 443,
+                 "cidr_blocks": ["0.0.0.0/0"]},
+                {"description": "Kafka IAM/TLS to MSK brokers", "protocol": "tcp", "from_port": 9098,
+                 "to_port": 9098, "cidr_blocks": [vpc_cidr]}]),
+        tags=tags())
+
+
+class Functions(Construct):
+    def __init__(self, scope: Construct, id: str, *, region: str, cfg: dict[str, Any], env: dict[str, str],
+                 subnet_ids: list[str], security_group_id: str, kafka_arn: str, key_arn: str,
+                 platform_key_alias: str) -> None:
+        super().__init__(scope, id)
+        lcfg, table_name = cfg["lambda"], cfg["dynamodb"]["table_name"]
+        self.region, self.cfg, self.env = region, cfg, env
+        self.subnet_ids, self.sg, self.key_arn = subnet_ids, security_group_id, key_arn
+        table = f"arn:{PARTITION}:dynamodb:{region}:{ACCOUNT}:table/{table_name}"
+        cluster = f"arn:{PARTITION}:kafka:{region}:{ACCOUNT}"
+        self.role = IamRole(self, "role", name=name("lambda", region),
+                            assume_role_policy=assume_role("lambda.amazonaws.com"), tags=tags())
+        for managed in ("AWSLambdaVPCAccessExecutionRole", "AWSXRayDaemonWriteAccess"):
+            IamRolePolicyAttachment(self, f"role-{managed}", role=self.role.name,
+                                    policy_arn=f"arn:{PARTITION}:iam::aws:policy/"
+                                               + ("service-role/" if managed.startswith("AWSLambda") else "")
+                                               + managed)
+        IamRolePolicy(self, "role-policy", role=self.role.id, name="payments-platform", policy=policy(
+            allow(["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem",
+                   "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
+                   "dynamodb:ConditionCheckItem", "dynamodb:TransactWriteItems", "dynamodb:TransactGetItems"],
+                  [table, f"{table}/index/*"], sid="Table"),
+            allow(["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
+                   "dynamodb:ListStreams"], f"{table}/stream/*", sid="Stream"),
+            allow(["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+                  [f"arn:{PARTITION}:kms:{region}:{ACCOUNT}:key/*"], sid="Keys",
+                  condition={"ForAnyValue:StringEquals": {"kms:ResourceAliases": [platform_key_alias]}}),
+            allow(["kms:Decrypt", "kms:GenerateDataKey"], key_arn, sid="InfraKey"),
+            allow(["kafka:DescribeCluster", "kafka:DescribeClusterV2", "kafka:GetBootstrapBrokers"], kafka_arn,
+                  sid="MskDescribe"),
+            allow(["kafka-cluster:Connect", "kafka-cluster:DescribeCluster", "kafka-cluster:DescribeTopic",
+                   "kafka-cluster:CreateTopic", "kafka-cluster:AlterTopic", "kafka-cluster:DescribeTopicDynamicConfiguration",
+                   "kafka-cluster:AlterTopicDynamicConfiguration", "kafka-cluster:ReadData",
+                   "kafka-cluster:WriteData", "kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup"],
+                  [f"{cluster}:cluster/payments-{region}/*", f"{cluster}:topic/payments-{region}/*",
+                   f"{cluster}:group/payments-{region}/*"], sid="KafkaData"),
+            allow(["sqs:SendMessage"], f"arn:{PARTITION}:sqs:{region}:{ACCOUNT}:payments-*", sid="FailureQueues")))
+        profile = SignerSigningProfile(self, "signing-profile", platform_id="AWSLambda-SHA384-ECDSA",
+                                       name_prefix="payments", tags=tags())
+        # Warn, not Enforce: deployment.zip is unsigned until CI signs it with this profile.
+        self.signing = LambdaCodeSigningConfig(
+            self, "code-signing", description="payments Lambda code signing",
+            allowed_publishers={"signing_profile_version_arns": [profile.version_arn]},
+            policies={"untrusted_artifact_on_deployment": "Warn"})
+        self.async_dlq = self.queue("async-dlq", "lambda-async-dlq")
+        self.functions: dict[str, LambdaFunction] = {}
+        self.failure_queues: dict[str, SqsQueue] = {}
+        conc = lcfg["reserved_concurrency"]
+        for stage in settings.STAGES:
+            self.functions[stage] = self.function(stage, f"app.{stage}", conc.get(stage, conc["default"]))
+        self.functions["api"] = self.function("api", "app.app", conc["api"])
+        self.functions["outbox_relay"] = self.function("outbox-relay", "app.outbox_relay", conc["outbox_relay"])
+        self._stage_mappings(kafka_arn)
+        self._relay_mapping(table_name)
+
+    def queue(self, id: str, queue_name: str) -> SqsQueue:
+        return SqsQueue(self, id, name=f"payments-{queue_name}", kms_master_key_id=self.key_arn,
+                        kms_data_key_reuse_period_seconds=300, message_retention_seconds=14 * 86400, tags=tags())
+
+    def function(self, fn: str, handler: str, reserved: int, artifact=None, env=None) -> LambdaFunction:
+        lcfg = self.cfg["lambda"]
+        artifact = artifact or settings.CHALICE_ZIP
+        fname = f"payments-{fn}"
+        logs = CloudwatchLogGroup(self, f"logs-{fn}", name=f"/aws/lambda/{fname}",
+                                  retention_in_days=lcfg["log_retention_days"], kms_key_id=self.key_arn, tags=tags())
+        return LambdaFunction(
+            self, f"fn-{fn}", function_name=fname, role=self.role.arn, handler=handler, runtime=lcfg["runtime"],
+            architectures=["arm64"], filename=tf_path(artifact), source_code_hash=source_hash(artifact),
+            memory_size=lcfg["memory_mb"], timeout=lcfg["timeout_s"], reserved_concurrent_executions=reserved,
+            layers=[self.cfg["regions"][self.region]["adot_layer_arn"]], tracing_config={"mode": "Active"},
+            vpc_config={"subnet_ids": self.subnet_ids, "security_group_ids": [self.sg]},
+            environment={"variables": {**(env if env is not None else self.env), **OTEL_WRAPPER}},
+            kms_key_arn=self.key_arn, dead_letter_config={"target_arn": self.async_dlq.arn},
+            code_signing_config_arn=self.signing.arn, depends_on=[logs], tags=tags(function=fn))
+
+    def _stage_mappings(self, kafka_arn: str) -> None:
+        esm = self.cfg["lambda"]["esm"]
+        self.mappings: dict[tuple[str, str], LambdaEventSourceMapping] = {}
+        for stage, module in settings.STAGES.items():
+            failures = self.failure_queues[stage] = self.queue(f"failures-{stage}", f"{stage}-failures")
+            for topic in module.CONSUMES:
+                self.mappings[(stage, topic)] = LambdaEventSourceMapping(
+                    self, f"esm-{stage}-{topic.replace('.', '-')}", event_source_arn=kafka_arn,
+                    function_name=self.functions[stage].arn, topics=[topic],
+                    starting_position=esm["starting_position"], batch_size=esm["batch_size"],
+                    maximum_batching_window_in_seconds=esm["batch_window_s"],
+                    amazon_managed_kafka_event_source_config={"consumer_group_id": consumer_group(stage, topic)},
+                    destination_config={"on_failure": {"destination_arn": failures.arn}}, tags=tags(stage=stage))
+
+    def _relay_mapping(self, table_name: str) -> None:
+        rcfg = self.cfg["lambda"]["relay_stream"]
+        failures = self.failure_queues["outbox_relay"] = self.queue("failures-outbox-relay", "outbox-relay-failures")
+        # This region's replica of the global table (and so its own stream), looked up by name.
+        table = DataAwsDynamodbTable(self, "table", name=table_name)
+        self.relay_mapping = LambdaEventSourceMapping(
+            self, "esm-outbox-relay", event_source_arn=table.stream_arn,
+            function_name=self.functions["outbox_relay"].arn, starting_position="LATEST",
+            batch_size=rcfg["batch_size"], maximum_batching_window_in_seconds=rcfg["batch_window_s"],
+            maximum_retry_attempts=rcfg["retry_attempts"], bisect_batch_on_function_error=True,
+            function_response_types=["ReportBatchItemFailures"],
+            destination_config={"on_failure": {"destination_arn": failures.arn}}, tags=tags(stage="outbox-relay"))
+
+
+def platform_env(region: str, cfg: dict[str, Any], bootstrap: str, platform_key_alias: str) -> dict[str, str]:
+    """The Lambda environment, keyed by chalicelib.config's constants (never retyped)."""
+    return {
+        pc.PLATFORM_MODE: "aws",
+        pc.PLATFORM_REGION: region,
+        pc.PAYMENTS_TABLE: cfg["dynamodb"]["table_name"],
+        pc.KAFKA_BOOTSTRAP_SERVERS: bootstrap,
+        pc.KAFKA_SECURITY: "iam",
+        pc.KMS_KEY_ID: platform_key_alias,
+        pc.BUS_PARTITIONS: str(cfg["msk"]["topics"]["default"]["partitions"]),
+        pc.BATCH_SIZE: str(cfg["lambda"]["esm"]["batch_size"]),
+        pc.MAX_ATTEMPTS: pc.DEFAULTS[pc.MAX_ATTEMPTS],
+        pc.LOG_LEVEL: "INFO",
+    }
