@@ -14,6 +14,9 @@ DATA_DIR = "DATA_DIR"                      # embedded: SQLite files, keyring, lo
 PORT = "PORT"                              # local API port
 SIMULATOR_PORT = "SIMULATOR_PORT"          # local PSP simulator port
 SIMULATOR_URL = "SIMULATOR_URL"            # where the simulator connectors call
+SIMULATOR_FAULT_LOSE_REQUEST = "SIMULATOR_FAULT_LOSE_REQUEST"    # share of simulator authorizations dropped unanswered
+SIMULATOR_FAULT_LOSE_RESPONSE = "SIMULATOR_FAULT_LOSE_RESPONSE"  # ... or charged but never answered
+SIMULATOR_FAULT_SEED = "SIMULATOR_FAULT_SEED"                    # seed for those fault draws
 PLATFORM_REGION = "PLATFORM_REGION"        # home region stamped on events
 BUS_PARTITIONS = "BUS_PARTITIONS"          # partitions per topic
 BATCH_SIZE = "BATCH_SIZE"                  # records per handler invocation
@@ -43,6 +46,9 @@ DEFAULTS: dict[str, str] = {
     PORT: "8000",
     SIMULATOR_PORT: "8100",
     SIMULATOR_URL: "",  # derived from SIMULATOR_PORT when empty
+    SIMULATOR_FAULT_LOSE_REQUEST: "0",
+    SIMULATOR_FAULT_LOSE_RESPONSE: "0",
+    SIMULATOR_FAULT_SEED: "0",
     PLATFORM_REGION: "local-1",
     BUS_PARTITIONS: "4",
     BATCH_SIZE: "100",
@@ -132,6 +138,9 @@ class Settings:
     breaker_threshold: int
     breaker_cooldown_s: float
     log_level: str
+    simulator_fault_lose_request: float = 0.0
+    simulator_fault_lose_response: float = 0.0
+    simulator_fault_seed: int = 0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -161,6 +170,9 @@ class Settings:
             breaker_threshold=_int(env, BREAKER_THRESHOLD),
             breaker_cooldown_s=_float(env, BREAKER_COOLDOWN_S),
             log_level=_get(env, LOG_LEVEL).upper(),
+            simulator_fault_lose_request=_float(env, SIMULATOR_FAULT_LOSE_REQUEST),
+            simulator_fault_lose_response=_float(env, SIMULATOR_FAULT_LOSE_RESPONSE),
+            simulator_fault_seed=_int(env, SIMULATOR_FAULT_SEED),
         )
         for name, value in ((BUS_PARTITIONS, settings.partitions), (BATCH_SIZE, settings.batch_size),
                             (MAX_ATTEMPTS, settings.max_attempts)):

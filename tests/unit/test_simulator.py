@@ -266,3 +266,77 @@ def test_no_full_card_number_is_stored(sim):
     blob = b"".join(f.read_bytes() for f in files)
     for number in [*TEST_CARDS, "5555555555554444", "4242424242424241"]:
         assert number.encode() not in blob
+
+
+# -- injected network faults (--fault-lose-request / --fault-lose-response) ---------------
+@pytest.fixture
+def faulty(tmp_path):
+    """Start simulators with injected faults; all are stopped afterwards."""
+    servers = []
+
+    def start(lose_request=0.0, lose_response=0.0, seed=7, ops=("authorize",)):
+        server, thread = serve("127.0.0.1", 0, str(tmp_path / f"sim{len(servers)}.db"), TIMEOUT_DELAY,
+                               lose_request=lose_request, lose_response=lose_response, fault_seed=seed,
+                               fault_ops=ops, poll_interval=0.02)
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_lost_request_is_unknown_and_nothing_is_charged(faulty):
+    base = faulty(lose_request=1.0)
+    req = auth(CARD["approve"])
+    assert connector(base).authorize(req).outcome is Outcome.UNKNOWN
+    assert connector(base).status(req.idempotency_key).outcome is Outcome.NOT_FOUND
+    _, stats = http_json(base, "GET", "/psp/sim-a/stats")
+    assert stats["authorizations"] == 0 and req.reference not in stats["by_reference"]
+    assert stats["faults"] == {"lose_request": 1, "lose_response": 0}
+
+
+def test_lost_response_is_unknown_but_charged_once_and_found_by_status(faulty):
+    base = faulty(lose_response=1.0)
+    req = auth(CARD["approve"])
+    assert connector(base).authorize(req).outcome is Outcome.UNKNOWN
+    assert connector(base).authorize(req).outcome is Outcome.UNKNOWN  # the retry is lost too, but deduped
+    assert connector(base).status(req.idempotency_key).outcome is Outcome.APPROVED
+    _, stats = http_json(base, "GET", "/psp/sim-a/stats")
+    assert stats["by_reference"][req.reference] == 1
+    assert stats["faults"] == {"lose_request": 0, "lose_response": 2}
+    assert stats["faults_by_op"] == {"authorize": {"lose_response": 2}}
+
+
+def test_fault_rates_follow_the_seed_and_only_touch_faultable_calls(faulty):
+    counts = []
+    for _ in range(2):
+        base = faulty(lose_request=0.2, lose_response=0.3, seed=42)
+        outcomes = [connector(base).authorize(auth(CARD["approve"])).outcome for _ in range(200)]
+        _, stats = http_json(base, "GET", "/psp/sim-a/stats")
+        assert outcomes.count(Outcome.UNKNOWN) == sum(stats["faults"].values())
+        assert stats["authorizations"] == 200 - stats["faults"]["lose_request"]
+        assert http_json(base, "GET", "/health") == (200, {"status": "ok"})  # never faulted
+        counts.append(stats["faults"])
+    assert counts[0] == counts[1]  # same seed, same sequential calls: the same faults
+    assert 20 <= counts[0]["lose_request"] <= 60 and 35 <= counts[0]["lose_response"] <= 85
+
+
+def test_capture_faults_are_opt_in_and_replayed_by_key(faulty):
+    base = faulty(lose_response=1.0, ops=("capture",))
+    req = auth(CARD["approve"])
+    ref = connector(base).authorize(req).psp_reference  # authorizations are not faulted here
+    assert ref.startswith("ch_")
+    assert connector(base).capture(ref, 1000, "EUR", "cap-1").outcome is Outcome.UNKNOWN
+    assert connector(base).capture(ref, 1000, "EUR", "cap-1").outcome is Outcome.UNKNOWN  # same key: no-op
+    assert connector(base).refund(ref, 1000, "EUR", "ref-1").outcome is Outcome.APPROVED  # so it was captured
+    _, stats = http_json(base, "GET", "/psp/sim-a/stats")
+    assert stats["faults_by_op"] == {"capture": {"lose_response": 2}}
+
+
+def test_fault_options_are_validated():
+    from chalicelib.connectors.simulator_server import Faults
+    with pytest.raises(ValueError):
+        Faults(lose_request=0.7, lose_response=0.5)
+    with pytest.raises(ValueError):
+        Faults(ops=("refund",))

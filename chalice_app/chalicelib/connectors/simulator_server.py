@@ -4,11 +4,17 @@ Run:  python -m chalicelib.connectors.simulator_server --port 8100 --db sim.db
 Every route under /psp/{name}/ is a separate PSP with its own charges and
 idempotency keys. Behaviour is chosen by the card number (see TEST_CARDS).
 Only the last four digits of a card are ever stored or logged.
+
+Network faults for the fault tests (--fault-lose-request P, --fault-lose-response P,
+--fault-seed S): a lost request closes the connection before anything is
+processed; a lost response processes and records the call, then closes the
+connection without answering. GET /psp/{name}/stats counts them by kind.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import random
 import re
 import secrets
 import signal
@@ -16,6 +22,7 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
@@ -46,6 +53,8 @@ CREATE TABLE IF NOT EXISTS charges (id TEXT PRIMARY KEY, psp TEXT NOT NULL,
 CREATE TABLE IF NOT EXISTS operations (psp TEXT NOT NULL, idempotency_key TEXT NOT NULL,
   kind TEXT NOT NULL, charge_id TEXT NOT NULL, response BLOB NOT NULL,
   PRIMARY KEY (psp, idempotency_key));
+CREATE TABLE IF NOT EXISTS faults (seq INTEGER PRIMARY KEY AUTOINCREMENT, psp TEXT NOT NULL,
+  op TEXT NOT NULL, kind TEXT NOT NULL, idempotency_key TEXT, at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS webhooks (seq INTEGER PRIMARY KEY AUTOINCREMENT,
   tenant_id TEXT NOT NULL, body TEXT NOT NULL, signature TEXT, correlation_id TEXT,
   status_code INTEGER NOT NULL, received_at TEXT NOT NULL);
@@ -92,11 +101,40 @@ def _charge(row: sqlite3.Row) -> tuple[int, dict[str, Any]]:
     return (402 if row["status"] == "declined" else 200), body
 
 
+LOSE_REQUEST, LOSE_RESPONSE = "lose_request", "lose_response"
+FAULTABLE_OPS = ("authorize", "capture")
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Injected network faults: each faultable call loses its request with probability
+    lose_request, else loses its response with probability lose_response."""
+
+    lose_request: float = 0.0
+    lose_response: float = 0.0
+    seed: int | None = None
+    ops: tuple[str, ...] = ("authorize",)
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.lose_request <= 1 and 0 <= self.lose_response <= 1
+                and self.lose_request + self.lose_response <= 1):
+            raise ValueError("fault probabilities must be in [0, 1] and sum to at most 1")
+        unknown = set(self.ops) - set(FAULTABLE_OPS)
+        if unknown:
+            raise ValueError(f"faults apply only to {', '.join(FAULTABLE_OPS)}, not {', '.join(sorted(unknown))}")
+
+    @property
+    def active(self) -> bool:
+        return bool(self.lose_request or self.lose_response)
+
+
 class Simulator:
     """The PSP behaviour over SQLite; one connection serialized by a lock."""
 
-    def __init__(self, db_path: str, timeout_delay: float) -> None:
+    def __init__(self, db_path: str, timeout_delay: float, faults: Faults | None = None) -> None:
         self.timeout_delay = timeout_delay
+        self.faults = faults or Faults()
+        self._rng = random.Random(self.faults.seed)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
@@ -115,6 +153,20 @@ class Simulator:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def draw_fault(self, psp: str, op: str, key: str | None) -> str | None:
+        """Decide (seeded) whether this call loses its request or its response; records the fault."""
+        if not self.faults.active or op not in self.faults.ops:
+            return None
+        with self._lock:  # one seeded sequence however many handler threads draw from it
+            x = self._rng.random()
+        kind = LOSE_REQUEST if x < self.faults.lose_request else \
+            LOSE_RESPONSE if x < self.faults.lose_request + self.faults.lose_response else None
+        if kind is not None:
+            with self._tx() as db:
+                db.execute("INSERT INTO faults (psp, op, kind, idempotency_key, at) VALUES (?,?,?,?,?)",
+                           (psp, op, kind, key, _now()))
+        return kind
 
     def close(self) -> None:
         """Close the database connection."""
@@ -210,12 +262,21 @@ class Simulator:
         return {"id": "re_" + secrets.token_hex(12), "charge_id": ch["id"], "status": "refunded", "amount": amount}
 
     def stats(self, psp: str) -> tuple[int, dict]:
-        """Authorizations this PSP charged (declines excluded), in total and per reference."""
+        """Authorizations this PSP charged (declines excluded), in total and per reference,
+        and the network faults it injected, by kind and by operation."""
         with self._tx() as db:
             rows = db.execute("SELECT reference, count(*) AS n FROM charges WHERE psp=? AND"
                               " status != 'declined' GROUP BY reference", (psp,)).fetchall()
+            faults = db.execute("SELECT op, kind, count(*) AS n FROM faults WHERE psp=? GROUP BY op, kind",
+                                (psp,)).fetchall()
+        by_kind = {LOSE_REQUEST: 0, LOSE_RESPONSE: 0}
+        by_op: dict[str, dict[str, int]] = {}
+        for f in faults:
+            by_kind[f["kind"]] += f["n"]
+            by_op.setdefault(f["op"], {})[f["kind"]] = f["n"]
         return 200, {"authorizations": sum(r["n"] for r in rows),
-                     "by_reference": {r["reference"]: r["n"] for r in rows if r["reference"] is not None}}
+                     "by_reference": {r["reference"]: r["n"] for r in rows if r["reference"] is not None},
+                     "faults": by_kind, "faults_by_op": by_op}
 
     def webhook(self, tenant: str, raw: bytes, headers: Any) -> tuple[int, dict]:
         """Store a merchant webhook delivery; tenants named fail-* answer 500 (attempt still listed)."""
@@ -265,15 +326,39 @@ class Handler(BaseHTTPRequestHandler):
         self._send(code, {"code": f"http_{code}", "message": message or "bad request"})
 
     def _dispatch(self, method: str) -> None:
+        fault = None
         try:
             raw = self._read_body()  # always drain the body so keep-alive stays in sync
+            fault = self._fault(method, raw)
+            if fault == LOSE_REQUEST:  # dropped on the way in: nothing processed, nothing recorded
+                self.close_connection = True
+                return
             status, body = self._route(method, raw)
         except ApiError as exc:
             status, body = exc.status, exc.body
         except Exception as exc:  # never leak a trace (or request data) to the client
             log.error("internal error %s on %s %s", type(exc).__name__, method, self.path)
             status, body = 500, {"code": "internal_error", "message": "internal error"}
+        if fault == LOSE_RESPONSE:  # processed and recorded, but the answer never arrives
+            self.close_connection = True
+            return
         self._send(status, body)
+
+    def _fault(self, method: str, raw: bytes) -> str | None:
+        """An injected fault for this call, if it is a faultable PSP operation."""
+        if method != "POST":
+            return None
+        path = urlsplit(self.path).path.rstrip("/")
+        match = re.fullmatch(r"/psp/([^/]+)/(authorizations|charges/[^/]+/capture)", path)
+        if not match:
+            return None
+        try:
+            body = orjson.loads(raw or b"{}")
+        except orjson.JSONDecodeError:
+            body = {}
+        key = (body.get("idempotency_key") if isinstance(body, dict) else None) or self.headers.get("Idempotency-Key")
+        op = "authorize" if match.group(2) == "authorizations" else "capture"
+        return self.server.simulator.draw_fault(unquote(match.group(1)), op, key)
 
     def _read_body(self) -> bytes:
         try:
@@ -336,8 +421,9 @@ class SimulatorServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # bursts of concurrent clients must not hit the listen backlog
 
-    def __init__(self, address: tuple[str, int], db_path: str, timeout_delay: float) -> None:
-        self.simulator = Simulator(db_path, timeout_delay)
+    def __init__(self, address: tuple[str, int], db_path: str, timeout_delay: float,
+                 faults: Faults | None = None) -> None:
+        self.simulator = Simulator(db_path, timeout_delay, faults)
         super().__init__(address, Handler)
 
     def server_close(self) -> None:
@@ -346,13 +432,16 @@ class SimulatorServer(ThreadingHTTPServer):
         self.simulator.close()
 
 
-def serve(host: str, port: int, db_path: str,
-          timeout_delay: float = 3.0) -> tuple[SimulatorServer, threading.Thread]:
+def serve(host: str, port: int, db_path: str, timeout_delay: float = 3.0, *, lose_request: float = 0.0,
+          lose_response: float = 0.0, fault_seed: int | None = None, fault_ops: tuple[str, ...] = ("authorize",),
+          poll_interval: float = 0.5) -> tuple[SimulatorServer, threading.Thread]:
     """Start the simulator on a background thread; port 0 picks a free port.
 
     Stop with `server.shutdown(); server.server_close()`."""
-    server = SimulatorServer((host, port), db_path, timeout_delay)
-    thread = threading.Thread(target=server.serve_forever, name="psp-simulator", daemon=True)
+    faults = Faults(lose_request, lose_response, fault_seed, tuple(fault_ops))
+    server = SimulatorServer((host, port), db_path, timeout_delay, faults)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": poll_interval},
+                              name="psp-simulator", daemon=True)
     thread.start()
     return server, thread
 
@@ -364,9 +453,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--db", required=True, help="SQLite file for simulator state")
     parser.add_argument("--timeout-delay", type=float, default=3.0)
+    parser.add_argument("--fault-lose-request", type=float, default=0.0, metavar="P",
+                        help="probability that a faultable call is dropped unprocessed")
+    parser.add_argument("--fault-lose-response", type=float, default=0.0, metavar="P",
+                        help="probability that a faultable call is processed but not answered")
+    parser.add_argument("--fault-seed", type=int, default=None, metavar="S", help="seed for the fault draws")
+    parser.add_argument("--fault-ops", default="authorize", metavar="OPS",
+                        help=f"comma-separated operations faults apply to (of {', '.join(FAULTABLE_OPS)})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
-    server = SimulatorServer((args.host, args.port), args.db, args.timeout_delay)
+    try:
+        faults = Faults(args.fault_lose_request, args.fault_lose_response, args.fault_seed,
+                        tuple(o.strip() for o in args.fault_ops.split(",") if o.strip()))
+    except ValueError as e:
+        parser.error(str(e))
+    server = SimulatorServer((args.host, args.port), args.db, args.timeout_delay, faults)
 
     def stop(*_: Any) -> None:
         # shutdown() blocks until serve_forever returns, so it must run on another thread

@@ -52,6 +52,15 @@ def wait_http(url: str, proc: subprocess.Popen, name: str, timeout_s: float = 60
     raise RuntimeError(f"{name} did not answer {url} within {timeout_s:.0f} s")
 
 
+def simulator_faults(settings: Settings) -> list[str]:
+    """Simulator options for injected PSP faults (SIMULATOR_FAULT_*), none when both are 0."""
+    if not (settings.simulator_fault_lose_request or settings.simulator_fault_lose_response):
+        return []
+    return ["--fault-lose-request", str(settings.simulator_fault_lose_request),
+            "--fault-lose-response", str(settings.simulator_fault_lose_response),
+            "--fault-seed", str(settings.simulator_fault_seed)]
+
+
 class Supervisor:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -105,7 +114,8 @@ def main() -> int:
         print(f"data: {settings.data_dir}  logs: {sup.logs}")
         sim = sup.start("simulator", [py, "-m", "chalicelib.connectors.simulator_server", "--host", "127.0.0.1",
                                       "--port", str(settings.simulator_port),
-                                      "--db", str(settings.data_dir / "simulator.db")])
+                                      "--db", str(settings.data_dir / "simulator.db"),
+                                      *simulator_faults(settings)])
         wait_http(f"{settings.simulator_url}/health", sim, "PSP simulator")
         print(f"  PSP simulator  {settings.simulator_url}  (PSPs sim-a, sim-b)")
         platform = bootstrap.build(settings)
@@ -114,8 +124,9 @@ def main() -> int:
         creds, created = demo_tenant(platform)
         sup.start("worker", [py, "-m", "chalicelib.runtime.worker"])
         print("  stage worker   validation → risk → routing → authorization → capture → settlement → notification")
-        chalice = str(Path(py).parent / "chalice")
-        api = sup.start("api", [chalice, "local", "--host", "127.0.0.1", "--port", str(settings.port),
+        # chalice local, with a listen backlog that survives bursts of clients
+        api = sup.start("api", [py, "-m", "chalicelib.runtime.api_server", "--host", "127.0.0.1",
+                                "--port", str(settings.port),
                                 "--stage", "dev", "--no-autoreload"])
         base = f"http://127.0.0.1:{settings.port}"
         wait_http(f"{base}/health", api, "API (chalice local)")
