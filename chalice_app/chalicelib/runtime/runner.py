@@ -115,17 +115,20 @@ class Runner:
         self.stopping = False
         self._housekept = 0.0
 
-    def background(self) -> int:
-        """Outbox relay, due status checks, and now and then expired idempotency keys."""
+    def relay_step(self) -> int:
+        """Outbox relay, and now and then a purge of expired idempotency keys."""
         done = relay_once(self.platform.store, self.platform.bus)
-        done += reconciliation.run_due(self.platform)
         if time.monotonic() - self._housekept > self.HOUSEKEEPING_S:
             self._housekept = time.monotonic()
             self.platform.store.purge_expired_idempotency(int(self.platform.clock.now().timestamp()))
         return done
 
+    def reconcile_step(self) -> int:
+        """Due status checks of unknown PSP outcomes (slow PSPs must not hold up the relay)."""
+        return reconciliation.run_due(self.platform)
+
     def step(self) -> int:
-        done = self.background() if self.relay else 0
+        done = self.relay_step() + self.reconcile_step() if self.relay else 0
         for w in self.workers:
             done += w.step()
         return done
@@ -153,7 +156,7 @@ class Runner:
         signal.signal(signal.SIGINT, self._stop)
         loops: list[Callable[[], int]] = [w.step for w in self.workers]
         if self.relay:
-            loops.append(self.background)
+            loops += [self.relay_step, self.reconcile_step]
         threads = [threading.Thread(target=self._loop, args=(fn,), daemon=True) for fn in loops]
         for t in threads:
             t.start()
