@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from chalicelib import codec
 from chalicelib.adapters.sqlite_bus import partition_for
@@ -127,6 +129,29 @@ def test_redelivering_every_batch_changes_nothing(stack):
     assert {h["Webhook-Id"] for _, _, h in stack.poster.calls[webhooks_before:]} <= set(first_ids)
     stack.runner.drain()
     assert snapshot(stack, pids) == before
+
+
+def test_replaying_any_recorded_batches_in_any_order_changes_nothing(stack):
+    """Hypothesis picks which recorded batches to deliver again, how often and in what order.
+
+    The stack persists across examples on purpose: if any replay changed anything,
+    every later example would see the difference too."""
+    seen = record_batches(stack)
+    pids = many_kinds_of_payment(stack)
+    before = snapshot(stack, pids)
+    handlers = app_handlers()
+
+    @settings(max_examples=25, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(picks=st.lists(st.integers(0, len(seen) - 1), min_size=1, max_size=12))
+    def replay(picks):
+        for i in picks:
+            name, event = seen[i]
+            assert handlers[name](copy.deepcopy(event), None) == {"batchItemFailures": []}, name
+        assert snapshot(stack, pids) == before
+
+    replay()
+    assert stack.all_dlq_entries() == []
 
 
 def test_every_batch_delivered_twice_in_a_row_has_the_effect_of_one(stack):
