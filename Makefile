@@ -16,6 +16,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make local    - run the whole platform on this machine (API :$(PORT), simulator :$(SIMULATOR_PORT))"
 	@echo "make test     - run every test suite"
+	@echo "make simulate - seeded whole-pipeline simulation: SEEDS=N (default 500) [START=S], or SEED=s to replay one"
 	@echo "make package  - build the Lambda deployment package with chalice package"
 	@echo "make synth    - synthesize the Terraform JSON (global + one stack per region) into infra/cdktf.out/"
 	@echo "make plan REGION=r          - synth, then terraform plan on that region's stack (needs terraform)"
@@ -37,6 +38,11 @@ install: $(STAMP)
 
 local: install
 	$(BIN)/python -m chalicelib.runtime.local
+
+# Seeded whole-pipeline simulation (tests/fault/simulation.py, VOPR-style): checks I1-I4 per seed.
+.PHONY: simulate
+simulate: install
+	$(BIN)/python -m tests.fault.simulation $(if $(SEED),--seed $(SEED),--seeds $(or $(SEEDS),500) --start $(or $(START),0))
 
 test: install
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)

@@ -74,6 +74,7 @@ def handle(event: Event, ctx: StageContext) -> None:
         version = payment.version
         if attempt is not None and attempt.status == "unknown":
             return ctx.skip(event, payment, "outcome unknown: reconciliation owns it")
+        resumed = True
         if attempt is None or attempt.status == "failed":
             remaining = [p for p in payment.route if p not in payment.tried_psps()]
             if not remaining:
@@ -87,12 +88,18 @@ def handle(event: Event, ctx: StageContext) -> None:
             payment.start_attempt(ctx.now(), remaining[0])
             ctx.commit(event, payment, version, final=False)  # durable before the PSP hears of it
             attempt, version = payment.current_attempt, payment.version
+            resumed = False
         # attempt is pending: new, or resumed after a crash -- same PSP, same key either way
         result = ctx.platform.connector(attempt.psp).authorize(
             authorize_request(ctx.platform, payment, attempt.idempotency_key))
         ctx.platform.breakers.record(attempt.psp, result.outcome)
-        if result.outcome == Outcome.UNKNOWN:
-            payment.attempt_unknown(ctx.now(), result.message or "no answer from PSP")
+        # A resumed attempt may have reached the PSP before the crash: a refusal at the door now
+        # (503, connection refused) says nothing about that earlier call, so it is no proof either.
+        if result.outcome == Outcome.UNKNOWN or (resumed and result.outcome == Outcome.UNAVAILABLE):
+            payment.attempt_unknown(ctx.now(), (result.message or "no answer from PSP")
+                                    if result.outcome == Outcome.UNKNOWN else
+                                    f"{result.message or 'unavailable'} on a resumed attempt; an earlier call "
+                                    "may have been processed")
             first_check = ctx.clock.now() + timedelta(seconds=ctx.settings.unknown_check_schedule_s[0])
             ctx.commit(event, payment, version,
                        reminders=[Reminder(payment.tenant_id, payment.payment_id, iso(first_check))])
