@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from .clock import iso
-from .domain.psp import Outcome
+from .domain.psp import Outcome, PspResult
 from .domain.states import State
 from .errors import TransientError
 from .ports import Changes, ConcurrencyConflict, Reminder
@@ -53,6 +53,10 @@ def reconcile(platform: Any, reminder: Reminder) -> str:
     result = connector.status(attempt.idempotency_key)
     if result.outcome == Outcome.NOT_FOUND:  # never reached the PSP, or not yet: same PSP, same key
         result = connector.authorize(authorize_request(platform, payment, attempt.idempotency_key))
+        if result.outcome == Outcome.UNAVAILABLE:
+            # Refused at the door (503, connection refused): that proves nothing about the first
+            # call, which may still land. Only an answer for this key settles it.
+            result = PspResult(Outcome.UNKNOWN, None, result.code, result.message)
     platform.breakers.record(attempt.psp, result.outcome)
     checks = payment.status_checked(ctx.now())
     schedule = platform.settings.unknown_check_schedule_s
