@@ -19,6 +19,7 @@ from .domain.payment import DomainError, Payment
 from .domain.states import PUBLIC_STATUSES, IllegalTransition
 from .ports import AlreadyExists, Changes, ConcurrencyConflict, IdempotencyRecord
 from .schemas import SchemaError, validate_request
+from .security import strict_json
 from .stages.validation import RuleViolation, check_amount, check_instrument, normalize_iban
 
 
@@ -43,9 +44,11 @@ def parse_json(raw: bytes | None, required: bool = True) -> Any:
             raise ApiError(400, "Invalid request body", "request body is empty; a JSON object is required")
         return {}
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise ApiError(400, "Invalid JSON", f"request body is not valid JSON: {e}") from None
+        return strict_json.loads(raw)
+    except strict_json.StrictJsonError as e:
+        if e.reason == "too_large":
+            raise ApiError(413, "Request too large", str(e), reason=e.reason) from None
+        raise ApiError(400, "Invalid JSON", str(e), reason=e.reason) from None
 
 
 def _validate(name: str, body: Any) -> None:

@@ -15,6 +15,7 @@ from chalice import Blueprint, Response
 
 from ..runtime.bootstrap import get_platform
 from ..schemas import schemas_dir
+from ..security.logfilter import mask_pans
 from ..service import ApiError, PaymentService, Reply
 from ..tenancy import authenticate
 
@@ -31,10 +32,17 @@ def _correlation_id(request: Any) -> str:
     return f"corr_{uuid.uuid4().hex}"
 
 
+def _masked(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return mask_pans(value) if isinstance(value, str) else value
+
+
 def problem(status: int, title: str, detail: str, correlation_id: str, **extra: Any) -> Response:
     slug = title.lower().replace(" ", "-")
-    body = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail,
-            "correlation_id": correlation_id, **extra}
+    # A detail may quote the caller's input (a field name); it must never carry a card number back.
+    body = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": mask_pans(detail),
+            "correlation_id": correlation_id, **{k: _masked(v) for k, v in extra.items()}}
     headers = {"Content-Type": "application/problem+json", CORRELATION_HEADER: correlation_id}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="payments"'

@@ -17,6 +17,7 @@ from ..clock import SystemClock
 from ..config import ConfigError, Settings
 from ..connectors import build_connector
 from ..ports import Clock, Connector, EventBus, KeyService, PaymentStore, TenantDirectory
+from ..security import logfilter
 from ..vault import Vault
 from ..webhooks import Poster, http_post
 
@@ -71,6 +72,7 @@ def psp_configs(settings: Settings, env: dict[str, str] | None = None) -> list[d
 def build(settings: Settings | None = None, clock: Clock | None = None) -> Platform:
     settings = settings or Settings.from_env()
     logging.basicConfig(level=settings.log_level)
+    logfilter.install()  # I6, second line of defence: mask anything Luhn-valid in every log record
     connectors = {c["name"]: build_connector(c) for c in psp_configs(settings)}
     if settings.mode == "embedded":
         from ..adapters.local_keyring import LocalKeyring

@@ -1,0 +1,1 @@
+"""Edge defences: strict request parsing, PAN masking in logs, API key checks."""

@@ -1,0 +1,102 @@
+"""Second line of defence for I6: no log line ever carries a card number.
+
+Nothing should log a PAN in the first place (the vault decrypts it only for a
+PSP call, AuthorizeRequest's repr hides it). This masks, in every log record
+of the process, any 13-19 digit run that passes the Luhn check -- bare, or in
+groups separated by spaces or dashes -- keeping the last four digits.
+A run embedded in a longer digit run (a timestamp, an id) is left alone.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+# Bare digit runs, and 4-digit groups joined by one space or dash ("4242 4242 4242 4242").
+_BARE = re.compile(r"(?<!\d)\d{13,19}(?!\d)")
+_GROUPED = re.compile(r"(?<!\d)(?<!\d[ -])\d{4}(?:[ -]\d{2,7}){2,4}(?![ -]?\d)")
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2 == 1:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _mask(match: re.Match) -> str:
+    text = match.group(0)
+    digits = re.sub(r"\D", "", text)
+    if not 13 <= len(digits) <= 19 or not luhn_ok(digits):
+        return text
+    return "[PAN ****" + digits[-4:] + "]"
+
+
+def mask_pans(text: str) -> str:
+    """The text with every Luhn-valid 13-19 digit sequence replaced by its last four."""
+    if not any(c.isdigit() for c in text):
+        return text
+    return _GROUPED.sub(_mask, _BARE.sub(_mask, text))
+
+
+def _masked(value: Any) -> Any:
+    return mask_pans(value) if isinstance(value, str) else value
+
+
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+def scrub(record: logging.LogRecord) -> logging.LogRecord:
+    """Mask the formatted message, the exception text and every string `extra` field, in place."""
+    try:
+        message = record.getMessage()
+    except Exception:  # noqa: BLE001 - a bad format string is the formatter's problem, not ours
+        message = str(record.msg)
+    record.msg, record.args = mask_pans(message), None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = mask_pans(record.exc_text)
+    if record.stack_info:
+        record.stack_info = mask_pans(record.stack_info)
+    for name, value in list(vars(record).items()):
+        if name not in _STANDARD:
+            setattr(record, name, _masked(value) if not isinstance(value, (dict, list, tuple))
+                    else mask_pans(repr(value)) if any(c.isdigit() for c in repr(value)) else value)
+    return record
+
+
+class PanMaskingFilter(logging.Filter):
+    """A handler/logger filter that masks PANs and never drops a record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        scrub(record)
+        return True
+
+
+_installed = False
+
+
+def install() -> None:
+    """Mask every record this process creates (any logger, any handler), once.
+
+    A filter on the root logger alone would miss records logged on child loggers
+    (logger filters do not see propagated records), so the record factory does the
+    masking, and the root logger's handlers get the filter for records made elsewhere.
+    """
+    global _installed
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if not any(isinstance(f, PanMaskingFilter) for f in handler.filters):
+            handler.addFilter(PanMaskingFilter())
+    if _installed:
+        return
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        return scrub(previous(*args, **kwargs))
+    logging.setLogRecordFactory(factory)
+    _installed = True

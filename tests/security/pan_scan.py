@@ -1,0 +1,125 @@
+"""The PAN scanner used by test_pan_scan: Luhn-valid 13-19 digit runs and raw test PANs, anywhere.
+
+A hit is either
+- a run of 13-19 ASCII digits, not part of a longer digit run, that passes Luhn, or
+- any occurrence of one of the raw test PANs (even inside a longer run).
+ULIDs, epoch milliseconds and ISO timestamps make digit runs too; only these two
+kinds count. Base64 (DLQ entries carry the original record base64-encoded) is
+decoded by the callers before scanning.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from chalicelib.security.logfilter import luhn_ok
+
+# Every card number any test or the demo sends (simulator behaviours + well-known test cards).
+TEST_PANS = ("4242424242424242", "4000000000000002", "4000000000009995", "4000000000000119",
+             "4000000000000077", "4000000000000101", "5555555555554444", "378282246310005",
+             "6011111111111117", "4222222222222", "6759649826438453")
+TEST_IBANS = ("DE89370400440532013000", "GB82WEST12345698765432")
+_RUN = re.compile(rb"(?<![0-9])[0-9]{13,19}(?![0-9])")
+
+
+@dataclass(frozen=True)
+class Hit:
+    where: str
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.what}"
+
+
+def _epoch_ms(run: bytes) -> bool:
+    # Epoch milliseconds of 2017-2039 are 13 digits starting 15-22; no issuer uses 13-digit
+    # numbers there (13-digit PANs are Visa, starting with 4), so they are timestamps, not cards.
+    return len(run) == 13 and 1_500_000_000_000 <= int(run) < 2_200_000_000_000
+
+
+def scan_bytes(where: str, data: bytes) -> list[Hit]:
+    hits = [Hit(where, f"Luhn-valid {len(m.group(0))}-digit run ending {m.group(0)[-4:].decode()}")
+            for m in _RUN.finditer(data) if luhn_ok(m.group(0).decode()) and not _epoch_ms(m.group(0))]
+    for secret in (*TEST_PANS, *TEST_IBANS):
+        if secret.encode() in data or secret.encode("utf-16-le") in data:
+            hits.append(Hit(where, f"raw test secret ending {secret[-4:]}"))
+    return hits
+
+
+def _maybe_b64(value: str) -> bytes | None:
+    if len(value) < 16 or len(value) % 4:
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def scan_value(where: str, value: Any) -> list[Hit]:
+    """Scan a decoded value: strings, bytes, JSON inside them, and base64 inside those (nested)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        hits = scan_bytes(where, raw)
+        try:
+            return hits + scan_value(where + " (json)", json.loads(raw))
+        except (ValueError, UnicodeDecodeError):
+            return hits
+    if isinstance(value, str):
+        hits = scan_bytes(where, value.encode())
+        decoded = _maybe_b64(value)
+        if decoded is not None:
+            hits += scan_value(where + " (base64)", decoded)
+        return hits
+    if isinstance(value, dict):
+        return [h for k, v in value.items() for h in scan_value(f"{where}.{k}", k) + scan_value(f"{where}.{k}", v)]
+    if isinstance(value, (list, tuple)):
+        return [h for i, v in enumerate(value) for h in scan_value(f"{where}[{i}]", v)]
+    if isinstance(value, int) and 10 ** 12 <= abs(value) < 10 ** 19:
+        return scan_bytes(where, str(value).encode())
+    return []
+
+
+def sqlite_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.read_bytes()[:16] == b"SQLite format 3\x00")
+
+
+def scan_sqlite(path: Path) -> tuple[list[Hit], int]:
+    """Every row of every table (values decoded), plus the raw bytes of the file and its -wal/-shm."""
+    hits: list[Hit] = []
+    rows = 0
+    for side in (path, Path(str(path) + "-wal"), Path(str(path) + "-shm"), Path(str(path) + "-journal")):
+        if side.exists():
+            hits += scan_bytes(side.name + " (raw bytes)", side.read_bytes())
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            for i, row in enumerate(conn.execute(f'SELECT * FROM "{table}"')):  # noqa: S608 - names from sqlite_master
+                rows += 1
+                hits += scan_value(f"{path.name}:{table}[{i}]", list(row))
+    finally:
+        conn.close()
+    return hits, rows
+
+
+def scan_files(paths: Iterable[Path]) -> list[Hit]:
+    return [h for p in paths for h in scan_bytes(str(p.name), p.read_bytes())]
+
+
+def scan_bus(bus: Any) -> tuple[list[Hit], int]:
+    """Every record of every topic (DLQ topics included): key, headers and value, decoded."""
+    hits: list[Hit] = []
+    n = 0
+    for topic in bus.topics():
+        for r in bus.read_all(topic):
+            n += 1
+            where = f"{topic}@{r.partition}:{r.offset}"
+            hits += scan_value(where + " key", r.key) + scan_value(where + " value", r.value)
+            hits += [h for k, v in r.headers for h in scan_value(f"{where} header {k}", v)]
+    return hits, n
