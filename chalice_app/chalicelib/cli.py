@@ -66,6 +66,41 @@ def cmd_tenant_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_key_create(args: argparse.Namespace) -> int:
+    p = platform()
+    try:
+        key = tenancy.add_key(p, args.tenant_id, "live" if args.live else "test")
+    except tenancy.TenantError as e:
+        raise CliError(str(e)) from None
+    new_id = tenancy.key_id(tenancy.hash_key(p.settings.api_key_pepper, key))
+    made = next(k for k in tenancy.list_keys(p, args.tenant_id) if k["key_id"] == new_id)
+    data = {**made, "api_key": key}
+    emit(args, data, lambda d: console.print(f"API key {d['key_id']} for {d['tenant_id']} (shown once): "
+                                             f"[bold]{d['api_key']}[/]"))
+    return 0
+
+
+def cmd_key_list(args: argparse.Namespace) -> int:
+    keys = tenancy.list_keys(platform(), args.tenant_id)
+
+    def render(rows: list) -> None:
+        table = Table("key_id", "prefix", "environment", "created_at", "revoked_at")
+        for k in rows:
+            table.add_row(k["key_id"], k["prefix"] + "…", k["environment"], k["created_at"], k["revoked_at"] or "")
+        console.print(table)
+    emit(args, keys, render)
+    return 0
+
+
+def cmd_key_revoke(args: argparse.Namespace) -> int:
+    try:
+        revoked = tenancy.revoke_key(platform(), args.key)
+    except tenancy.TenantError as e:
+        raise CliError(str(e)) from None
+    emit(args, revoked, lambda d: console.print(f"revoked {d['key_id']} ({d['prefix']}…) of {d['tenant_id']}"))
+    return 0
+
+
 # -- payments --------------------------------------------------------------------------
 def find_payment(p: Any, payment_id: str, tenant_id: str | None) -> Any:
     """Admin lookup: the given tenant, or every tenant in turn (reads stay tenant-keyed)."""
@@ -197,6 +232,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--live", action="store_true", help="issue a pk_live_ key instead of pk_test_")
     c.set_defaults(fn=cmd_tenant_create)
     tenant.add_parser("list", parents=[common], help="list tenants").set_defaults(fn=cmd_tenant_list)
+    key = tenant.add_parser("key", help="a tenant's API keys (several per tenant, so keys rotate)").add_subparsers(
+        dest="key_command", required=True)
+    k = key.add_parser("create", parents=[common], help="another API key for a tenant (shown once)")
+    k.add_argument("tenant_id")
+    k.add_argument("--live", action="store_true", help="a pk_live_ key instead of pk_test_")
+    k.set_defaults(fn=cmd_key_create)
+    k = key.add_parser("list", parents=[common], help="a tenant's keys (ids and prefixes, never the keys)")
+    k.add_argument("tenant_id")
+    k.set_defaults(fn=cmd_key_list)
+    k = key.add_parser("revoke", parents=[common], help="revoke a key at once, by key id or prefix")
+    k.add_argument("key", metavar="KEY_PREFIX_OR_ID")
+    k.set_defaults(fn=cmd_key_revoke)
 
     payments = sub.add_parser("payments", help="inspect payments").add_subparsers(dest="sub", required=True)
     s = payments.add_parser("show", parents=[common], help="one payment")

@@ -167,6 +167,12 @@ class TenantDirectory(Protocol):
     def tenant_for_key(self, key_hash: str) -> str | None:
         """The tenant an (unrevoked) API key hash belongs to."""
 
+    def list_api_keys(self, tenant_id: str) -> list[dict[str, Any]]:
+        """The tenant's keys, oldest first: {"key_hash", "prefix", "created_at", "revoked_at"} (no key)."""
+
+    def revoke_api_key(self, key_hash: str, at: str) -> bool:
+        """Revoke a key at once (tenant_for_key stops finding it); False if unknown or already revoked."""
+
     def mark_redriven(self, entry_ids: Sequence[str], at: str) -> None:
         """Remember that these DLQ entries have been re-injected."""
 

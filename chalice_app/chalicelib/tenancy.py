@@ -69,11 +69,54 @@ def create_tenant(platform: Any, name: str, webhook_url: str | None = None, envi
     return {"tenant_id": tenant_id, "name": name, "api_key": api_key, "webhook_secret": webhook_secret}
 
 
+DISPLAY_PREFIX = 12  # "pk_test_" + 4 random characters: enough to tell keys apart, useless to an attacker
+
+
 def add_key(platform: Any, tenant_id: str, environment: str = "test") -> str:
+    """A new key for the tenant (shown once); the tenant's other keys keep working, so keys rotate."""
+    if platform.tenants.get_tenant(tenant_id) is None:
+        raise TenantError(f"no tenant {tenant_id}")
     key = new_api_key(environment)
-    platform.tenants.add_api_key(tenant_id, hash_key(platform.settings.api_key_pepper, key), key[:8],
+    platform.tenants.add_api_key(tenant_id, hash_key(platform.settings.api_key_pepper, key), key[:DISPLAY_PREFIX],
                                  iso(platform.clock.now()))
     return key
+
+
+def key_id(key_hash: str) -> str:
+    """A stable public name for a key, derived from its keyed hash (which reveals nothing of the key)."""
+    return "key_" + key_hash[:16]
+
+
+def list_keys(platform: Any, tenant_id: str) -> list[dict[str, Any]]:
+    """The tenant's keys without their hashes: key_id, prefix, environment, created_at, revoked_at."""
+    return [{"key_id": key_id(k["key_hash"]), "tenant_id": tenant_id, "prefix": k["prefix"],
+             "environment": "live" if k["prefix"].startswith("pk_live_") else "test",
+             "created_at": k["created_at"], "revoked_at": k["revoked_at"]}
+            for k in platform.tenants.list_api_keys(tenant_id)]
+
+
+def revoke_key(platform: Any, prefix_or_id: str) -> dict[str, Any]:
+    """Revoke the one key whose key_id or display prefix is `prefix_or_id`; effective at once."""
+    wanted = (prefix_or_id or "").strip()
+    if len(wanted) < 9:  # "pk_test_" alone names every test key
+        raise TenantError("give a key id (key_...) or a key prefix of at least 9 characters")
+    matches = []
+    for tenant in platform.tenants.list_tenants():
+        for k in platform.tenants.list_api_keys(tenant["tenant_id"]):
+            if hmac.compare_digest(key_id(k["key_hash"]), wanted) or k["prefix"].startswith(wanted):
+                matches.append((tenant["tenant_id"], k))
+    live = [(t, k) for t, k in matches if k["revoked_at"] is None]
+    if not matches:
+        raise TenantError(f"no API key {wanted}")
+    if len(matches) > 1:
+        raise TenantError(f"{wanted} names {len(matches)} keys; use the key id from `payctl tenant key list`")
+    if not live:
+        raise TenantError(f"API key {wanted} is already revoked")
+    tenant_id, k = live[0]
+    at = iso(platform.clock.now())
+    if not platform.tenants.revoke_api_key(k["key_hash"], at):
+        raise TenantError(f"API key {wanted} is already revoked")
+    return {"key_id": key_id(k["key_hash"]), "tenant_id": tenant_id, "prefix": k["prefix"], "revoked_at": at}
 
 
 def authenticate(platform: Any, authorization: str | None) -> str | None:

@@ -68,6 +68,31 @@ class TenantDirectoryContract(KnownBugs):
             tenants.add_api_key("ten_b", "hash_1", "pk_test_b", at(1))
         assert tenants.tenant_for_key("hash_1") == "ten_a"
 
+    def test_list_api_keys_per_tenant_without_the_keys(self, tenants):
+        assert tenants.list_api_keys("ten_a") == []
+        tenants.add_api_key("ten_a", "hash_a2", "pk_live_b", at(1))
+        tenants.add_api_key("ten_a", "hash_a1", "pk_test_a", at(0))
+        tenants.add_api_key("ten_b", "hash_b1", "pk_test_c", at(2))
+        assert tenants.list_api_keys("ten_a") == [
+            {"key_hash": "hash_a1", "prefix": "pk_test_a", "created_at": at(0), "revoked_at": None},
+            {"key_hash": "hash_a2", "prefix": "pk_live_b", "created_at": at(1), "revoked_at": None}]
+        assert [k["key_hash"] for k in tenants.list_api_keys("ten_b")] == ["hash_b1"]
+
+    def test_revoke_api_key_is_immediate_and_once(self, tenants, tmp_path):
+        tenants.add_api_key("ten_a", "hash_a1", "pk_test_a", at(0))
+        tenants.add_api_key("ten_a", "hash_a2", "pk_test_b", at(1))
+        assert tenants.revoke_api_key("hash_a1", at(5)) is True
+        assert tenants.tenant_for_key("hash_a1") is None
+        assert tenants.tenant_for_key("hash_a2") == "ten_a"  # the other key keeps working
+        other = self.make_tenants(tmp_path)  # another process sees the revocation at once
+        try:
+            assert other.tenant_for_key("hash_a1") is None
+        finally:
+            close_quietly(other)
+        assert tenants.revoke_api_key("hash_a1", at(6)) is False
+        assert tenants.revoke_api_key("hash_unknown", at(6)) is False
+        assert [k["revoked_at"] for k in tenants.list_api_keys("ten_a")] == [at(5), None]
+
     def test_mark_redriven_accumulates_and_is_idempotent(self, tenants):
         assert tenants.redriven_ids() == set()
         tenants.mark_redriven(["dlq-1", "dlq-2"], at(0))

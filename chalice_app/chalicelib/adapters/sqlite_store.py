@@ -308,6 +308,17 @@ class SqliteStore:
                                      (key_hash,)).fetchone()
         return row[0] if row else None
 
+    def list_api_keys(self, tenant_id: str) -> list[dict[str, Any]]:
+        rows = self.db.conn().execute("SELECT key_hash, prefix, created_at, revoked_at FROM api_keys"
+                                      " WHERE tenant_id=? ORDER BY created_at, key_hash", (tenant_id,)).fetchall()
+        return [{"key_hash": r[0], "prefix": r[1], "created_at": r[2], "revoked_at": r[3]} for r in rows]
+
+    def revoke_api_key(self, key_hash: str, at: str) -> bool:
+        with self.db.write() as conn:
+            cur = conn.execute("UPDATE api_keys SET revoked_at=? WHERE key_hash=? AND revoked_at IS NULL",
+                                (at, key_hash))
+            return cur.rowcount == 1
+
     def mark_redriven(self, entry_ids: Sequence[str], at: str) -> None:
         with self.db.write() as conn:
             conn.executemany("INSERT OR IGNORE INTO dlq_redrives VALUES (?, ?)", [(i, at) for i in entry_ids])
