@@ -3,13 +3,20 @@
 Each stage Lambda is fed by the MSK event source mapping infra/ creates
 (Chalice has no MSK trigger); locally `chalicelib.runtime.local` plays that part.
 """
+import os
+
 from chalice import Chalice
 
 from chalicelib import reconciliation
 from chalicelib.api.routes import api
+from chalicelib.config import OUTBOX_STREAM_ARN
 from chalicelib.runtime.bootstrap import get_platform
 from chalicelib.runtime.handler import handle_batch
+from chalicelib.runtime.relay import relay_stream_records
 from chalicelib.stages import STAGES
+
+# Placeholder so `chalice local` and tests can load the app; infra/ sets the real ARN.
+LOCAL_STREAM_ARN = "arn:aws:dynamodb:us-east-1:000000000000:table/payments-platform/stream/local"
 
 app = Chalice(app_name="payments")
 app.register_blueprint(api)
@@ -63,6 +70,16 @@ def notification(event, context):
 def reconcile_unknown_outcomes(event):
     """Status checks of unknown PSP outcomes that are due (see chalicelib/reconciliation.py)."""
     return {"handled": reconciliation.run_due(get_platform(), limit=500)}
+
+
+@app.on_dynamodb_record(stream_arn=os.environ.get(OUTBOX_STREAM_ARN) or LOCAL_STREAM_ARN, batch_size=100,
+                        starting_position="TRIM_HORIZON", name="outbox_relay")
+def outbox_relay(event):
+    """The table's stream -> Kafka: publish new outbox items, then mark them published.
+
+    Raising makes Lambda retry the batch, so a record is never lost (duplicates are)."""
+    platform = get_platform()
+    return {"published": relay_stream_records(event.to_dict()["Records"], platform.store, platform.bus)}
 
 
 STAGE_HANDLERS = {name: globals()[name] for name in STAGES}

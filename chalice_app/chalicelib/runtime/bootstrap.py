@@ -82,7 +82,12 @@ def build(settings: Settings | None = None, clock: Clock | None = None) -> Platf
         bus = SqliteBus(settings.bus_path, settings.partitions)
         keys = LocalKeyring(settings.keyring_path)
         return Platform(settings, store, store, bus, keys, clock or SystemClock(), connectors)
-    raise ConfigError(f"PLATFORM_MODE={settings.mode} is not wired yet; use embedded")
+    if settings.mode in ("aws-local", "aws"):
+        # DynamoDB + Kafka (MSK / Tansu) + KMS; aws-local points boto3 at moto or LocalStack.
+        from ..adapters.aws import build_adapters
+        store, bus, keys, _ = build_adapters(settings)
+        return Platform(settings, store, store, bus, keys, clock or SystemClock(), connectors)
+    raise ConfigError(f"PLATFORM_MODE={settings.mode} is not wired")
 
 
 _platform: Platform | None = None

@@ -8,11 +8,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from ..stages import STAGES
 from . import bootstrap
+from .relay import StreamRelay
 from .runner import Runner
 
 
@@ -29,7 +32,7 @@ def app_handlers() -> dict[str, tuple[Any, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run every stage handler against the embedded bus.")
+    parser = argparse.ArgumentParser(description="Run every stage handler against the bus.")
     parser.add_argument("--member", type=int, default=0, help="this worker's index (partition split)")
     parser.add_argument("--members", type=int, default=1, help="number of worker processes")
     args = parser.parse_args(argv)
@@ -38,8 +41,37 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(platform, app_handlers(), args.member, args.members, relay=args.member == 0)
     logging.getLogger("payments.runner").info("stage worker %d/%d running", args.member, args.members)
     print(f"stage worker {args.member + 1}/{args.members} running: {', '.join(STAGES)}", flush=True)
+    start_stream_relay(platform, runner, enabled=args.member == 0)
     runner.run_forever()
     return 0
+
+
+def start_stream_relay(platform: Any, runner: Runner, enabled: bool = True) -> threading.Thread | None:
+    """aws-local: read the table's stream like the outbox_relay Lambda's mapping would.
+
+    The runner's polling relay still runs, but DynamoStore only hands it outbox
+    records older than its grace period: it sweeps what the stream path missed."""
+    if platform.settings.mode != "aws-local" or not enabled:
+        return None
+    from ..adapters.aws import AwsSettings, clients, stream_arn  # noqa: PLC0415 - aws-local only
+    aws = AwsSettings.from_env(platform.settings.mode)
+    c = clients(aws)
+    relay = StreamRelay(c["dynamodbstreams"], stream_arn(aws, c["dynamodb"]), platform.store, platform.bus)
+    log = logging.getLogger("payments.relay")
+
+    def loop() -> None:
+        while not runner.stopping:
+            try:
+                moved = relay.step()
+            except Exception:  # noqa: BLE001 - retried from the durable checkpoint
+                log.exception("stream relay error; retrying")
+                time.sleep(1.0)
+                continue
+            if not moved:
+                time.sleep(0.05)  # Lambda polls a stream about 4 times a second; a little faster here
+    thread = threading.Thread(target=loop, name="stream-relay", daemon=True)
+    thread.start()
+    return thread
 
 
 if __name__ == "__main__":
