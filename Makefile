@@ -15,6 +15,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make local    - run the whole platform on this machine (API :$(PORT), simulator :$(SIMULATOR_PORT))"
+	@echo "make local-aws - the same on Tansu (Kafka) + a moto server (DynamoDB, KMS) on loopback"
 	@echo "make test     - run every test suite"
 	@echo "make simulate - seeded whole-pipeline simulation: SEEDS=N (default 500) [START=S], or SEED=s to replay one"
 	@echo "make package  - build the Lambda deployment package with chalice package"
@@ -38,6 +39,12 @@ install: $(STAMP)
 
 local: install
 	$(BIN)/python -m chalicelib.runtime.local
+
+# The same stack on the AWS protocols: Tansu (Kafka) and a moto server (DynamoDB, KMS) on loopback;
+# KAFKA_BOOTSTRAP_SERVERS and AWS_ENDPOINT_URL pick the ports (defaults 9092 and 4566).
+.PHONY: local-aws
+local-aws: install
+	PLATFORM_MODE=aws-local $(BIN)/python -m chalicelib.runtime.local
 
 # Seeded whole-pipeline simulation (tests/fault/simulation.py, VOPR-style): checks I1-I4 per seed.
 .PHONY: simulate

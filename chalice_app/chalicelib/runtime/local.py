@@ -1,8 +1,10 @@
-"""`make local`: the whole platform on one machine, no cloud, no Docker.
+"""`make local` / `make local-aws`: the whole platform on one machine, no cloud, no Docker.
 
 Starts the PSP simulator, the stage worker and the API (`chalice local`),
 creates a demo tenant on first run, prints how to use it, and stops
 everything on Ctrl-C. Data lives in $DATA_DIR and survives restarts.
+PLATFORM_MODE=aws-local first starts Tansu and a moto server (data in memory)
+and provisions them; everything after that is the same code path.
 """
 from __future__ import annotations
 
@@ -29,7 +31,9 @@ def demo_tenant(platform: Any) -> tuple[dict[str, Any], bool]:
     """The demo tenant's credentials, created on first run. (dict, created?)"""
     path = platform.settings.data_dir / DEMO_FILE
     if path.exists():
-        return orjson.loads(path.read_bytes()), False
+        creds = orjson.loads(path.read_bytes())
+        if platform.tenants.get_tenant(creds["tenant_id"]) is not None:  # aws-local servers start empty
+            return creds, False
     webhook = f"{platform.settings.simulator_url}/webhooks/demo"
     created = tenancy.create_tenant(platform, "demo", webhook_url=webhook)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # a local test key, readable by you only
@@ -99,6 +103,33 @@ class Supervisor:
             time.sleep(0.5)
 
 
+CHALICE_STAGES = {"embedded": "dev", "aws-local": "aws-local"}  # .chalice/config.json stages
+
+
+def start_aws_local(sup: Supervisor, settings: Settings) -> None:
+    """Tansu and a moto server (unless something already listens there, e.g. LocalStack),
+    then the table, the platform key and the topics. Ctrl-C stops what we started."""
+    from urllib.parse import urlparse
+
+    from ..adapters.aws import AwsSettings, provision
+    from ..stages import topics
+    from . import aws_local
+    aws = AwsSettings.from_env(settings.mode)
+    kafka_port = int(aws.bootstrap.split(",")[0].rsplit(":", 1)[1])
+    moto_port = urlparse(aws.endpoint_url).port or 4566
+    for name, port, command, wait in (("tansu", kafka_port, aws_local.tansu_command, aws_local.wait_kafka),
+                                      ("moto", moto_port, aws_local.moto_command, aws_local.wait_moto)):
+        log = str(sup.logs / f"{name}.log")
+        if aws_local.listening("127.0.0.1", port):
+            print(f"  {name:<14} 127.0.0.1:{port} already running: using it")
+            wait(port, None, log=log)
+            continue
+        wait(port, sup.start(name, command(port)), log=log)
+        print(f"  {name:<14} 127.0.0.1:{port}  (in memory: data lasts until Ctrl-C)")
+    provision(aws, topics(), settings.partitions)
+    print(f"  provisioned    table {aws.table} (+ stream), key {aws.key_id}, topics on {aws.bootstrap}")
+
+
 def main() -> int:
     settings = Settings.from_env()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -111,7 +142,9 @@ def main() -> int:
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        print(f"data: {settings.data_dir}  logs: {sup.logs}")
+        print(f"data: {settings.data_dir}  logs: {sup.logs}  mode: {settings.mode}")
+        if settings.mode == "aws-local":
+            start_aws_local(sup, settings)
         sim = sup.start("simulator", [py, "-m", "chalicelib.connectors.simulator_server", "--host", "127.0.0.1",
                                       "--port", str(settings.simulator_port),
                                       "--db", str(settings.data_dir / "simulator.db"),
@@ -122,12 +155,15 @@ def main() -> int:
         from ..stages import topics
         platform.bus.ensure_topics(topics())
         creds, created = demo_tenant(platform)
+        close = getattr(platform.bus, "close", None)  # the worker and the API open their own clients
+        if close:
+            close()
         sup.start("worker", [py, "-m", "chalicelib.runtime.worker"])
         print("  stage worker   validation → risk → routing → authorization → capture → settlement → notification")
         # chalice local, with a listen backlog that survives bursts of clients
         api = sup.start("api", [py, "-m", "chalicelib.runtime.api_server", "--host", "127.0.0.1",
                                 "--port", str(settings.port),
-                                "--stage", "dev", "--no-autoreload"])
+                                "--stage", CHALICE_STAGES[settings.mode], "--no-autoreload"])
         base = f"http://127.0.0.1:{settings.port}"
         wait_http(f"{base}/health", api, "API (chalice local)")
         print(f"  API            {base}")
