@@ -1,0 +1,59 @@
+"""The contract suites against the AWS adapters: DynamoDB and KMS on a moto server, Kafka on Tansu.
+
+Servers start once per test run (tests/aws_services.py). Each test's tmp_path gets
+its own table, so "same tmp_path = same data, different = isolated" holds.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from chalicelib.adapters import aws
+from chalicelib.adapters.dynamodb import DynamoStore
+from chalicelib.adapters.kafka import KafkaBus
+from chalicelib.adapters.kms import KmsDecryptionError, KmsKeys
+
+from ..aws_services import services
+from .bus_contract import EventBusContract
+from .coordination_contract import StoreCoordinationContract
+from .keys_contract import KeyServiceContract
+from .store_contract import PaymentStoreContract
+from .tenants_contract import TenantDirectoryContract
+
+KEY_ALIAS = "alias/contract-tests"
+
+
+def table_for(tmp_path) -> str:
+    """One table per test directory, created on first use."""
+    name = "t-" + hashlib.sha1(str(tmp_path).encode()).hexdigest()[:16]
+    aws.create_table(services().client("dynamodb"), name)
+    return name
+
+
+class TestDynamoStore(PaymentStoreContract, StoreCoordinationContract):
+    def make_store(self, tmp_path):
+        return DynamoStore(services().client("dynamodb"), table_for(tmp_path))
+
+
+class TestDynamoTenants(TenantDirectoryContract):
+    def make_tenants(self, tmp_path):
+        return DynamoStore(services().client("dynamodb"), table_for(tmp_path))
+
+
+class TestKafkaBus(EventBusContract):
+    poll_timeout = 20.0  # a group join on Tansu takes ~3 s (half the 6 s session timeout)
+
+    def make_bus(self, tmp_path):
+        return KafkaBus(services().bootstrap, partitions=4)
+
+
+class TestKmsKeys(KeyServiceContract):
+    decryption_error = KmsDecryptionError
+
+    @pytest.fixture(scope="class", autouse=True)
+    def platform_key(self):
+        aws.create_key(services().client("kms"), KEY_ALIAS)
+
+    def make_keys(self, tmp_path):
+        return KmsKeys(services().client("kms"), services().client("dynamodb"), table_for(tmp_path), KEY_ALIAS)
