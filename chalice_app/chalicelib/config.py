@@ -32,6 +32,8 @@ UNKNOWN_CHECK_SCHEDULE_S = "UNKNOWN_CHECK_SCHEDULE_S"  # delays between PSP stat
 BREAKER_THRESHOLD = "BREAKER_THRESHOLD"    # consecutive PSP failures that open its circuit breaker
 BREAKER_COOLDOWN_S = "BREAKER_COOLDOWN_S"  # open breaker waits this long before a half-open probe
 LOG_LEVEL = "LOG_LEVEL"                  # Python log level
+RATE_LIMIT_PER_S = "RATE_LIMIT_PER_S"      # API requests per second per tenant (token bucket refill)
+RATE_LIMIT_BURST = "RATE_LIMIT_BURST"      # ... and the bucket's size: requests allowed at once
 # aws-local and aws modes (names shared by the adapters and infra/)
 PAYMENTS_TABLE = "PAYMENTS_TABLE"          # DynamoDB single table
 KAFKA_BOOTSTRAP_SERVERS = "KAFKA_BOOTSTRAP_SERVERS"  # MSK / Tansu brokers, comma-separated
@@ -64,6 +66,8 @@ DEFAULTS: dict[str, str] = {
     BREAKER_THRESHOLD: "5",
     BREAKER_COOLDOWN_S: "30",
     LOG_LEVEL: "INFO",
+    RATE_LIMIT_PER_S: "200",
+    RATE_LIMIT_BURST: "1000",
     PAYMENTS_TABLE: "payments-platform",
     KAFKA_BOOTSTRAP_SERVERS: "127.0.0.1:9092",
     KAFKA_SECURITY: "plaintext",
@@ -141,6 +145,8 @@ class Settings:
     simulator_fault_lose_request: float = 0.0
     simulator_fault_lose_response: float = 0.0
     simulator_fault_seed: int = 0
+    rate_limit_per_s: float = 200.0
+    rate_limit_burst: int = 1000
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -173,11 +179,15 @@ class Settings:
             simulator_fault_lose_request=_float(env, SIMULATOR_FAULT_LOSE_REQUEST),
             simulator_fault_lose_response=_float(env, SIMULATOR_FAULT_LOSE_RESPONSE),
             simulator_fault_seed=_int(env, SIMULATOR_FAULT_SEED),
+            rate_limit_per_s=_float(env, RATE_LIMIT_PER_S),
+            rate_limit_burst=_int(env, RATE_LIMIT_BURST),
         )
         for name, value in ((BUS_PARTITIONS, settings.partitions), (BATCH_SIZE, settings.batch_size),
-                            (MAX_ATTEMPTS, settings.max_attempts)):
+                            (MAX_ATTEMPTS, settings.max_attempts), (RATE_LIMIT_BURST, settings.rate_limit_burst)):
             if value < 1:
                 raise ConfigError(f"{name} must be at least 1, got {value}")
+        if not settings.rate_limit_per_s > 0:
+            raise ConfigError(f"{RATE_LIMIT_PER_S} must be greater than 0, got {settings.rate_limit_per_s}")
         return settings
 
     @property

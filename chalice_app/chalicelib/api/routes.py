@@ -16,6 +16,7 @@ from chalice import Blueprint, Response
 from ..runtime.bootstrap import get_platform
 from ..schemas import schemas_dir
 from ..security.logfilter import mask_pans
+from ..security.ratelimit import limiter_for, retry_after
 from ..service import ApiError, PaymentService, Reply
 from ..tenancy import authenticate
 
@@ -46,6 +47,8 @@ def problem(status: int, title: str, detail: str, correlation_id: str, **extra: 
     headers = {"Content-Type": "application/problem+json", CORRELATION_HEADER: correlation_id}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="payments"'
+    if status == 429:
+        headers["Retry-After"] = str(extra["retry_after_s"])
     return Response(body=orjson.dumps(body).decode(), status_code=status, headers=headers)
 
 
@@ -69,6 +72,10 @@ def endpoint(authenticated: bool = True) -> Callable:
                     tenant_id = authenticate(platform, (request.headers or {}).get("authorization"))
                     if tenant_id is None:
                         raise ApiError(401, "Unauthorized", "a valid API key is required: Authorization: Bearer <key>")
+                    wait = limiter_for(platform).take(tenant_id)
+                    if wait > 0:
+                        raise ApiError(429, "Too many requests", "this tenant's request rate is over its limit; "
+                                       "retry after the Retry-After seconds", retry_after_s=retry_after(wait))
                 return _render(fn(PaymentService(platform), request, tenant_id, corr, **params), corr)
             except ApiError as e:
                 return problem(e.status, e.title, e.detail, corr, **e.extra)
