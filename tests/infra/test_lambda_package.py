@@ -24,4 +24,7 @@ def test_chalice_package_ships_schemas_beside_chalicelib(tmp_path):
     for schema in (ROOT / "schemas").rglob("*.json"):
         assert f"schemas/{schema.relative_to(ROOT / 'schemas')}" in names, schema.name
     assert "orjson/__init__.py" in names or any(n.startswith("orjson/") for n in names)
+    # The Lambdas run on Graviton: every compiled extension must be built for aarch64.
+    native = [n for n in names if n.endswith(".so")]
+    assert native and all("aarch64" in n or "abi3" in n for n in native), [n for n in native if "aarch64" not in n]
     shutil.rmtree(out)
