@@ -66,6 +66,18 @@ def cmd_tenant_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tenant_delete(args: argparse.Namespace) -> int:
+    if not args.yes:
+        raise CliError("deleting a tenant destroys its data key for good; add --yes to confirm")
+    try:
+        deleted = tenancy.delete_tenant(platform(), args.tenant_id)
+    except tenancy.TenantError as e:
+        raise CliError(str(e)) from None
+    emit(args, deleted, lambda d: console.print(f"tenant {d['tenant_id']} deleted: {d['keys_revoked']} keys revoked,"
+                                                f" data key destroyed (its encrypted data is unreadable)"))
+    return 0
+
+
 def cmd_key_create(args: argparse.Namespace) -> int:
     p = platform()
     try:
@@ -164,14 +176,37 @@ def cmd_dlq_list(args: argparse.Namespace) -> int:
 
 
 def cmd_dlq_redrive(args: argparse.Namespace) -> int:
-    from .runtime.dlq_admin import redrive
-    report = redrive(platform(), args.stage, args.id)
+    from .runtime.dlq_admin import list_entries, redrive
+    from .security import audit
+    p = platform()
+    tenants = {e["entry_id"]: e.get("tenant_id") or "_platform" for e in list_entries(p, args.stage)}
+    report = redrive(p, args.stage, args.id)
+    for entry_id in report["entries"]:
+        audit.record(p, tenants.get(entry_id, "_platform"), "dlq.redrive", entry_id)
 
     def render(r: dict) -> None:
         console.print(f"redriven {r['redriven']} entr{'y' if r['redriven'] == 1 else 'ies'}"
                       + (f" ({', '.join(r['entries'])})" if r["entries"] else ""))
     emit(args, report, render)
     return 0 if report["redriven"] or not args.id else 1
+
+
+# -- audit -----------------------------------------------------------------------------
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from .security import audit
+    log = audit.audit_log(platform())
+    tenants = [args.tenant] if args.tenant else log.tenants()
+    results = [audit.verify_tenant(log, t) for t in tenants]
+    report = {"tenants": len(results), "entries": sum(r["entries"] for r in results),
+              "ok": all(r["ok"] for r in results), "results": results}
+
+    def render(r: dict) -> None:
+        for x in r["results"]:
+            console.print(f"{x['tenant_id']}: {x['entries']} entries "
+                          + ("[green]chain intact[/]" if x["ok"] else f"[red]{x['problem']}[/]"))
+        console.print(f"{r['tenants']} tenants, {r['entries']} entries: " + ("ok" if r["ok"] else "[red]TAMPERED[/]"))
+    emit(args, report, render)
+    return 0 if report["ok"] else 1
 
 
 # -- demo, ledger, states --------------------------------------------------------------
@@ -232,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--live", action="store_true", help="issue a pk_live_ key instead of pk_test_")
     c.set_defaults(fn=cmd_tenant_create)
     tenant.add_parser("list", parents=[common], help="list tenants").set_defaults(fn=cmd_tenant_list)
+    dl = tenant.add_parser("delete", parents=[common], help="crypto-shred a tenant: revoke keys, destroy its data key")
+    dl.add_argument("tenant_id")
+    dl.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
+    dl.set_defaults(fn=cmd_tenant_delete)
     key = tenant.add_parser("key", help="a tenant's API keys (several per tenant, so keys rotate)").add_subparsers(
         dest="key_command", required=True)
     k = key.add_parser("create", parents=[common], help="another API key for a tenant (shown once)")
@@ -277,6 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
     ledger = sub.add_parser("ledger", help="ledger checks").add_subparsers(dest="sub", required=True)
     ledger.add_parser("check", parents=[common], help="every transaction balanced per currency").set_defaults(
         fn=cmd_ledger_check)
+
+    audit_cmd = sub.add_parser("audit", help="the hash-chained audit log").add_subparsers(dest="sub", required=True)
+    v = audit_cmd.add_parser("verify", parents=[common], help="check every tenant's chain; names a broken entry")
+    v.add_argument("--tenant")
+    v.set_defaults(fn=cmd_audit_verify)
 
     sub.add_parser("states", parents=[common], help="the state machine (mermaid)").set_defaults(fn=cmd_states)
     return parser

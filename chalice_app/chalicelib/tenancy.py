@@ -10,6 +10,7 @@ from typing import Any
 
 from . import ids
 from .clock import iso
+from .security import audit
 
 KEY_PREFIXES = ("pk_test_", "pk_live_")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
@@ -65,6 +66,7 @@ def create_tenant(platform: Any, name: str, webhook_url: str | None = None, envi
         config["webhook"] = {"url": webhook_url, "secret_enc": base64.b64encode(
             platform.keys.encrypt(tenant_id, webhook_secret.encode())).decode()}
     platform.tenants.put_tenant(config)
+    audit.record(platform, tenant_id, "tenant.create", tenant_id, name=name, webhook=bool(webhook_url))
     api_key = add_key(platform, tenant_id, environment)
     return {"tenant_id": tenant_id, "name": name, "api_key": api_key, "webhook_secret": webhook_secret}
 
@@ -77,8 +79,10 @@ def add_key(platform: Any, tenant_id: str, environment: str = "test") -> str:
     if platform.tenants.get_tenant(tenant_id) is None:
         raise TenantError(f"no tenant {tenant_id}")
     key = new_api_key(environment)
-    platform.tenants.add_api_key(tenant_id, hash_key(platform.settings.api_key_pepper, key), key[:DISPLAY_PREFIX],
-                                 iso(platform.clock.now()))
+    key_hash = hash_key(platform.settings.api_key_pepper, key)
+    platform.tenants.add_api_key(tenant_id, key_hash, key[:DISPLAY_PREFIX], iso(platform.clock.now()))
+    audit.record(platform, tenant_id, "key.create", key_id(key_hash), prefix=key[:DISPLAY_PREFIX],
+                 environment=environment)
     return key
 
 
@@ -116,6 +120,7 @@ def revoke_key(platform: Any, prefix_or_id: str) -> dict[str, Any]:
     at = iso(platform.clock.now())
     if not platform.tenants.revoke_api_key(k["key_hash"], at):
         raise TenantError(f"API key {wanted} is already revoked")
+    audit.record(platform, tenant_id, "key.revoke", key_id(k["key_hash"]), prefix=k["prefix"])
     return {"key_id": key_id(k["key_hash"]), "tenant_id": tenant_id, "prefix": k["prefix"], "revoked_at": at}
 
 
@@ -128,3 +133,22 @@ def authenticate(platform: Any, authorization: str | None) -> str | None:
         return None
     # Lookup is by keyed hash, so no stored secret is ever compared byte by byte.
     return platform.tenants.tenant_for_key(hash_key(platform.settings.api_key_pepper, key))
+
+
+def delete_tenant(platform: Any, tenant_id: str) -> dict[str, Any]:
+    """Crypto-shred a tenant: revoke every key, destroy its data key, mark it deleted.
+
+    Card/IBAN ciphertexts, PSP credentials and the webhook secret were encrypted
+    under that data key, so they can never be decrypted again, here or in a backup.
+    Payments and ledger rows stay (the platform's own books) without any secret.
+    """
+    tenant = platform.tenants.get_tenant(tenant_id)
+    if tenant is None:
+        raise TenantError(f"no tenant {tenant_id}")
+    at = iso(platform.clock.now())
+    revoked = [k["key_hash"] for k in platform.tenants.list_api_keys(tenant_id)
+               if k["revoked_at"] is None and platform.tenants.revoke_api_key(k["key_hash"], at)]
+    platform.keys.destroy_tenant_key(tenant_id)
+    audit.record(platform, tenant_id, "tenant.delete", tenant_id, keys_revoked=len(revoked), data_key="destroyed")
+    platform.tenants.put_tenant({**tenant, "deleted_at": at})  # ciphertexts stay, unreadable: that is the proof
+    return {"tenant_id": tenant_id, "deleted_at": at, "keys_revoked": len(revoked), "data_key": "destroyed"}

@@ -1,7 +1,8 @@
 """The PAN scanner used by test_pan_scan: Luhn-valid 13-19 digit runs and raw test PANs, anywhere.
 
 A hit is either
-- a run of 13-19 ASCII digits, not part of a longer digit run, that passes Luhn, or
+- a run of 13-19 ASCII digits, not part of a longer digit run, that passes Luhn (except epoch
+  milliseconds and runs inside 32+ character hex digests, see below), or
 - any occurrence of one of the raw test PANs (even inside a longer run).
 ULIDs, epoch milliseconds and ISO timestamps make digit runs too; only these two
 kinds count. Base64 (DLQ entries carry the original record base64-encoded) is
@@ -43,9 +44,25 @@ def _epoch_ms(run: bytes) -> bool:
     return len(run) == 13 and 1_500_000_000_000 <= int(run) < 2_200_000_000_000
 
 
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+def _inside_hex_digest(data: bytes, start: int, end: int) -> bool:
+    # SHA-256/HMAC hex digests and uuid4 hex ids (signatures, request hashes, correlation ids,
+    # the audit chain) hold decimal runs by chance; a run inside a hex token of 32+ characters
+    # with letters in it is part of such a digest, not a card number.
+    while start > 0 and data[start - 1] in _HEX:
+        start -= 1
+    while end < len(data) and data[end] in _HEX:
+        end += 1
+    token = data[start:end]
+    return len(token) >= 32 and not token.isdigit()
+
+
 def scan_bytes(where: str, data: bytes) -> list[Hit]:
     hits = [Hit(where, f"Luhn-valid {len(m.group(0))}-digit run ending {m.group(0)[-4:].decode()}")
-            for m in _RUN.finditer(data) if luhn_ok(m.group(0).decode()) and not _epoch_ms(m.group(0))]
+            for m in _RUN.finditer(data) if luhn_ok(m.group(0).decode()) and not _epoch_ms(m.group(0))
+            and not _inside_hex_digest(data, m.start(), m.end())]
     for secret in (*TEST_PANS, *TEST_IBANS):
         if secret.encode() in data or secret.encode("utf-16-le") in data:
             hits.append(Hit(where, f"raw test secret ending {secret[-4:]}"))

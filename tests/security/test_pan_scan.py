@@ -153,7 +153,7 @@ def _without_usage_banner(lines: list[str]) -> str:
 
 
 # -- the scanner can fail ------------------------------------------------------------------------
-@pytest.mark.parametrize("planted", [b"x 4242424242424242 y", b'{"n":"378282246310005"}',
+@pytest.mark.parametrize("planted", [b"x 4242424242424242 y", b"abcdef5555555555554444", b'{"n":"378282246310005"}',
                                      b"4000000000000002", b"pay 6011111111111117\n", b"\x004111111111111111\x00"])
 def test_scanner_finds_a_planted_pan(planted):
     assert scan_bytes("planted", planted)
@@ -178,6 +178,7 @@ def test_scanner_finds_a_pan_in_a_sqlite_row_and_in_wal_bytes(tmp_path):
 
 
 @pytest.mark.parametrize("clean", [b"pay_01JD0000000000000000000001", b"1764030000123", b"2026-11-25T10:00:00Z",
-                                   b"1764030000127", b"4242424242424241", b"last4 4242 bin 424242"])
+                                   b"1764030000127", b"4242424242424241", b"last4 4242 bin 424242",
+                                   b"v1=ab5555555555554449cdef0123456789abcdef0123456789abcdef01234567"])
 def test_scanner_ignores_ids_timestamps_and_non_luhn_runs(clean):
     assert not scan_bytes("clean", clean)

@@ -1,0 +1,144 @@
+"""Audit log: admin and key operations are chained per tenant; `payctl audit verify` catches
+every edit, removal and reorder of stored entries, and says which entry."""
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from chalicelib import cli, tenancy
+from chalicelib.security import audit
+
+from ..integration.conftest import stack  # noqa: F401 - the in-process platform fixture
+
+
+def run(capsys, *argv: str):
+    code = cli.main([*argv, "--json"])
+    out = capsys.readouterr().out
+    return code, json.loads(out) if out.strip() else None
+
+
+@pytest.fixture
+def history(stack, capsys):
+    """A tenant with a few audited operations: create (2 entries), key create, key revoke."""
+    tid = stack.tenant_id
+    code, made = run(capsys, "tenant", "key", "create", tid)
+    code, _ = run(capsys, "tenant", "key", "revoke", made["key_id"])
+    code, _ = run(capsys, "tenant", "key", "create", tid, "--live")
+    rows = audit.audit_log(stack.platform).rows(tid)
+    assert len(rows) == 5
+    return stack
+
+
+def _tamper(stack, sql: str, *args) -> None:
+    """What someone with the file can do: drop the append-only triggers and edit rows."""
+    conn = sqlite3.connect(stack.platform.settings.data_dir / "audit.db")
+    conn.execute("DROP TRIGGER IF EXISTS audit_no_update")
+    conn.execute("DROP TRIGGER IF EXISTS audit_no_delete")
+    conn.execute(sql, args)
+    conn.commit()
+    conn.close()
+
+
+def _verify(capsys, tenant: str):
+    code, report = run(capsys, "audit", "verify", "--tenant", tenant)
+    return code, report["results"][0]
+
+
+def test_entries_name_actor_time_action_subject_and_correlation(history, capsys):
+    log = audit.audit_log(history.platform)
+    bodies = [json.loads(raw) for _, raw, _ in log.rows(history.tenant_id)]
+    assert [b["action"] for b in bodies] == ["tenant.create", "key.create", "key.create", "key.revoke", "key.create"]
+    for i, b in enumerate(bodies, 1):
+        assert b["seq"] == i and b["tenant_id"] == history.tenant_id
+        assert b["actor"].startswith("payctl:") and b["at"].endswith("Z") and b["correlation_id"]
+    assert bodies[3]["subject"] == bodies[2]["subject"] and bodies[3]["subject"].startswith("key_")
+    assert all(len(b["detail"].get("prefix", "")) <= 12 for b in bodies)  # a display prefix, never a key
+    code, ok = _verify(capsys, history.tenant_id)
+    assert code == 0 and ok["ok"] and ok["entries"] == 5
+    code, whole = run(capsys, "audit", "verify")
+    assert code == 0 and whole["tenants"] >= 2 and whole["ok"]
+
+
+def test_the_log_refuses_update_and_delete(history):
+    conn = sqlite3.connect(history.platform.settings.data_dir / "audit.db")
+    for sql in ("UPDATE audit SET hash='x'", "DELETE FROM audit"):
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            conn.execute(sql)
+    conn.close()
+
+
+def test_verify_catches_an_edited_entry(history, capsys):
+    tid = history.tenant_id
+    (raw,) = [r[1] for r in audit.audit_log(history.platform).rows(tid) if r[0] == 3]
+    forged = raw.replace(b"key.create", b"key.revoke")
+    assert forged != raw
+    _tamper(history, "UPDATE audit SET body=? WHERE tenant_id=? AND seq=3", forged, tid)
+    code, result = _verify(capsys, tid)
+    assert code == 1 and not result["ok"] and result["entry"] == 3 and "altered" in result["problem"]
+
+
+def test_verify_catches_an_edit_that_also_recomputes_that_entrys_hash(history, capsys):
+    tid = history.tenant_id
+    rows = audit.audit_log(history.platform).rows(tid)
+    prev = rows[1][2]
+    forged = rows[2][1].replace(b"key.create", b"key.revoke")
+    _tamper(history, "UPDATE audit SET body=?, hash=? WHERE tenant_id=? AND seq=3",
+            forged, audit.chain_hash(prev, forged), tid)
+    code, result = _verify(capsys, tid)
+    assert code == 1 and result["entry"] == 4 and "altered" in result["problem"]  # the next link breaks
+
+
+def test_verify_catches_a_removed_entry(history, capsys):
+    _tamper(history, "DELETE FROM audit WHERE tenant_id=? AND seq=2", history.tenant_id)
+    code, result = _verify(capsys, history.tenant_id)
+    assert code == 1 and result["entry"] == 3 and "entry 2 is missing" in result["problem"]
+
+
+def test_verify_catches_a_removed_tail(history, capsys):
+    _tamper(history, "DELETE FROM audit WHERE tenant_id=? AND seq=5", history.tenant_id)
+    code, result = _verify(capsys, history.tenant_id)
+    assert code == 1 and "removed" in result["problem"] and result["entry"] == 5
+
+
+def test_verify_catches_swapped_entries(history, capsys):
+    tid = history.tenant_id
+    rows = {seq: (raw, h) for seq, raw, h in audit.audit_log(history.platform).rows(tid)}
+    _tamper(history, "UPDATE audit SET seq=-1 WHERE tenant_id=? AND seq=2", tid)
+    _tamper(history, "UPDATE audit SET seq=2 WHERE tenant_id=? AND seq=3", tid)
+    _tamper(history, "UPDATE audit SET seq=3 WHERE tenant_id=? AND seq=-1", tid)
+    assert {seq for seq, _, _ in audit.audit_log(history.platform).rows(tid)} == set(rows)
+    code, result = _verify(capsys, tid)
+    assert code == 1 and result["entry"] == 2 and "reordered" in result["problem"]
+
+
+def test_verify_catches_an_entry_moved_to_another_tenant(history, capsys):
+    _tamper(history, "UPDATE audit SET tenant_id=? WHERE tenant_id=? AND seq=5",
+            history.other["tenant_id"], history.tenant_id)
+    code, report = run(capsys, "audit", "verify")
+    assert code == 1 and not report["ok"]
+    bad = {r["tenant_id"]: r for r in report["results"] if not r["ok"]}
+    assert set(bad) == {history.tenant_id, history.other["tenant_id"]}
+
+
+def test_tenant_delete_is_audited(history, capsys):
+    code, _ = run(capsys, "tenant", "delete", history.other["tenant_id"], "--yes")
+    assert code == 0
+    body = json.loads(audit.audit_log(history.platform).rows(history.other["tenant_id"])[-1][1])
+    assert body["action"] == "tenant.delete" and body["detail"]["data_key"] == "destroyed"
+    assert tenancy.list_keys(history.platform, history.other["tenant_id"])[0]["revoked_at"]
+
+
+def test_dlq_redrive_is_audited_under_the_entrys_tenant(stack, capsys):
+    from chalicelib.ports import OutRecord
+    payment_id = stack.pay()
+    stack.runner.drain()
+    stack.platform.bus.publish([OutRecord("payments.initiated", payment_id, b"{broken",
+                                          (("tenant_id", stack.tenant_id.encode()),))])
+    stack.runner.drain()
+    code, report = run(capsys, "dlq", "redrive")
+    assert code == 0 and report["redriven"] == 1
+    body = json.loads(audit.audit_log(stack.platform).rows(stack.tenant_id)[-1][1])
+    assert body["action"] == "dlq.redrive" and body["subject"] == report["entries"][0]
+    assert run(capsys, "audit", "verify")[0] == 0
