@@ -30,8 +30,8 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-infra.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt -r requirements-infra.txt
-	@printf '#!/bin/sh\n# payctl: installed by make; reads DATA_DIR/PORT like the running stack.\n: "$${DATA_DIR:=%s}"\nexport DATA_DIR\nPYTHONPATH="%s$${PYTHONPATH:+:$$PYTHONPATH}" exec "%s" -m chalicelib.cli "$$@"\n' \
-		"$(CURDIR)/.data" "$(CURDIR)/chalice_app" "$(CURDIR)/$(BIN)/python" > $(BIN)/payctl
+	@printf '#!/bin/sh\n# payctl: installed by make; reads DATA_DIR/PORT like the running stack.\n: "$${DATA_DIR:=%s}"\n: "$${TENANTS_FILE:=%s}"\nexport DATA_DIR TENANTS_FILE\nPYTHONPATH="%s$${PYTHONPATH:+:$$PYTHONPATH}" exec "%s" -m chalicelib.cli "$$@"\n' \
+		"$(CURDIR)/.data" "$(CURDIR)/infra/tenants.json" "$(CURDIR)/chalice_app" "$(CURDIR)/$(BIN)/python" > $(BIN)/payctl
 	@chmod +x $(BIN)/payctl
 	@touch $@
 

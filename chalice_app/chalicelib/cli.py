@@ -13,7 +13,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from . import tenancy
+from . import tenancy, tenants_file
 from .config import ConfigError, Settings
 from .runtime import bootstrap
 
@@ -43,9 +43,15 @@ def cmd_tenant_create(args: argparse.Namespace) -> int:
                                         environment="live" if args.live else "test")
     except tenancy.TenantError as e:
         raise CliError(str(e)) from None
+    declared = tenants_file.path_from_env()
+    if declared:  # infra/ deploys one IAM role per tenant from this file
+        tenants_file.add(declared, created["tenant_id"], created["name"])
+        created["tenants_file"] = str(declared)
 
     def render(d: dict) -> None:
         console.print(f"tenant [bold]{d['tenant_id']}[/] ({d['name']}) created")
+        if d.get("tenants_file"):
+            console.print(f"added to {d['tenants_file']} (deployed by infra/)")
         console.print(f"API key (shown once): [bold]{d['api_key']}[/]")
         if d.get("webhook_secret"):
             console.print(f"webhook secret (shown once): {d['webhook_secret']}")
@@ -73,6 +79,9 @@ def cmd_tenant_delete(args: argparse.Namespace) -> int:
         deleted = tenancy.delete_tenant(platform(), args.tenant_id)
     except tenancy.TenantError as e:
         raise CliError(str(e)) from None
+    declared = tenants_file.path_from_env()
+    if declared:
+        tenants_file.remove(declared, args.tenant_id)
     emit(args, deleted, lambda d: console.print(f"tenant {d['tenant_id']} deleted: {d['keys_revoked']} keys revoked,"
                                                 f" data key destroyed (its encrypted data is unreadable)"))
     return 0

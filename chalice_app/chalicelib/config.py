@@ -32,6 +32,7 @@ UNKNOWN_CHECK_SCHEDULE_S = "UNKNOWN_CHECK_SCHEDULE_S"  # delays between PSP stat
 BREAKER_THRESHOLD = "BREAKER_THRESHOLD"    # consecutive PSP failures that open its circuit breaker
 BREAKER_COOLDOWN_S = "BREAKER_COOLDOWN_S"  # open breaker waits this long before a half-open probe
 LOG_LEVEL = "LOG_LEVEL"                  # Python log level
+TENANTS_FILE = "TENANTS_FILE"              # declarative tenant list payctl keeps for infra/ (unset: none)
 RATE_LIMIT_PER_S = "RATE_LIMIT_PER_S"      # API requests per second per tenant (token bucket refill)
 RATE_LIMIT_BURST = "RATE_LIMIT_BURST"      # ... and the bucket's size: requests allowed at once
 # aws-local and aws modes (names shared by the adapters and infra/)
@@ -66,6 +67,7 @@ DEFAULTS: dict[str, str] = {
     BREAKER_THRESHOLD: "5",
     BREAKER_COOLDOWN_S: "30",
     LOG_LEVEL: "INFO",
+    TENANTS_FILE: "",  # the payctl wrapper sets it to infra/tenants.json
     RATE_LIMIT_PER_S: "200",
     RATE_LIMIT_BURST: "1000",
     PAYMENTS_TABLE: "payments-platform",

@@ -114,3 +114,25 @@ def test_ledger_check_finds_a_balance_that_drifted_from_its_postings(stack, caps
     code, report = run(capsys, "ledger", "check")
     assert code == 1 and not report["balanced"] and report["unbalanced"] == []
     assert [d["account"] for d in report["drifted_balances"]] == ["merchant_payable"]
+
+
+def test_tenant_create_and_delete_keep_the_infra_tenants_file(stack, capsys, tmp_path, monkeypatch):
+    import shutil
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    declared = tmp_path / "tenants.json"
+    shutil.copy(root / "infra" / "tenants.json", declared)
+    monkeypatch.setenv("TENANTS_FILE", str(declared))
+    code, created = run(capsys, "tenant", "create", "hooli")
+    assert code == 0 and created["tenants_file"] == str(declared)
+    sys.path.insert(0, str(root))
+    try:
+        from infra.settings import load_tenants  # what infra/ deploys one IAM role per tenant from
+    finally:
+        sys.path.remove(str(root))
+    assert (created["tenant_id"], "hooli") in {(t.tenant_id, t.name) for t in load_tenants(declared)}
+    code, _ = run(capsys, "tenant", "delete", created["tenant_id"], "--yes")
+    assert code == 0
+    assert created["tenant_id"] not in {t.tenant_id for t in load_tenants(declared)}
+    assert len(load_tenants(declared)) == 2  # the declared ones stay
