@@ -1,7 +1,8 @@
 """The platform's Lambdas in one region, from `chalice package`'s deployment.zip.
 
 One function per stage (handler app.<stage>, as chalice_app/app.py names them), the
-API (app.app) and the outbox relay (app.outbox_relay); arm64, X-Ray tracing with the
+API (app.app), the outbox relay (app.outbox_relay) and reconciliation of unknown PSP
+outcomes (app.reconcile_unknown_outcomes, every minute by an EventBridge rule); arm64, X-Ray tracing with the
 ADOT layer, reserved concurrency from config, the env var names of chalicelib.config.
 Each stage topic gets an MSK event source mapping with an SQS on-failure destination;
 the relay reads the table's stream in this region.
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cdktn_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
+from cdktn_provider_aws.cloudwatch_event_target import CloudwatchEventTarget
 from cdktn_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktn_provider_aws.data_aws_dynamodb_table import DataAwsDynamodbTable
 from cdktn_provider_aws.iam_role import IamRole
@@ -18,6 +21,7 @@ from cdktn_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachmen
 from cdktn_provider_aws.lambda_code_signing_config import LambdaCodeSigningConfig
 from cdktn_provider_aws.lambda_event_source_mapping import LambdaEventSourceMapping
 from cdktn_provider_aws.lambda_function import LambdaFunction
+from cdktn_provider_aws.lambda_permission import LambdaPermission
 from cdktn_provider_aws.security_group import SecurityGroup
 from cdktn_provider_aws.signer_signing_profile import SignerSigningProfile
 from cdktn_provider_aws.sqs_queue import SqsQueue
@@ -97,8 +101,11 @@ class Functions(Construct):
             self.functions[stage] = self.function(stage, f"app.{stage}", conc.get(stage, conc["default"]))
         self.functions["api"] = self.function("api", "app.app", conc["api"])
         self.functions["outbox_relay"] = self.function("outbox-relay", "app.outbox_relay", conc["outbox_relay"])
+        self.functions["reconciliation"] = self.function("reconciliation", "app.reconcile_unknown_outcomes",
+                                                         conc.get("reconciliation", 1))
         self._stage_mappings(kafka_arn)
         self._relay_mapping(table_name)
+        self._reconciliation_schedule()
 
     def queue(self, id: str, queue_name: str) -> SqsQueue:
         return SqsQueue(self, id, name=f"payments-{queue_name}", kms_master_key_id=self.key_arn,
@@ -146,6 +153,18 @@ class Functions(Construct):
             maximum_retry_attempts=rcfg["retry_attempts"], bisect_batch_on_function_error=True,
             function_response_types=["ReportBatchItemFailures"],
             destination_config={"on_failure": {"destination_arn": failures.arn}}, tags=tags(stage="outbox-relay"))
+
+
+    def _reconciliation_schedule(self) -> None:
+        """Status checks of unknown PSP outcomes come due on a schedule, not on an event."""
+        fn = self.functions["reconciliation"]
+        self.reconciliation_rule = CloudwatchEventRule(
+            self, "reconciliation-schedule", name="payments-reconciliation", schedule_expression="rate(1 minute)",
+            description="due status checks of unknown PSP outcomes (chalicelib/reconciliation.py)", tags=tags())
+        CloudwatchEventTarget(self, "reconciliation-target", rule=self.reconciliation_rule.name, arn=fn.arn)
+        LambdaPermission(self, "reconciliation-invoke", statement_id="AllowEventBridge", action="lambda:InvokeFunction",
+                         function_name=fn.function_name, principal="events.amazonaws.com",
+                         source_arn=self.reconciliation_rule.arn)
 
 
 def platform_env(region: str, cfg: dict[str, Any], bootstrap: str, platform_key_alias: str) -> dict[str, str]:

@@ -105,7 +105,8 @@ def test_replicator_for_every_ordered_region_pair(synth, cfg):
 
 def test_every_lambda_is_arm64_traced_with_adot_and_reserved_concurrency(synth, cfg, region):
     fns = functions(synth, region)
-    expected = {f"payments-{s}" for s in STAGES} | {"payments-api", "payments-outbox-relay", "payments-topic-admin"}
+    expected = {f"payments-{s}" for s in STAGES} | {"payments-api", "payments-outbox-relay", "payments-topic-admin",
+                                                    "payments-reconciliation"}
     assert set(fns) == expected
     for name, (_, f) in fns.items():
         assert f["architectures"] == ["arm64"], name
@@ -165,6 +166,20 @@ def test_relay_reads_this_regions_table_stream(synth, cfg, region):
     assert table["name"] == cfg["dynamodb"]["table_name"]
     assert m["event_source_arn"] == ref("aws_dynamodb_table", logical, "stream_arn", data=True)
     assert m["destination_config"]["on_failure"]["destination_arn"].startswith("${aws_sqs_queue.")
+
+
+def test_reconciliation_runs_every_minute_from_an_eventbridge_rule(synth, region):
+    logical, fn = functions(synth, region)["payments-reconciliation"]
+    assert fn["handler"] == "app.reconcile_unknown_outcomes" and fn["architectures"] == ["arm64"]
+    assert fn["reserved_concurrent_executions"] == 1  # one sweeper: no two workers check the same payment
+    rule_logical, rule = synth.one(stack(region), "aws_cloudwatch_event_rule")
+    assert rule["schedule_expression"] == "rate(1 minute)"
+    [target] = synth.resources(stack(region), "aws_cloudwatch_event_target").values()
+    assert target["arn"] == ref("aws_lambda_function", logical, "arn")
+    assert target["rule"] == ref("aws_cloudwatch_event_rule", rule_logical, "name")
+    [perm] = [p for p in synth.resources(stack(region), "aws_lambda_permission").values()
+              if p["principal"] == "events.amazonaws.com"]
+    assert perm["source_arn"] == ref("aws_cloudwatch_event_rule", rule_logical, "arn")
 
 
 def test_edge_api_proxies_to_the_api_lambda_with_a_health_check(synth, cfg, region):
