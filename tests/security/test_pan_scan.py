@@ -144,6 +144,45 @@ def test_no_pan_anywhere_after_a_local_stack_run(tmp_path):
     assert not hits, "\n".join(map(str, hits[:20]))
 
 
+@pytest.mark.e2e
+def test_no_pan_anywhere_after_a_crash_run(tmp_path):
+    """The crash test's shape, smaller: stage workers SIGKILLed and restarted while every test card
+    is paid concurrently; then every file of the stack (SQLite, -wal, worker/API/simulator logs)."""
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..fault.test_crash import Killer
+    from ..stack import start_processes
+    data = tmp_path / "crash"
+    stack = start_processes(data, members=2, LOG_LEVEL="INFO", UNKNOWN_CHECK_SCHEDULE_S="0.5,1,2",
+                            RETRY_BASE_MS="50", RETRY_MAX_MS="500")
+    try:
+        killer = Killer(stack, random.Random(6), kills=4, mean_gap_s=0.5)
+        killer.start()
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda i: stack.pay(TEST_PANS[i % len(TEST_PANS)]), range(66)))
+        killer.join(60)
+        assert killer.error is None and killer.done == 4
+        ids = [json.loads(body)["id"] for status, _, body in answers if status == 202]
+        assert len(ids) == 66
+        for pid in ids[:5]:
+            stack.wait_status(pid, timeout_s=60)
+    finally:
+        stack.stop()
+    hits: list[Hit] = []
+    rows = 0
+    files = sqlite_files(data)
+    for path in files:
+        h, n = scan_sqlite(path)
+        hits, rows = hits + h, rows + n
+    others = [p for p in data.rglob("*") if p.is_file() and p not in files]
+    hits += scan_files(others)
+    print(f"\nPAN scan (crash run, 4 SIGKILLs): {len(files)} SQLite files, {rows} rows, {len(others)} other files "
+          f"-> {len(hits)} hits")
+    assert rows > 500 and any(p.suffix == ".log" for p in others)
+    assert not hits, "\n".join(map(str, hits[:20]))
+
+
 def _without_usage_banner(lines: list[str]) -> str:
     """The stack's output minus the printed `curl` example (README's documented test card, not data)."""
     text = "".join(lines)
