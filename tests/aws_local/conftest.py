@@ -92,7 +92,9 @@ def start_loops(stack: AwsStack, stop: threading.Event) -> list[threading.Thread
     return threads
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: the environment it sets (PLATFORM_MODE=aws-local, endpoints) must
+# be gone before other suites build their own platforms or start stacks as subprocesses.
+@pytest.fixture(scope="package")
 def aws_stack(tmp_path_factory):
     svc = services()
     port = aws_local.free_port()
