@@ -11,9 +11,6 @@ is StoreUnavailable. Services never see botocore.
 """
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 import time
 from typing import Any, Iterator, Sequence
 
@@ -28,24 +25,8 @@ from ..ports import (AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConfli
 from . import dynamodb_layout as L
 from .dynamodb_tenants import TenantItems
 from .dynamodb_writes import UnitOfWork
+from .cursors import decode_cursor, encode_cursor
 from .errors import StoreUnavailable
-
-_CURSOR_ID = re.compile(r"pay_[0-9A-Z]{26}")
-
-
-def _encode_cursor(payment_id: str) -> str:
-    return base64.urlsafe_b64encode(payment_id.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> str:
-    try:
-        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        raw = ""
-    if not _CURSOR_ID.fullmatch(raw):
-        raise ValueError("cursor is not one this API returned")
-    return raw
-
 
 def S(v: str) -> dict[str, str]:
     return {"S": v}
@@ -154,14 +135,14 @@ class DynamoStore(TenantItems):
         cond, values = "gsi1pk = :g", {":g": S(L.status_gsi(tenant_id, status))}
         if cursor:
             cond += " AND gsi1sk < :after"
-            values[":after"] = S(_decode_cursor(cursor))
+            values[":after"] = S(decode_cursor(cursor))
         items = list(self._query(index=True, limit=limit + 1, forward=False, KeyConditionExpression=cond,
                                  ExpressionAttributeValues=values))
         if status:
             page = [Payment.from_dict(orjson.loads(i["body"]["S"])) for i in items[:limit]]
         else:  # listing pointers: read the payments themselves, consistently
             page = self._batch_payments(tenant_id, [i["gsi1sk"]["S"] for i in items[:limit]])
-        return page, (_encode_cursor(page[-1].payment_id) if len(items) > limit and page else None)
+        return page, (encode_cursor(page[-1].payment_id) if len(items) > limit and page else None)
 
     def _batch_payments(self, tenant_id: str, ids: list[str]) -> list[Payment]:
         found = self._batch_get([_key(L.payment_pk(tenant_id, i), "payment") for i in ids])

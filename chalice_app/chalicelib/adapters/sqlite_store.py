@@ -5,9 +5,6 @@ read with another tenant's id finds nothing rather than being filtered after.
 """
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 import sqlite3
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,6 +15,7 @@ from ..domain.events import Event
 from ..domain.payment import Payment
 from ..ports import (AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConflict,
                      IdempotencyRecord, OutboxRecord, Reminder)
+from .cursors import decode_cursor, encode_cursor
 from .sqlite_base import SqliteDatabase
 
 SCHEMA = """
@@ -63,24 +61,6 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at TEXT NOT NULL, revoked_at TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dlq_redrives (entry_id TEXT PRIMARY KEY, at TEXT NOT NULL) WITHOUT ROWID;
 """
-
-
-def _encode_cursor(payment_id: str) -> str:
-    return base64.urlsafe_b64encode(payment_id.encode()).decode().rstrip("=")
-
-
-_CURSOR_ID = re.compile(r"pay_[0-9A-Z]{26}")
-
-
-def _decode_cursor(cursor: str) -> str:
-    # validate=True: b64decode would otherwise drop junk characters and "decode" garbage.
-    try:
-        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        raw = ""
-    if not _CURSOR_ID.fullmatch(raw):
-        raise ValueError("cursor is not one this API returned")
-    return raw
 
 
 class SqliteStore:
@@ -166,7 +146,7 @@ class SqliteStore:
 
     def list_payments(self, tenant_id: str, status: str | None, limit: int,
                       cursor: str | None) -> tuple[list[Payment], str | None]:
-        after = _decode_cursor(cursor) if cursor else "\uffff"
+        after = decode_cursor(cursor) if cursor else "\uffff"
         sql = "SELECT body FROM payments WHERE tenant_id=? AND payment_id<?"
         args: list[Any] = [tenant_id, after]
         if status:
@@ -174,7 +154,7 @@ class SqliteStore:
             args.append(status)
         rows = self.db.conn().execute(sql + " ORDER BY payment_id DESC LIMIT ?", (*args, limit + 1)).fetchall()
         page = [Payment.from_dict(orjson.loads(r[0])) for r in rows[:limit]]
-        return page, (_encode_cursor(page[-1].payment_id) if len(rows) > limit else None)
+        return page, (encode_cursor(page[-1].payment_id) if len(rows) > limit else None)
 
     def timeline(self, tenant_id: str, payment_id: str) -> list[dict[str, Any]]:
         rows = self.db.conn().execute(
