@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chalicelib.runtime import local
+
 ROOT = Path(__file__).resolve().parents[1]
 APP_DIR = ROOT / "chalice_app"
 PSPS = ("sim-a", "sim-b")
@@ -225,17 +227,11 @@ class ProcessStack(Stack):
 
 
 def wait_http(url: str, proc: subprocess.Popen, what: str, data: Path, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}" + logs_of(data))
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{what} did not answer {url} in {timeout_s} s" + logs_of(data))
+    """runtime.local's readiness wait, with the stack's logs attached when it gives up."""
+    try:
+        local.wait_http(url, proc, what, timeout_s)
+    except RuntimeError as e:
+        raise RuntimeError(str(e) + logs_of(data)) from None
 
 
 def start_processes(data: Path, members: int = 2, simulator_args: tuple[str, ...] = (),
