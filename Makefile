@@ -17,6 +17,7 @@ help:
 	@echo "make local    - run the whole platform on this machine (API :$(PORT), simulator :$(SIMULATOR_PORT))"
 	@echo "make local-aws - the same on Tansu (Kafka) + a moto server (DynamoDB, KMS) on loopback"
 	@echo "make test     - run every test suite"
+	@echo "make bench    - end-to-end payments/s and latency beside the bare substrate: N=20000 [MODE=embedded]"
 	@echo "make simulate - seeded whole-pipeline simulation: SEEDS=N (default 500) [START=S], or SEED=s to replay one"
 	@echo "make package  - build the Lambda deployment package with chalice package"
 	@echo "make synth    - synthesize the Terraform JSON (global + one stack per region) into infra/cdktf.out/"
@@ -53,6 +54,12 @@ simulate: install
 
 test: install
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+# End-to-end payments/s and latency beside the bare SQLite substrate (bench/, README "Performance"):
+# N payments (default 20000), MODE=embedded to leave out the aws-local line, BENCH_ARGS for the rest.
+.PHONY: bench
+bench: install
+	$(BIN)/python -m bench --n $(or $(N),20000) --mode $(or $(MODE),aws-local) $(BENCH_ARGS)
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

@@ -20,6 +20,7 @@ SIMULATOR_FAULT_SEED = "SIMULATOR_FAULT_SEED"                    # seed for thos
 PLATFORM_REGION = "PLATFORM_REGION"        # home region stamped on events
 BUS_PARTITIONS = "BUS_PARTITIONS"          # partitions per topic
 BATCH_SIZE = "BATCH_SIZE"                  # records per handler invocation
+BATCH_WINDOW_MS = "BATCH_WINDOW_MS"        # local event source: wait this long to fill a partial batch
 MAX_ATTEMPTS = "MAX_ATTEMPTS"              # deliveries before a record goes to <topic>.dlq
 RETRY_BASE_MS = "RETRY_BASE_MS"            # first retry backoff (doubles, with jitter)
 RETRY_MAX_MS = "RETRY_MAX_MS"              # backoff cap
@@ -55,6 +56,7 @@ DEFAULTS: dict[str, str] = {
     PLATFORM_REGION: "local-1",
     BUS_PARTITIONS: "4",
     BATCH_SIZE: "100",
+    BATCH_WINDOW_MS: "10",
     MAX_ATTEMPTS: "5",
     RETRY_BASE_MS: "200",
     RETRY_MAX_MS: "10000",
@@ -149,6 +151,7 @@ class Settings:
     simulator_fault_seed: int = 0
     rate_limit_per_s: float = 200.0
     rate_limit_burst: int = 1000
+    batch_window_ms: int = 10
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -166,6 +169,7 @@ class Settings:
             region=_get(env, PLATFORM_REGION),
             partitions=_int(env, BUS_PARTITIONS),
             batch_size=_int(env, BATCH_SIZE),
+            batch_window_ms=_int(env, BATCH_WINDOW_MS),
             max_attempts=_int(env, MAX_ATTEMPTS),
             retry_base_ms=_int(env, RETRY_BASE_MS),
             retry_max_ms=_int(env, RETRY_MAX_MS),
@@ -188,6 +192,8 @@ class Settings:
                             (MAX_ATTEMPTS, settings.max_attempts), (RATE_LIMIT_BURST, settings.rate_limit_burst)):
             if value < 1:
                 raise ConfigError(f"{name} must be at least 1, got {value}")
+        if settings.batch_window_ms < 0:
+            raise ConfigError(f"{BATCH_WINDOW_MS} must be 0 or more, got {settings.batch_window_ms}")
         if not settings.rate_limit_per_s > 0:
             raise ConfigError(f"{RATE_LIMIT_PER_S} must be greater than 0, got {settings.rate_limit_per_s}")
         return settings

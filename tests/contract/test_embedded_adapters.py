@@ -49,3 +49,36 @@ class TestSqliteBusOnly:
         bus.publish([OutRecord("t", "pay_1", b"first")])
         bus.publish([OutRecord("t", "pay_1", b"second")])
         assert [r.value for r in bus.read_all("t")] == [b"first", b"second"]
+
+
+class TestSqliteCommitMany:
+    """SqliteStore.commit_many: the stages' batched commit, one transaction, each unit on its own."""
+
+    def test_each_unit_commits_or_fails_alone(self, tmp_path):
+        from chalicelib.ports import AlreadyProcessed, Changes, ConcurrencyConflict
+
+        from .factories import event_for, new_payment
+        store = SqliteStore(tmp_path / "store.db")
+        a, b = new_payment(), new_payment()
+        store.commit(Changes(payment=a))
+        store.commit(Changes(payment=b))
+        store.commit(Changes(processed=("stage.x", "evt_seen")))
+        stale = store.get_payment(b.tenant_id, b.payment_id)
+        stale.reference = "stale"
+        fresh_a = store.get_payment(a.tenant_id, a.payment_id)
+        fresh_a.reference = "moved"
+        results = store.commit_many([
+            Changes(payment=fresh_a, expected_version=1, events=[event_for(fresh_a)],
+                    processed=("stage.x", "evt_new")),
+            Changes(processed=("stage.x", "evt_seen"), events=[event_for(a)]),  # a duplicate delivery
+            Changes(payment=stale, expected_version=7, events=[event_for(b)]),  # a lost race
+        ])
+        assert results[0] is None
+        assert isinstance(results[1], AlreadyProcessed) and isinstance(results[2], ConcurrencyConflict)
+        assert fresh_a.version == 2 and stale.version == 1  # only the committed unit moves on
+        assert store.get_payment(a.tenant_id, a.payment_id).reference == "moved"
+        assert store.get_payment(b.tenant_id, b.payment_id).reference != "stale"
+        outbox = store.pending_outbox(10)
+        assert [r.event.payment_id for r in outbox] == [a.payment_id]  # nothing of the failed units
+        results = store.commit_many([Changes(processed=("stage.x", "evt_new"))])
+        assert isinstance(results[0], AlreadyProcessed)  # the first unit's marker was kept

@@ -81,7 +81,7 @@ class _Wrapped:
 
 
 class CrashingStore(_Wrapped):
-    WRITES = ("commit", "put_control", "mark_published", "claim_idempotency", "release_idempotency",
+    WRITES = ("commit", "commit_many", "put_control", "mark_published", "claim_idempotency", "release_idempotency",
               "purge_expired_idempotency")
     PREFIX = "store"
 
@@ -100,7 +100,7 @@ class CrashingBus(_Wrapped):
 
 
 class InlineExecutor:
-    """Stands in for handle_batch's thread pool: partitions one after another, in batch order.
+    """Stands in for handle_batch's partition pool: partitions one after another, in batch order.
 
     Same results as the pool (each partition in order, independently); no threads, so the
     interleaving is the seed's alone, and a crash stops the rest of the batch as SIGKILL would."""
@@ -121,7 +121,7 @@ class InlineExecutor:
 @contextmanager
 def deterministic(seed: int) -> Iterator[None]:
     """Counter-based ids (they pick partitions: keys must not depend on the wall clock) and no threads."""
-    saved_new_id, saved_pool = ids.new_id, handler.ThreadPoolExecutor
+    saved_new_id, saved_pool = ids.new_id, handler.partition_pool
     n = iter(range(1, 1 << 62))
     alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -132,8 +132,8 @@ def deterministic(seed: int) -> Iterator[None]:
             digits.append(alphabet[r])
         return f"{prefix}_{''.join(reversed(digits))}"
 
-    ids.new_id, handler.ThreadPoolExecutor = new_id, InlineExecutor
+    ids.new_id, handler.partition_pool = new_id, lambda stage_name: InlineExecutor()
     try:
         yield
     finally:
-        ids.new_id, handler.ThreadPoolExecutor = saved_new_id, saved_pool
+        ids.new_id, handler.partition_pool = saved_new_id, saved_pool

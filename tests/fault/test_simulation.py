@@ -41,12 +41,12 @@ def _first_failing_seed(limit: int) -> tuple[int, list[str]] | None:
 
 def test_a_store_that_forgets_processed_markers_is_caught(monkeypatch):
     """Drop the dedupe marker from every unit of work: duplicate deliveries must show up in I3/I4."""
-    commit = SqliteStore.commit
+    apply = SqliteStore._apply  # under commit and the stages' batched commit_many alike
 
-    def forgetful(self, changes):
+    def forgetful(self, conn, changes):
         changes.processed = None
-        return commit(self, changes)
-    monkeypatch.setattr(SqliteStore, "commit", forgetful)
+        return apply(self, conn, changes)
+    monkeypatch.setattr(SqliteStore, "_apply", forgetful)
     found = _first_failing_seed(20)
     assert found is not None, "the simulator did not notice missing processed markers in 20 seeds"
 

@@ -63,6 +63,19 @@ CREATE TABLE IF NOT EXISTS dlq_redrives (entry_id TEXT PRIMARY KEY, at TEXT NOT 
 """
 
 
+def _translate(e: sqlite3.IntegrityError) -> Exception:
+    if e.sqlite_errorname in ("SQLITE_CONSTRAINT_PRIMARYKEY", "SQLITE_CONSTRAINT_UNIQUE"):
+        return AlreadyExists(str(e))
+    return e  # a NOT NULL or CHECK failure is a bug, not a duplicate
+
+
+def _committed(changes: Changes) -> None:
+    p = changes.payment
+    if p is not None:
+        p.version = (changes.expected_version or 0) + 1
+        p.pending_timeline.clear()
+
+
 class SqliteStore:
     def __init__(self, path: Path | str):
         self.db = SqliteDatabase(path, SCHEMA)
@@ -70,53 +83,75 @@ class SqliteStore:
     # -- unit of work ------------------------------------------------------------
     def commit(self, changes: Changes) -> None:
         """Write state, timeline, outbox, dedupe marker, ledger and idempotency at once."""
-        p = changes.payment
         try:
             with self.db.write() as conn:
-                if changes.processed:
-                    cur = conn.execute("INSERT OR IGNORE INTO processed VALUES (?, ?)", changes.processed)
-                    if cur.rowcount == 0:
-                        raise AlreadyProcessed(f"{changes.processed[0]} already processed {changes.processed[1]}")
-                if p is not None:
-                    self._write_payment(conn, p, changes.expected_version)
-                if changes.events:
-                    conn.executemany("INSERT INTO outbox (event) VALUES (?)",
-                                     [(orjson.dumps(e.to_dict()),) for e in changes.events])
-                if changes.postings:
-                    conn.executemany(
-                        "INSERT INTO postings (txn_id, tenant_id, payment_id, account, currency, amount, batch, at)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [(x.txn_id, x.tenant_id, x.payment_id, x.account, x.currency, x.amount, x.batch, x.at)
-                         for x in changes.postings])
-                    # Balances are kept, not derived, so that `payctl ledger check` can prove they match.
-                    conn.executemany(
-                        "INSERT INTO balances VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id, account, currency)"
-                        " DO UPDATE SET balance = balance + excluded.balance",
-                        [(x.tenant_id, x.account, x.currency, x.amount) for x in changes.postings])
-                if changes.idempotency:
-                    r = changes.idempotency
-                    # Replaces our own in-flight claim (same request hash) or an expired record;
-                    # a live record of another request is a conflict.
-                    conn.execute("DELETE FROM idempotency WHERE tenant_id=? AND key=? AND (expires_at<=? OR"
-                                 " (state='in_flight' AND (request_hash=? OR locked_until<=?)))",
-                                 (r.tenant_id, r.key, r.created_at, r.request_hash, r.created_at))
-                    conn.execute(self._INSERT_IDEMPOTENCY, self._idempotency_row(r))
-                for rem in changes.reminders:
-                    if rem.due_at is None:
-                        conn.execute("DELETE FROM reminders WHERE tenant_id=? AND payment_id=?",
-                                     (rem.tenant_id, rem.payment_id))
-                    else:
-                        conn.execute("INSERT OR REPLACE INTO reminders VALUES (?, ?, ?)",
-                                     (rem.tenant_id, rem.payment_id, rem.due_at))
-                for tenant_id, token, ciphertext in changes.secrets:
-                    conn.execute("INSERT INTO vault VALUES (?, ?, ?)", (tenant_id, token, ciphertext))
+                self._apply(conn, changes)
         except sqlite3.IntegrityError as e:
-            if e.sqlite_errorname in ("SQLITE_CONSTRAINT_PRIMARYKEY", "SQLITE_CONSTRAINT_UNIQUE"):
-                raise AlreadyExists(str(e)) from None
-            raise  # a NOT NULL or CHECK failure is a bug, not a duplicate
+            raise _translate(e) from None
+        _committed(changes)
+
+    def commit_many(self, batch: Sequence[Changes]) -> list[Exception | None]:
+        """Several units of work in one transaction: one fsync for the lot.
+
+        Each unit still commits all or nothing, in order, inside its own savepoint:
+        one that fails (already processed, a version conflict, a duplicate) is rolled
+        back alone and its error is returned in its slot (None: committed)."""
+        results: list[Exception | None] = []
+        with self.db.write() as conn:
+            for changes in batch:
+                conn.execute("SAVEPOINT unit")
+                try:
+                    self._apply(conn, changes)
+                except (AlreadyProcessed, ConcurrencyConflict, sqlite3.IntegrityError) as e:
+                    conn.execute("ROLLBACK TO unit")
+                    results.append(_translate(e) if isinstance(e, sqlite3.IntegrityError) else e)
+                else:
+                    results.append(None)
+                conn.execute("RELEASE unit")
+        for changes, error in zip(batch, results):
+            if error is None:
+                _committed(changes)
+        return results
+
+    def _apply(self, conn: sqlite3.Connection, changes: Changes) -> None:
+        p = changes.payment
+        if changes.processed:
+            cur = conn.execute("INSERT OR IGNORE INTO processed VALUES (?, ?)", changes.processed)
+            if cur.rowcount == 0:
+                raise AlreadyProcessed(f"{changes.processed[0]} already processed {changes.processed[1]}")
         if p is not None:
-            p.version = (changes.expected_version or 0) + 1
-            p.pending_timeline.clear()
+            self._write_payment(conn, p, changes.expected_version)
+        if changes.events:
+            conn.executemany("INSERT INTO outbox (event) VALUES (?)",
+                             [(orjson.dumps(e.to_dict()),) for e in changes.events])
+        if changes.postings:
+            conn.executemany(
+                "INSERT INTO postings (txn_id, tenant_id, payment_id, account, currency, amount, batch, at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(x.txn_id, x.tenant_id, x.payment_id, x.account, x.currency, x.amount, x.batch, x.at)
+                 for x in changes.postings])
+            # Balances are kept, not derived, so that `payctl ledger check` can prove they match.
+            conn.executemany(
+                "INSERT INTO balances VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id, account, currency)"
+                " DO UPDATE SET balance = balance + excluded.balance",
+                [(x.tenant_id, x.account, x.currency, x.amount) for x in changes.postings])
+        if changes.idempotency:
+            r = changes.idempotency
+            # Replaces our own in-flight claim (same request hash) or an expired record;
+            # a live record of another request is a conflict.
+            conn.execute("DELETE FROM idempotency WHERE tenant_id=? AND key=? AND (expires_at<=? OR"
+                         " (state='in_flight' AND (request_hash=? OR locked_until<=?)))",
+                         (r.tenant_id, r.key, r.created_at, r.request_hash, r.created_at))
+            conn.execute(self._INSERT_IDEMPOTENCY, self._idempotency_row(r))
+        for rem in changes.reminders:
+            if rem.due_at is None:
+                conn.execute("DELETE FROM reminders WHERE tenant_id=? AND payment_id=?",
+                             (rem.tenant_id, rem.payment_id))
+            else:
+                conn.execute("INSERT OR REPLACE INTO reminders VALUES (?, ?, ?)",
+                             (rem.tenant_id, rem.payment_id, rem.due_at))
+        for tenant_id, token, ciphertext in changes.secrets:
+            conn.execute("INSERT INTO vault VALUES (?, ?, ?)", (tenant_id, token, ciphertext))
 
     def _write_payment(self, conn: sqlite3.Connection, p: Payment, expected: int | None) -> None:
         body = orjson.dumps(p.to_dict() | {"version": (expected or 0) + 1})

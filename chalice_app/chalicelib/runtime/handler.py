@@ -14,7 +14,8 @@ partition, not the whole batch.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from .. import codec
@@ -27,10 +28,23 @@ log = logging.getLogger("payments.handler")
 
 
 MAX_PARALLEL_PARTITIONS = 8
+_pools: dict[str, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def partition_pool(stage_name: str) -> Executor:
+    """The stage's pool, made on first use and kept: its threads (and their SQLite
+    connections) live across batches instead of being built for every batch, and
+    a slow PSP in one stage cannot take the threads of another."""
+    with _pools_lock:
+        pool = _pools.get(stage_name)
+        if pool is None:
+            pool = _pools[stage_name] = ThreadPoolExecutor(MAX_PARALLEL_PARTITIONS,
+                                                           thread_name_prefix=f"{stage_name}-partition")
+        return pool
 
 
 def handle_batch(event: dict[str, Any], stage: Any, platform: Any) -> dict[str, Any]:
-    ctx = StageContext(stage.NAME, platform)
     partitions: dict[tuple[str, int], list[MskRecord]] = {}
     for record in iter_records(event):
         partitions.setdefault((record.topic, record.partition), []).append(record)
@@ -38,10 +52,9 @@ def handle_batch(event: dict[str, Any], stage: Any, platform: Any) -> dict[str, 
     dead: list[dict[str, Any]] = []
     groups = list(partitions.values())
     if len(groups) == 1:
-        results = [_handle_partition(groups[0], stage, ctx)]
+        results = [_handle_partition(groups[0], stage, platform)]
     else:
-        with ThreadPoolExecutor(min(len(groups), MAX_PARALLEL_PARTITIONS)) as pool:
-            results = list(pool.map(lambda g: _handle_partition(g, stage, ctx), groups))
+        results = list(partition_pool(stage.NAME).map(lambda g: _handle_partition(g, stage, platform), groups))
     for f, d in results:
         failures.extend(f)
         dead.extend(d)
@@ -50,17 +63,23 @@ def handle_batch(event: dict[str, Any], stage: Any, platform: Any) -> dict[str, 
     return {"batchItemFailures": failures}
 
 
-def _handle_partition(records: list[MskRecord], stage: Any, ctx: StageContext
+def _handle_partition(records: list[MskRecord], stage: Any, platform: Any
                       ) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
-    """Records of one partition, in order; stops at the first retryable failure."""
-    platform = ctx.platform
-    failures: list[dict[str, str]] = []
-    dead: list[dict[str, Any]] = []
+    """Records of one partition, in order; stops at the first retryable failure.
+
+    The stage's commits for the whole partition batch are written in one
+    transaction at the end (StageContext.batched), before the event source may
+    move the offsets. A record whose commit failed is retried with every later
+    record of its partition; those that did commit are dropped as duplicates
+    when they come back (the processed marker was written with them)."""
+    ctx = StageContext(stage.NAME, platform, batched=True)
+    failures: dict[str, dict[str, str]] = {}
+    dead: dict[str, dict[str, Any]] = {}
     blocked = False
     for record in records:
         if blocked:
-            failures.append({"itemIdentifier": record.item_id, "reason": "earlier record of partition failed"})
-            continue
+            break
+        ctx.item = record.item_id
         try:
             evt = codec.decode(record.value)
             header_tenant = record.headers.get("tenant_id")
@@ -71,10 +90,28 @@ def _handle_partition(records: list[MskRecord], stage: Any, ctx: StageContext
             stage.handle(evt, ctx)
         except PermanentError as e:
             log.warning("record dead-lettered", extra={"stage": stage.NAME, "item": record.item_id, "error": str(e)})
-            dead.append(dlq.entry(record, stage.NAME, f"permanent: {e}", 1, platform.clock.now()))
+            dead[record.item_id] = dlq.entry(record, stage.NAME, f"permanent: {e}", 1, platform.clock.now())
         except Exception as e:  # noqa: BLE001 - anything unexpected is retried, then dead-lettered
-            log.warning("record failed", extra={"stage": stage.NAME, "item": record.item_id,
-                                                "error": f"{type(e).__name__}: {e}"})
-            failures.append({"itemIdentifier": record.item_id, "reason": f"{type(e).__name__}: {e}"[:2000]})
+            _failed(failures, stage, record, e)
             blocked = True
-    return failures, dead
+    ctx.item = None
+    ctx.flush()
+    for record in records:
+        error = ctx.failed.get(record.item_id)
+        if error is not None and record.item_id not in failures:
+            _failed(failures, stage, record, error)
+    first = next((i for i, r in enumerate(records) if r.item_id in failures), None)
+    if first is None:
+        return [], list(dead.values())
+    out: list[dict[str, str]] = []
+    for record in records[first:]:
+        dead.pop(record.item_id, None)  # it comes back, and is dead-lettered then if it still must be
+        out.append(failures.get(record.item_id)
+                   or {"itemIdentifier": record.item_id, "reason": "earlier record of partition failed"})
+    return out, list(dead.values())
+
+
+def _failed(failures: dict[str, dict[str, str]], stage: Any, record: MskRecord, e: Exception) -> None:
+    log.warning("record failed", extra={"stage": stage.NAME, "item": record.item_id,
+                                        "error": f"{type(e).__name__}: {e}"})
+    failures[record.item_id] = {"itemIdentifier": record.item_id, "reason": f"{type(e).__name__}: {e}"[:2000]}

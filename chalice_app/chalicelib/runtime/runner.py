@@ -168,6 +168,11 @@ class Runner:
         log.info("runner stopped")
 
     def _loop(self, step: Callable[[], int]) -> None:
+        # Lambda's batching window: after a partial batch, let records gather a moment before the
+        # next poll. Each batch costs a few fsyncs whatever its size, so a pipeline fed a trickle
+        # would otherwise spend them on batches of one and starve everything else that writes.
+        window = self.platform.settings.batch_window_ms / 1000
+        full = self.platform.settings.batch_size
         idle_sleep = 0.002
         while not self.stopping:
             try:
@@ -178,6 +183,8 @@ class Runner:
                 time.sleep(1.0)
             if moved:
                 idle_sleep = 0.002
+                if moved < full and window:
+                    time.sleep(window)
             else:
                 time.sleep(idle_sleep)
                 idle_sleep = min(idle_sleep * 2, 0.05)

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from .. import codec
 from ..clock import iso
@@ -17,9 +19,21 @@ log = logging.getLogger("payments.stage")
 
 @dataclass
 class StageContext:
-    """A stage's view of the platform (built by runtime.bootstrap)."""
+    """A stage's view of the platform (built by runtime.bootstrap).
+
+    `batched`: commits are gathered and written by flush() in one transaction
+    (the handler flushes before the event source moves the offsets). A commit
+    that must be durable before something leaves the process (final=False: an
+    attempt before the PSP hears of it) flushes at once. Until flushed, load()
+    returns what this context committed last, as the store would.
+    """
     name: str
     platform: Any  # runtime.bootstrap.Platform; Any to keep stages free of wiring imports
+    batched: bool = False
+    item: str | None = None  # the record being handled; tags its gathered commits
+    _pending: list[tuple[str | None, Changes]] = field(default_factory=list, repr=False)
+    _latest: dict[tuple[str, str], bytes] = field(default_factory=dict, repr=False)
+    failed: dict[str, Exception] = field(default_factory=dict, repr=False)  # item -> why its commit failed
 
     @property
     def store(self):
@@ -44,6 +58,9 @@ class StageContext:
 
     def load(self, event: Event) -> Payment:
         """The payment the event is about, read with the event's tenant in the key."""
+        gathered = self._latest.get((event.tenant_id, event.payment_id))
+        if gathered is not None:
+            return Payment.from_dict(orjson.loads(gathered))
         payment = self.store.get_payment(event.tenant_id, event.payment_id)
         if payment is None:
             raise PermanentError(f"payment {event.payment_id} not found for tenant {event.tenant_id}")
@@ -63,6 +80,14 @@ class StageContext:
         changes = Changes(payment=payment, expected_version=expected_version, events=list(events),
                           postings=list(postings), reminders=list(reminders),
                           processed=(self.name, cause.event_id) if (final and cause) else None)
+        if self.batched:
+            self._gather(changes)
+            if final:
+                return True
+            error = self.flush().get(self.item)
+            if error is not None:
+                raise error
+            return True
         try:
             self.store.commit(changes)
         except AlreadyProcessed:
@@ -71,6 +96,56 @@ class StageContext:
         except ConcurrencyConflict as e:
             raise TransientError(str(e)) from None
         return True
+
+    def _gather(self, changes: Changes) -> None:
+        """Keep a frozen copy (the stage may go on changing its object), as the store would."""
+        p = changes.payment
+        if p is not None:
+            version = (changes.expected_version or 0) + 1
+            body = orjson.dumps(p.to_dict() | {"version": version})
+            frozen = Payment.from_dict(orjson.loads(body))
+            frozen.version = changes.expected_version or 0
+            frozen.pending_timeline = list(p.pending_timeline)
+            changes.payment = frozen
+            self._latest[(p.tenant_id, p.payment_id)] = body
+            p.version = version
+            p.pending_timeline.clear()
+        self._pending.append((self.item, changes))
+
+    def flush(self) -> dict[str, Exception]:
+        """Write the gathered commits in one transaction. Returns item -> error for
+        the records whose commit failed (a duplicate is not a failure); also kept in `failed`."""
+        pending, self._pending = self._pending, []
+        self._latest.clear()
+        if not pending:
+            return {}
+        try:
+            results = self._commit_all([c for _, c in pending])
+        except Exception as e:  # noqa: BLE001 - the transaction failed: none of it was written
+            results = [e] * len(pending)
+        errors: dict[str, Exception] = {}
+        for (item, changes), error in zip(pending, results):
+            if isinstance(error, AlreadyProcessed):
+                log.info("duplicate delivery ignored", extra={"stage": self.name, "event_id": changes.processed[1]})
+            elif isinstance(error, ConcurrencyConflict):
+                errors.setdefault(item, TransientError(str(error)))
+            elif error is not None:
+                errors.setdefault(item, error)
+        self.failed.update(errors)
+        return errors
+
+    def _commit_all(self, batch: list[Changes]) -> list[Exception | None]:
+        commit_many = getattr(self.store, "commit_many", None)
+        if commit_many is not None:
+            return commit_many(batch)
+        results: list[Exception | None] = []
+        for c in batch:  # a store without batches: one commit each, same outcome per unit
+            try:
+                self.store.commit(c)
+                results.append(None)
+            except (AlreadyProcessed, ConcurrencyConflict) as e:
+                results.append(e)
+        return results
 
     def skip(self, cause: Event, payment: Payment, why: str) -> None:
         """The payment has moved on (redelivery or a race): remember the event, change nothing."""

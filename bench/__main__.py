@@ -1,0 +1,157 @@
+"""`make bench` (python -m bench): the whole pipeline measured beside the bare SQLite substrate.
+
+Run from the repository root with PYTHONPATH=chalice_app. Every step works in
+a fresh directory under --work-dir (removed afterwards unless --keep).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from chalicelib.config import Settings
+
+from . import report
+from .embedded import run_pipeline
+from .substrate import substrate_figures
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="make bench", description="End-to-end payments/s and latency, embedded mode.")
+    p.add_argument("--n", type=int, default=20_000, help="payments in the main run (default 20,000)")
+    p.add_argument("--mode", choices=("embedded", "aws-local"), default="embedded",
+                   help="aws-local: also run over Tansu + moto, reported beside the embedded figures")
+    p.add_argument("--aws-n", type=int, default=30, help="payments for aws-local (moto is slow: default 30)")
+    p.add_argument("--scale-n", type=int, default=None, help="payments per scaling run (default min(N, 5000))")
+    p.add_argument("--http-n", type=int, default=None, help="payments for the HTTP ingest line (default min(N, 1000))")
+    p.add_argument("--clients", type=int, default=8, help="concurrent API clients feeding the service layer")
+    p.add_argument("--skip", action="append", default=[], choices=("fixed", "scaling", "http"),
+                   help="leave out a step (repeatable)")
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "bench-results")
+    p.add_argument("--work-dir", type=Path, default=None, help="scratch space (default: a temporary directory)")
+    p.add_argument("--keep", action="store_true", help="keep the scratch databases")
+    args = p.parse_args(argv)
+    if args.n < 1:
+        p.error("--n must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console()
+    work = Path(tempfile.mkdtemp(prefix="bench-", dir=args.work_dir))
+    batch = Settings.from_env({**os.environ, "PLATFORM_MODE": "embedded"}).batch_size
+    r: dict[str, Any] = {"n": args.n, "mode": args.mode, "git": report.git_commit(), "errors": {},
+                         "machine": report.machine(work / "calibrate"), "targets": report.TARGETS,
+                         "settings": {"batch_size": batch, "clients": args.clients,
+                                      "psp": "simulator logic in-process (SimulatorConnector mapping)"}}
+    try:
+        with Progress(TextColumn("{task.description:<44}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=False) as progress:
+            _run_all(args, r, work, batch, progress)
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/]")
+        return 130
+    finally:
+        r["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    report.print_all(r, console)
+    for step, error in r["errors"].items():
+        console.print(f"[red]{step} failed:[/] {error}")
+    path = report.write_json(r, args.out)
+    console.print(f"results: {path}")
+    return 1 if "embedded" in r["errors"] else 0
+
+
+def _bar(progress: Progress, label: str, total: int) -> Callable[[int], None]:
+    task = progress.add_task(label, total=total)
+    return lambda done: progress.update(task, completed=done)
+
+
+def _two_bars(progress: Progress, label: str, total: int) -> Callable[[str, int], None]:
+    bars = {"accepted": _bar(progress, f"{label}: accepted", total), "settled": _bar(progress, f"{label}: settled", total)}
+    return lambda what, done: bars[what](done)
+
+
+def _step(r: dict[str, Any], name: str, fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 - one broken step must not lose the others' figures
+        r["errors"][name] = f"{type(e).__name__}: {e}"
+        return None
+
+
+def _run_all(args: argparse.Namespace, r: dict[str, Any], work: Path, batch: int, progress: Progress) -> None:
+    n = args.n
+    run = _step(r, "embedded", lambda: run_pipeline(work / "embedded", n, clients=args.clients,
+                                                    progress=_two_bars(progress, "embedded, max rate", n)))
+    r["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    if run is None:
+        return
+    r["embedded"] = {**run.summary(), "writes": {k: round(v, 3) for k, v in run.writes.items()}}
+    sub = _step(r, "substrate", lambda: substrate_figures(work / "substrate", n, run, batch))
+    if sub:
+        r["substrate"] = sub
+        r["ratio"] = round(run.rate / sub["payments_per_s"], 3)
+        r["ratio_same_txns"] = round(run.rate / sub["same_txns_payments_per_s"], 3)
+    if "fixed" not in args.skip:
+        rate = round(run.rate * 0.5, 1)
+        n_fixed = max(50, min(n, int(rate * 30)))  # about 30 s at that rate
+        fixed = _step(r, "fixed_rate", lambda: run_pipeline(
+            work / "fixed", n_fixed, rate=rate, clients=args.clients,
+            progress=_two_bars(progress, f"fixed rate {rate}/s", n_fixed)))
+        if fixed:
+            r["fixed_rate"] = {"rate": rate, **fixed.summary()}
+            r["fixed_rate"].pop("stages", None)
+    if "scaling" not in args.skip:
+        from .procs import drain_with_workers
+        n_scale = args.scale_n or min(n, 5000)
+        r["scaling"] = []
+        for workers in (1, 2):
+            res = _step(r, f"scaling_{workers}", lambda: drain_with_workers(
+                work / f"scale{workers}", n_scale, workers, _bar(progress, f"{workers} worker process(es)", n_scale)))
+            if res:
+                r["scaling"].append(res)
+        if len(r["scaling"]) == 2:
+            r["scaling_factor"] = round(r["scaling"][1]["payments_per_s"] / r["scaling"][0]["payments_per_s"], 2)
+    if "http" not in args.skip:
+        from .procs import http_ingest
+        n_http = args.http_n or min(n, 1000)
+        h = _step(r, "http_ingest", lambda: http_ingest(work / "http", n_http, args.clients,
+                                                        _bar(progress, "HTTP ingest (chalice local)", n_http)))
+        if h:
+            r["http_ingest"] = h
+    if args.mode == "aws-local":
+        from .awslocal import run_aws_local
+        a = _step(r, "aws_local", lambda: run_aws_local(work / "aws-local", args.aws_n,
+                                                         _two_bars(progress, "aws-local", args.aws_n)))
+        if a:
+            r["aws_local"] = a.summary()
+    _checks(r)
+
+
+def _checks(r: dict[str, Any]) -> None:
+    t = report.TARGETS
+    lat = (r.get("fixed_rate") or {}).get("latency_ms") or {}
+    r["checks"] = {
+        "ratio": None if r.get("ratio") is None else r["ratio"] >= t["ratio"],
+        "p99": None if lat.get("p99") is None else lat["p99"] <= t["p99_ms_at_half_load"],
+        "rss": None if r.get("peak_rss_mb") is None else r["peak_rss_mb"] <= t["peak_rss_mb"],
+        "scaling": None if r.get("scaling_factor") is None else r["scaling_factor"] > t["scaling"],
+    }
+
+
+if __name__ == "__main__":
+    started = time.monotonic()
+    code = main()
+    sys.exit(code)
