@@ -53,6 +53,8 @@ class ObservedStore:
     def __init__(self, inner: Any):
         self._inner = inner
         self.settled: dict[str, float] = {}
+        if not hasattr(inner, "commit_many"):  # e.g. DynamoStore: the stages then commit one by one
+            self.commit_many = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -86,8 +88,8 @@ class WriteCounter:
         self.txns[name] = self.rows[name] = 0
 
         @contextmanager
-        def write() -> Iterator[Any]:
-            with original() as conn:
+        def write(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            with original(*args, **kwargs) as conn:
                 before = conn.total_changes
                 yield conn
                 self.rows[name] += conn.total_changes - before

@@ -21,7 +21,10 @@ TARGETS = {"ratio": 0.40, "p99_ms_at_half_load": 250.0, "peak_rss_mb": 300.0, "s
 def git_commit() -> dict[str, Any]:
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    return {"commit": git("rev-parse", "HEAD"), "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+    commit = git("rev-parse", "HEAD")
+    if not commit:  # not a git checkout (an exported tree)
+        return {"commit": "unknown", "branch": "unknown", "dirty": False}
+    return {"commit": commit, "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
             "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
