@@ -42,16 +42,25 @@ class SqliteDatabase:
         return conn
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """A write transaction. durable=False skips this one commit's fsync, for state that only
+        matters while the process lives: it is synced with the next durable commit (one WAL
+        file, written in order), and a crash of the process alone loses nothing."""
         conn = self.conn()
         with self._write_lock:
-            conn.execute("BEGIN IMMEDIATE")
+            if not durable:
+                conn.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            finally:
+                if not durable:
+                    conn.execute("PRAGMA synchronous=FULL")
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

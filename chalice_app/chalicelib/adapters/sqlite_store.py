@@ -224,7 +224,10 @@ class SqliteStore:
 
     def claim_idempotency(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
         now = record.created_at
-        with self.db.write() as conn:
+        # No fsync of its own: a claim guards concurrent requests while they run. The request's
+        # answer waits for its durable commit, which syncs the claim with it; a claim lost to a
+        # power cut belongs to a request that was never answered, and its retry claims again.
+        with self.db.write(durable=False) as conn:
             row = conn.execute(self._SELECT_IDEMPOTENCY, (record.tenant_id, record.key)).fetchone()
             if row:
                 found = self._idempotency_record(row)

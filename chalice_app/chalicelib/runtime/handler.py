@@ -73,6 +73,15 @@ def _handle_partition(records: list[MskRecord], stage: Any, platform: Any
     record of its partition; those that did commit are dropped as duplicates
     when they come back (the processed marker was written with them)."""
     ctx = StageContext(stage.NAME, platform, batched=True)
+    prepare = getattr(stage, "prepare", None)
+    if prepare is not None:  # e.g. authorization: write every new attempt before any PSP call
+        for record in records:
+            try:
+                prepare(_decode(record, stage), ctx)
+            except Exception:  # noqa: BLE001 - the record's own turn below meets it again and reports it
+                continue
+        ctx.flush()
+        ctx.failed.clear()  # a unit that did not commit is redone by handle(), from the store
     failures: dict[str, dict[str, str]] = {}
     dead: dict[str, dict[str, Any]] = {}
     blocked = False
@@ -81,13 +90,7 @@ def _handle_partition(records: list[MskRecord], stage: Any, platform: Any
             break
         ctx.item = record.item_id
         try:
-            evt = codec.decode(record.value)
-            header_tenant = record.headers.get("tenant_id")
-            if header_tenant is not None and header_tenant.decode(errors="replace") != evt.tenant_id:
-                raise PermanentError("tenant header does not match the event's tenant")
-            if evt.type not in stage.CONSUMES:
-                raise PermanentError(f"stage {stage.NAME} does not consume {evt.type}")
-            stage.handle(evt, ctx)
+            stage.handle(_decode(record, stage), ctx)
         except PermanentError as e:
             log.warning("record dead-lettered", extra={"stage": stage.NAME, "item": record.item_id, "error": str(e)})
             dead[record.item_id] = dlq.entry(record, stage.NAME, f"permanent: {e}", 1, platform.clock.now())
@@ -109,6 +112,16 @@ def _handle_partition(records: list[MskRecord], stage: Any, platform: Any
         out.append(failures.get(record.item_id)
                    or {"itemIdentifier": record.item_id, "reason": "earlier record of partition failed"})
     return out, list(dead.values())
+
+
+def _decode(record: MskRecord, stage: Any) -> Any:
+    evt = codec.decode(record.value)
+    header_tenant = record.headers.get("tenant_id")
+    if header_tenant is not None and header_tenant.decode(errors="replace") != evt.tenant_id:
+        raise PermanentError("tenant header does not match the event's tenant")
+    if evt.type not in stage.CONSUMES:
+        raise PermanentError(f"stage {stage.NAME} does not consume {evt.type}")
+    return evt
 
 
 def _failed(failures: dict[str, dict[str, str]], stage: Any, record: MskRecord, e: Exception) -> None:

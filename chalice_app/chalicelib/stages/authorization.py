@@ -65,6 +65,17 @@ def apply_result(ctx: StageContext, cause: Event | None, payment: Payment, resul
     raise TransientError(f"unexpected PSP outcome {result.outcome.value}")
 
 
+def prepare(event: Event, ctx: StageContext) -> None:
+    """Before a batch calls any PSP: start each fresh payment's first attempt (handle_batch
+    writes them in one transaction), instead of one transaction per payment in handle()."""
+    payment = ctx.load(event)
+    if payment.state != State.ROUTED or payment.attempts or not payment.route:
+        return
+    version = payment.version
+    payment.start_attempt(ctx.now(), payment.route[0])
+    ctx.commit_attempt(payment, version)
+
+
 def handle(event: Event, ctx: StageContext) -> None:
     payment = ctx.load(event)
     if payment.state not in ACTIVE:
@@ -74,7 +85,10 @@ def handle(event: Event, ctx: StageContext) -> None:
         version = payment.version
         if attempt is not None and attempt.status == "unknown":
             return ctx.skip(event, payment, "outcome unknown: reconciliation owns it")
-        resumed = True
+        # Written by prepare() in this very batch and not sent yet: a fresh attempt, not a resumed one.
+        resumed = attempt is None or attempt.idempotency_key not in ctx.prepared
+        if attempt is not None:
+            ctx.prepared.discard(attempt.idempotency_key)
         if attempt is None or attempt.status == "failed":
             remaining = [p for p in payment.route if p not in payment.tried_psps()]
             if not remaining:

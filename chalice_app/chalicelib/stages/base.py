@@ -34,6 +34,7 @@ class StageContext:
     _pending: list[tuple[str | None, Changes]] = field(default_factory=list, repr=False)
     _latest: dict[tuple[str, str], bytes] = field(default_factory=dict, repr=False)
     failed: dict[str, Exception] = field(default_factory=dict, repr=False)  # item -> why its commit failed
+    prepared: set[str] = field(default_factory=set, repr=False)  # attempt keys written, not yet sent
 
     @property
     def store(self):
@@ -96,6 +97,12 @@ class StageContext:
         except ConcurrencyConflict as e:
             raise TransientError(str(e)) from None
         return True
+
+    def commit_attempt(self, payment: Payment, expected_version: int) -> None:
+        """A new attempt, gathered: the handler writes all of a batch's at once (flush) before any
+        record of the batch is handled, so each is durable before its PSP hears of it."""
+        self._gather(Changes(payment=payment, expected_version=expected_version))
+        self.prepared.add(payment.current_attempt.idempotency_key)
 
     def _gather(self, changes: Changes) -> None:
         """Keep a frozen copy (the stage may go on changing its object), as the store would."""
