@@ -153,9 +153,6 @@ def run_pipeline(data_dir: Path, n: int, mode: str = "embedded", rate: float | N
     stats = {name: StageStats() for name in app_handlers()}
     handlers = {name: (stage, stats[name].wrap(invoke)) for name, (stage, invoke) in app_handlers().items()}
     runner = Runner(platform, handlers)
-    loops: list[Callable[[], int]] = [w.step for w in runner.workers] + [runner.relay_step, runner.reconcile_step]
-    threads = [threading.Thread(target=runner._loop, args=(fn,), daemon=True, name="bench-runner")
-               for fn in loops]
     stream = start_stream_relay(platform, runner)
     base_txns, base_rows = dict(counter.txns), dict(counter.rows)
     service = PaymentService(platform)
@@ -186,8 +183,7 @@ def run_pipeline(data_dir: Path, n: int, mode: str = "embedded", rate: float | N
             feeder_error.append(e)
 
     start = t0 = time.perf_counter()
-    for t in threads:
-        t.start()
+    threads = runner.start()
     feeders = [threading.Thread(target=feed, name=f"bench-client-{k}", daemon=True) for k in range(clients)]
     for f in feeders:
         f.start()

@@ -154,12 +154,7 @@ class Runner:
         """One polling thread per stage (and one for the relay) until SIGTERM/SIGINT."""
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
-        loops: list[Callable[[], int]] = [w.step for w in self.workers]
-        if self.relay:
-            loops += [self.relay_step, self.reconcile_step]
-        threads = [threading.Thread(target=self._loop, args=(fn,), daemon=True) for fn in loops]
-        for t in threads:
-            t.start()
+        threads = self.start()
         while not self.stopping and all(t.is_alive() for t in threads):
             time.sleep(0.1)
         self.stopping = True
@@ -167,11 +162,29 @@ class Runner:
             t.join(timeout=30)
         log.info("runner stopped")
 
-    def _loop(self, step: Callable[[], int]) -> None:
-        # Lambda's batching window: after a partial batch, let records gather a moment before the
+    def start(self) -> list[threading.Thread]:
+        """Start the polling threads (stop: set `stopping`, join them).
+
+        Loops in this process nudge each other instead of waiting out their idle
+        back-off: a stage that committed events wakes the relay, a relay that
+        published wakes the stages. Polling stays the fallback for what other
+        processes (the API, other workers) write."""
+        stage_wakes = [threading.Event() for _ in self.workers]
+        relay_wake = threading.Event()
+        loops = [(_nudging(w.step, [relay_wake]), wake) for w, wake in zip(self.workers, stage_wakes)]
+        if self.relay:
+            loops += [(_nudging(self.relay_step, stage_wakes), relay_wake), (self.reconcile_step, None)]
+        threads = [threading.Thread(target=self._loop, args=(fn, wake, i < len(self.workers)), daemon=True)
+                   for i, (fn, wake) in enumerate(loops)]
+        for t in threads:
+            t.start()
+        return threads
+
+    def _loop(self, step: Callable[[], int], wake: threading.Event | None = None, batching: bool = True) -> None:
+        # Lambda's batching window (stage loops): after a partial batch, let records gather a moment before the
         # next poll. Each batch costs a few fsyncs whatever its size, so a pipeline fed a trickle
         # would otherwise spend them on batches of one and starve everything else that writes.
-        window = self.platform.settings.batch_window_ms / 1000
+        window = self.platform.settings.batch_window_ms / 1000 if batching else 0
         full = self.platform.settings.batch_size
         idle_sleep = 0.002
         while not self.stopping:
@@ -185,9 +198,26 @@ class Runner:
                 idle_sleep = 0.002
                 if moved < full and window:
                     time.sleep(window)
+            elif wake is not None:
+                if wake.wait(idle_sleep):
+                    wake.clear()
+                    idle_sleep = 0.002
+                else:
+                    idle_sleep = min(idle_sleep * 2, 0.05)
             else:
                 time.sleep(idle_sleep)
                 idle_sleep = min(idle_sleep * 2, 0.05)
 
     def _stop(self, *_: Any) -> None:
         self.stopping = True
+
+
+def _nudging(step: Callable[[], int], wakes: list[threading.Event]) -> Callable[[], int]:
+    """`step`, waking `wakes` whenever it moved something."""
+    def run() -> int:
+        moved = step()
+        if moved:
+            for w in wakes:
+                w.set()
+        return moved
+    return run
