@@ -3,6 +3,7 @@
 Each stage Lambda is fed by the MSK event source mapping infra/ creates
 (Chalice has no MSK trigger); locally `chalicelib.runtime.local` plays that part.
 """
+import logging
 import os
 
 from chalice import Chalice
@@ -14,16 +15,34 @@ from chalicelib.runtime.bootstrap import get_platform
 from chalicelib.runtime.handler import handle_batch
 from chalicelib.runtime.relay import relay_stream_records
 from chalicelib.stages import STAGES
+from chalicelib.telemetry import tracing
 
 # Placeholder so `chalice local` and tests can load the app; infra/ sets the real ARN.
 LOCAL_STREAM_ARN = "arn:aws:dynamodb:us-east-1:000000000000:table/payments-platform/stream/local"
 
-app = Chalice(app_name="payments")
+app = Chalice(app_name="payments", configure_logs=False)
+# Chalice pins the logger named after the app ("payments") at ERROR, which would silence every
+# payments.* logger below it; its own logger becomes a child, and LOG_LEVEL rules the rest.
+logging.getLogger("payments").setLevel(logging.NOTSET)
+app.log = logging.getLogger("payments.app")
+app.debug = False
 app.register_blueprint(api)
 
 
+@app.middleware("all")
+def _export_spans(event, get_response):
+    """A Lambda container may freeze after it answers: hand its spans to the ADOT collector first."""
+    try:
+        return get_response(event)
+    finally:
+        tracing.flush_if_lambda()
+
+
 def _run(stage: str, event: dict) -> dict:
-    return handle_batch(event, STAGES[stage], get_platform())
+    try:
+        return handle_batch(event, STAGES[stage], get_platform())
+    finally:
+        tracing.flush_if_lambda()
 
 
 @app.lambda_function(name="validation")

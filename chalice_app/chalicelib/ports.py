@@ -106,6 +106,9 @@ class PaymentStore(Protocol):
     def count_recent_payments(self, tenant_id: str, customer_id: str, since: str) -> int:
         """Payments by this customer created at or after `since` (risk velocity)."""
 
+    def payments_by_correlation(self, tenant_id: str, correlation_id: str, limit: int = 100) -> list[str]:
+        """Ids of the tenant's payments created under this correlation id (`payctl trace --correlation-id`)."""
+
     def get_idempotency(self, tenant_id: str, key: str, now: int) -> IdempotencyRecord | None:
         """The stored record for this key (in flight or completed), if it has not expired."""
 

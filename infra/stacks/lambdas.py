@@ -32,7 +32,10 @@ from ..settings import platform_config as pc
 from .artifacts import source_hash, tf_path
 from .common import structs, ACCOUNT, PARTITION, allow, assume_role, name, policy, tags
 
-OTEL_WRAPPER = {"AWS_LAMBDA_EXEC_WRAPPER": "/opt/otel-instrument"}  # ADOT layer entry point
+# The ADOT layer's collector extension listens on localhost:4318; chalicelib.telemetry.tracing runs
+# its own SDK (X-Ray id generator and propagator) and exports OTLP to it -- no exec wrapper, so
+# the layer's auto-instrumentation does not install a second tracer provider.
+OTEL_ENV = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:4318", "OTEL_PROPAGATORS": "xray"}
 
 
 def consumer_group(stage: str, topic: str) -> str:
@@ -123,7 +126,7 @@ class Functions(Construct):
             memory_size=lcfg["memory_mb"], timeout=lcfg["timeout_s"], reserved_concurrent_executions=reserved,
             layers=[self.cfg["regions"][self.region]["adot_layer_arn"]], tracing_config={"mode": "Active"},
             vpc_config={"subnet_ids": self.subnet_ids, "security_group_ids": [self.sg]},
-            environment={"variables": {**(env if env is not None else self.env), **OTEL_WRAPPER}},
+            environment={"variables": {**(env if env is not None else self.env), **OTEL_ENV}},
             kms_key_arn=self.key_arn, dead_letter_config={"target_arn": self.async_dlq.arn},
             code_signing_config_arn=self.signing.arn, depends_on=[logs], tags=tags(function=fn))
 

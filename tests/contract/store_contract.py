@@ -13,6 +13,8 @@ Only Protocol methods are called on the adapter.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +181,15 @@ class PaymentStoreContract(KnownBugs):
         store.mark_published([r.id for r in pending])  # a relay retrying after a crash
         assert store.pending_outbox(10) == []
 
+    def test_outbox_keeps_the_trace_header_beside_the_envelope(self, store):
+        p = new_payment()
+        header = "Root=1-6744a3b0-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1"
+        e = dataclasses.replace(event_for(p, "payments.initiated"), trace=header)
+        store.commit(Changes(payment=p, events=[e]))
+        (record,) = store.pending_outbox(10)
+        assert record.event.trace == header and record.event == e
+        assert "trace" not in record.event.to_dict()  # the published envelope is unchanged
+
     def test_timeline_entries_in_order_with_seq(self, store):
         p = new_payment()
         p.validate(at(1))
@@ -247,6 +258,20 @@ class PaymentStoreContract(KnownBugs):
         assert store.count_recent_payments("ten_a", "cus_1", at(31)) == 0
         assert store.count_recent_payments("ten_a", "cus_2", at(0)) == 1
         assert store.count_recent_payments("ten_b", "cus_1", at(0)) == 1
+
+    def test_payments_by_correlation_id_scoped_by_tenant(self, store):
+        a1, a2 = self.created(store), self.created(store)  # the factory's correlation id: corr-contract
+        other = new_payment()
+        other.correlation_id = "corr-other"
+        store.commit(Changes(payment=other))
+        b = self.created(store, "ten_b")
+        assert store.payments_by_correlation("ten_a", "corr-contract") == sorted([a1.payment_id, a2.payment_id])
+        assert store.payments_by_correlation("ten_a", "corr-other") == [other.payment_id]
+        assert store.payments_by_correlation("ten_b", "corr-contract") == [b.payment_id]
+        assert store.payments_by_correlation("ten_a", "corr-none") == []
+        a1.validate(at(1))
+        store.commit(Changes(payment=a1, expected_version=1))  # updates add nothing
+        assert len(store.payments_by_correlation("ten_a", "corr-contract")) == 2
 
     # -- idempotency records -------------------------------------------------------------
     def test_idempotency_record_reads_back_byte_identical(self, store):

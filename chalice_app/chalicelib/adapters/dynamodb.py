@@ -153,6 +153,12 @@ class DynamoStore(TenantItems):
         items = self._partition(L.payment_pk(tenant_id, payment_id), "tl#")
         return [{"seq": n, **orjson.loads(i["entry"]["S"])} for n, i in enumerate(items, 1)]
 
+    def payments_by_correlation(self, tenant_id: str, correlation_id: str, limit: int = 100) -> list[str]:
+        page = self._call("query", TableName=self.table, ConsistentRead=True, Limit=limit,
+                          KeyConditionExpression="pk = :pk",
+                          ExpressionAttributeValues={":pk": S(L.correlation_pk(tenant_id, correlation_id))})
+        return [i["sk"]["S"] for i in page["Items"]]
+
     def count_recent_payments(self, tenant_id: str, customer_id: str, since: str) -> int:
         args = {"TableName": self.table, "Select": "COUNT", "ConsistentRead": True,
                 "KeyConditionExpression": "pk = :pk AND sk >= :since",

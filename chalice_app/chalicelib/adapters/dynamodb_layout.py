@@ -9,6 +9,7 @@ dynamodb:LeadingKeys can confine a tenant's role to "<tenant_id>#*".
                             posting#<id>     ledger legs of the payment
                             reminder         next due status check (the truth; see _reminders)
     <t>#cus#<customer>      <created>#<pid>  risk velocity: one item per payment of the customer
+    <t>#corr#<correlation>  <pid>            payments created under a correlation id (payctl trace)
     <t>#idem#<key>          idem             API idempotency record (TTL attribute expires_at)
     <t>#vault#<token>       secret           card / IBAN ciphertext
     <t>#balance             <acct>#<cur>     running ledger balance (ADD in the posting's transaction)
@@ -44,6 +45,10 @@ OUTBOX_KIND = "outbox"
 
 def payment_pk(tenant_id: str, payment_id: str) -> str:
     return f"{tenant_id}#{payment_id}"
+
+
+def correlation_pk(tenant_id: str, correlation_id: str) -> str:
+    return f"{tenant_id}#corr#{correlation_id}"
 
 
 def status_gsi(tenant_id: str, status: str | None) -> str:

@@ -58,7 +58,7 @@ class UnitOfWork:
             oid = self.ids.next()
             self.put({**L.outbox_key(oid), "kind": _s(L.OUTBOX_KIND), "id": _n(oid),
                       "tenant_id": _s(event.tenant_id), "payment_id": _s(event.payment_id),
-                      "event": _s(orjson.dumps(event.to_dict()).decode())},
+                      "event": _s(orjson.dumps(event.stored()).decode())},
                      ConcurrencyConflict, f"outbox id {oid} taken", "attribute_not_exists(pk)")
         self.add_postings(c.postings)
         if c.idempotency:
@@ -93,6 +93,7 @@ class UnitOfWork:
             customer = (p.customer or {}).get("id")
             if customer:
                 self.put({"pk": _s(f"{p.tenant_id}#cus#{customer}"), "sk": _s(f"{p.created_at}#{p.payment_id}")})
+            self.put({"pk": _s(L.correlation_pk(p.tenant_id, p.correlation_id)), "sk": _s(p.payment_id)})
         else:
             self.put(item, ConcurrencyConflict, f"payment {p.payment_id} changed since version {expected}",
                      "version = :v", {":v": _n(expected)})

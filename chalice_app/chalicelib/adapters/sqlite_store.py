@@ -25,6 +25,9 @@ CREATE TABLE IF NOT EXISTS payments (
     PRIMARY KEY (tenant_id, payment_id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS payments_by_status ON payments (tenant_id, status, payment_id);
 CREATE INDEX IF NOT EXISTS payments_by_customer ON payments (tenant_id, customer_id, created_at);
+CREATE TABLE IF NOT EXISTS correlations (
+    tenant_id TEXT NOT NULL, correlation_id TEXT NOT NULL, payment_id TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, correlation_id, payment_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS timeline (
     tenant_id TEXT NOT NULL, payment_id TEXT NOT NULL, seq INTEGER NOT NULL, at TEXT NOT NULL,
     action TEXT NOT NULL, from_state TEXT NOT NULL, to_state TEXT NOT NULL, stage TEXT NOT NULL,
@@ -81,7 +84,7 @@ class SqliteStore:
                     self._write_payment(conn, p, changes.expected_version)
                 if changes.events:
                     conn.executemany("INSERT INTO outbox (event) VALUES (?)",
-                                     [(orjson.dumps(e.to_dict()),) for e in changes.events])
+                                     [(orjson.dumps(e.stored()),) for e in changes.events])
                 if changes.postings:
                     conn.executemany(
                         "INSERT INTO postings (txn_id, tenant_id, payment_id, account, currency, amount, batch, at)"
@@ -124,6 +127,7 @@ class SqliteStore:
         if expected is None:
             conn.execute("INSERT INTO payments VALUES (?, ?, 1, ?, ?, ?, ?)",
                          (p.tenant_id, p.payment_id, p.status, customer, p.created_at, body))
+            conn.execute("INSERT INTO correlations VALUES (?, ?, ?)", (p.tenant_id, p.correlation_id, p.payment_id))
         else:
             cur = conn.execute(
                 "UPDATE payments SET version=?, status=?, body=? WHERE tenant_id=? AND payment_id=? AND version=?",
@@ -162,6 +166,12 @@ class SqliteStore:
             " WHERE tenant_id=? AND payment_id=? ORDER BY seq", (tenant_id, payment_id)).fetchall()
         return [{"seq": r[0], "at": r[1], "action": r[2], "from": r[3], "to": r[4], "stage": r[5],
                  "detail": orjson.loads(r[6])} for r in rows]
+
+    def payments_by_correlation(self, tenant_id: str, correlation_id: str, limit: int = 100) -> list[str]:
+        rows = self.db.conn().execute(
+            "SELECT payment_id FROM correlations WHERE tenant_id=? AND correlation_id=? ORDER BY payment_id LIMIT ?",
+            (tenant_id, correlation_id, limit)).fetchall()
+        return [r[0] for r in rows]
 
     def count_recent_payments(self, tenant_id: str, customer_id: str, since: str) -> int:
         (n,) = self.db.conn().execute(

@@ -4,7 +4,6 @@ PLATFORM_MODE picks the adapters; nothing downstream knows which it got.
 """
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from ..config import ConfigError, Settings
 from ..connectors import build_connector
 from ..ports import Clock, Connector, EventBus, KeyService, PaymentStore, TenantDirectory
 from ..security import logfilter
+from ..telemetry import logs, metrics, tracing
 from ..vault import Vault
 from ..webhooks import Poster, http_post
 
@@ -71,8 +71,10 @@ def psp_configs(settings: Settings, env: dict[str, str] | None = None) -> list[d
 
 def build(settings: Settings | None = None, clock: Clock | None = None) -> Platform:
     settings = settings or Settings.from_env()
-    logging.basicConfig(level=settings.log_level)
+    logs.install(settings.log_level, settings.log_format)
     logfilter.install()  # I6, second line of defence: mask anything Luhn-valid in every log record
+    tracing.setup(settings)
+    metrics.METRICS.configure(settings)
     connectors = {c["name"]: build_connector(c) for c in psp_configs(settings)}
     if settings.mode == "embedded":
         from ..adapters.local_keyring import LocalKeyring

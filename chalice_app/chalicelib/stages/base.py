@@ -11,6 +11,7 @@ from ..domain.events import Event
 from ..domain.payment import Payment
 from ..errors import PermanentError, TransientError
 from ..ports import AlreadyProcessed, Changes, ConcurrencyConflict, Posting, Reminder
+from ..telemetry import context, tracing
 
 log = logging.getLogger("payments.stage")
 
@@ -63,8 +64,19 @@ class StageContext:
         changes = Changes(payment=payment, expected_version=expected_version, events=list(events),
                           postings=list(postings), reminders=list(reminders),
                           processed=(self.name, cause.event_id) if (final and cause) else None)
+        received = context.current().get("_received_at")
+        if payment is not None and received is not None:
+            # When the stage got the record: `payctl trace` splits queue time from time in the stage.
+            for entry in payment.pending_timeline:
+                entry.detail.setdefault("received_at", received)
+                if cause is not None:
+                    entry.detail.setdefault("caused_by", cause.type)
         try:
-            self.store.commit(changes)
+            with tracing.span("ledger.commit" if postings else "store.commit", **{
+                    "payments.stage": self.name, "payments.postings": len(changes.postings),
+                    "payments.events": len(changes.events),
+                    "payments.status": payment.status if payment is not None else None}):
+                self.store.commit(changes)
         except AlreadyProcessed:
             log.info("duplicate delivery ignored", extra={"stage": self.name, "event_id": cause.event_id if cause else None})
             return False
