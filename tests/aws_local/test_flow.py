@@ -31,6 +31,14 @@ def test_payments_reach_settled_through_every_stage(aws_stack):
     assert set(created) <= {p["id"] for p in listed}
     # the stream relay published and then deleted every outbox record
     s.drive(lambda: s.raw_store.pending_outbox(100) == [], timeout_s=10)
+    # the reporting consumer on the same stream counted each payment once (the tenant is shared
+    # with the other tests of this package, so at least these three)
+    def report() -> dict:
+        return json.loads(s.get("/v1/reports/summary").body)
+    s.drive(lambda: report()["payments"]["settled"] >= 3, timeout_s=20)
+    r = report()
+    assert r["payments"]["count"] >= r["payments"]["settled"] >= 3 and r["approval_rate"] == 1.0
+    assert [c["currency"] for c in r["currencies"]] == ["EUR"] and r["psps"][0]["psp"] == "sim-a"
 
 
 def test_idempotent_replay_returns_the_first_response(aws_stack):
