@@ -54,7 +54,7 @@ def dashboard_url(local_stack) -> str:
     return printed[0]
 
 
-def test_dashboard_shows_the_demo_payments_and_a_timeline(local_stack, browser):
+def test_dashboard_shows_the_demo_payments_and_a_timeline(browser, local_stack):
     url = dashboard_url(local_stack)
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
     problems: list[str] = []
