@@ -54,6 +54,7 @@ def test_snapshot_shows_every_stage_psp_report_and_payment(stack):
         lat = s["latency_ms"]
         assert 0 <= lat["p50"] <= lat["p95"] <= lat["p99"], s
         assert s["queue_lag"] == 0  # drained: every stage's group has committed everything
+        assert s["per_s"] == round(s["steps"] / 120, 3)  # all of them inside the 2-minute window
     assert stages["authorization"]["failed"] == 1 and stages["authorization"]["errors"] == 1
     psps = {p["psp"]: p for p in m["psps"]}
     assert psps["sim-a"]["breaker"] == "closed" and psps["sim-a"]["attempts"] == 6

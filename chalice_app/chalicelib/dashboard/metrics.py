@@ -90,6 +90,7 @@ def snapshot(platform: Any, now: datetime | None = None) -> dict[str, Any]:
 
     stage_ms: dict[str, list[float]] = {s: [] for s in STAGES}
     stage_failed: dict[str, int] = {s: 0 for s in STAGES}
+    stage_recent: dict[str, int] = {s: 0 for s in STAGES}  # steps inside the chart's window
     start = now.timestamp() - BUCKETS * BUCKET_S
     series = {k: [0] * BUCKETS for k in ("accepted", "settled", "failed")}
 
@@ -102,6 +103,8 @@ def snapshot(platform: Any, now: datetime | None = None) -> dict[str, Any]:
             series["accepted"][i] += 1
         for step in tr["steps"]:
             stage_ms.setdefault(step["stage"], []).append(step["since_previous_ms"])
+            if bucket(step["at"]) is not None:
+                stage_recent[step["stage"]] = stage_recent.get(step["stage"], 0) + 1
             entered = step["to"] if step["from"] != step["to"] else None  # notify keeps the state it found
             if entered in FAILED:
                 stage_failed[step["stage"]] = stage_failed.get(step["stage"], 0) + 1
@@ -109,13 +112,14 @@ def snapshot(platform: Any, now: datetime | None = None) -> dict[str, Any]:
             if kind and (i := bucket(step["at"])) is not None:
                 series[kind][i] += 1
     lag = queue_lag(platform.bus)
+    window_s = BUCKETS * BUCKET_S
     stages = []
     for name in [*FLOW, *[s for s in stage_ms if s not in FLOW]]:
         dlq_n = sum(1 for d in dead if d["stage"] == name)
-        stages.append({"stage": name, "steps": len(stage_ms.get(name, [])), "failed": stage_failed.get(name, 0),
+        stages.append({"stage": name, "steps": len(stage_ms.get(name, [])),
+                       "per_s": round(stage_recent.get(name, 0) / window_s, 3), "failed": stage_failed.get(name, 0),
                        "dlq": dlq_n, "errors": stage_failed.get(name, 0) + dlq_n,
                        "latency_ms": _latency(stage_ms.get(name, [])), "queue_lag": lag.get(name)})
-    window_s = BUCKETS * BUCKET_S
     return {
         "generated_at": iso(now), "mode": platform.settings.mode,
         "sample": {"payments": len(traces), "per_tenant": SAMPLE},
