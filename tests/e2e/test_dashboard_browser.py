@@ -98,7 +98,10 @@ def test_dashboard_shows_the_demo_payments_and_a_timeline(browser, local_stack):
     assert "20 payments" in page.inner_text("#report-summary")
     currencies = page.eval_on_selector_all("#report-currencies tbody td:first-child", "cs => cs.map(c => c.textContent)")
     assert currencies == ["EUR", "GBP", "USD"]
-    assert page.inner_text("#psp-health tbody").count("closed") == 2
+    shown_psps = page.eval_on_selector_all("#psp-health tbody tr",
+                                           "rows => rows.map(r => [r.cells[0].textContent, r.cells[1].textContent])")
+    served = page.evaluate("() => fetch('/api/metrics').then(r => r.json()).then(m => m.psps.map(p => [p.psp, p.breaker]))")
+    assert shown_psps == served and [p for p, _ in shown_psps] == ["sim-a", "sim-b"]
 
     # Inspect the DLQ entry.
     page.click("#dlq tbody tr")
