@@ -8,7 +8,7 @@ import os
 
 from chalice import Chalice
 
-from chalicelib import reconciliation
+from chalicelib import reconciliation, reporting
 from chalicelib.api.routes import api
 from chalicelib.config import OUTBOX_STREAM_ARN
 from chalicelib.runtime.bootstrap import get_platform
@@ -99,6 +99,15 @@ def outbox_relay(event):
     Raising makes Lambda retry the batch, so a record is never lost (duplicates are)."""
     platform = get_platform()
     return {"published": relay_stream_records(event.to_dict()["Records"], platform.store, platform.bus)}
+
+
+@app.on_dynamodb_record(stream_arn=os.environ.get(OUTBOX_STREAM_ARN) or LOCAL_STREAM_ARN, batch_size=100,
+                        starting_position="TRIM_HORIZON", name="reports")
+def reports(event):
+    """The table's stream -> per-tenant report counters (GET /v1/reports/summary).
+
+    Each change is counted with its processed marker in one transaction: a retried batch counts nothing twice."""
+    return {"counted": reporting.report_stream_records(event.to_dict()["Records"], get_platform().store)}
 
 
 STAGE_HANDLERS = {name: globals()[name] for name in STAGES}

@@ -49,6 +49,7 @@ def stack_env(data: Path, **extra: str) -> dict[str, str]:
     """Environment for every process of one stack: its own data dir and free ports."""
     port, sim_port = free_port(), free_port()
     env = {**os.environ, "DATA_DIR": str(data), "PORT": str(port), "SIMULATOR_PORT": str(sim_port),
+           "DASHBOARD_PORT": str(free_port()),
            "PYTHONPATH": str(APP_DIR), "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1", **extra}
     env.pop("SIMULATOR_URL", None)
     return env

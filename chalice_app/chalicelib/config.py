@@ -14,6 +14,7 @@ DATA_DIR = "DATA_DIR"                      # embedded: SQLite files, keyring, lo
 PORT = "PORT"                              # local API port
 SIMULATOR_PORT = "SIMULATOR_PORT"          # local PSP simulator port
 SIMULATOR_URL = "SIMULATOR_URL"            # where the simulator connectors call
+DASHBOARD_PORT = "DASHBOARD_PORT"          # local operators' dashboard port
 SIMULATOR_FAULT_LOSE_REQUEST = "SIMULATOR_FAULT_LOSE_REQUEST"    # share of simulator authorizations dropped unanswered
 SIMULATOR_FAULT_LOSE_RESPONSE = "SIMULATOR_FAULT_LOSE_RESPONSE"  # ... or charged but never answered
 SIMULATOR_FAULT_SEED = "SIMULATOR_FAULT_SEED"                    # seed for those fault draws
@@ -52,6 +53,7 @@ DEFAULTS: dict[str, str] = {
     PORT: "8000",
     SIMULATOR_PORT: "8100",
     SIMULATOR_URL: "",  # derived from SIMULATOR_PORT when empty
+    DASHBOARD_PORT: "8200",
     SIMULATOR_FAULT_LOSE_REQUEST: "0",
     SIMULATOR_FAULT_LOSE_RESPONSE: "0",
     SIMULATOR_FAULT_SEED: "0",
@@ -165,6 +167,7 @@ class Settings:
     simulator_fault_seed: int = 0
     rate_limit_per_s: float = 200.0
     rate_limit_burst: int = 1000
+    dashboard_port: int = 8200
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -202,6 +205,7 @@ class Settings:
             simulator_fault_seed=_int(env, SIMULATOR_FAULT_SEED),
             rate_limit_per_s=_float(env, RATE_LIMIT_PER_S),
             rate_limit_burst=_int(env, RATE_LIMIT_BURST),
+            dashboard_port=_int(env, DASHBOARD_PORT),
         )
         for name, value in ((BUS_PARTITIONS, settings.partitions), (BATCH_SIZE, settings.batch_size),
                             (MAX_ATTEMPTS, settings.max_attempts), (RATE_LIMIT_BURST, settings.rate_limit_burst)):

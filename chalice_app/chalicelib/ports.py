@@ -82,6 +82,16 @@ class Changes:
 
 
 @dataclass(frozen=True)
+class ReportDelta:
+    """What one change adds to its tenant's report counters (reporting.py builds these).
+
+    `change_id` names the change (the event id) so a redelivered change is counted once."""
+    tenant_id: str
+    change_id: str
+    counters: dict[str, int]
+
+
+@dataclass(frozen=True)
 class OutboxRecord:
     id: int
     event: Event
@@ -152,6 +162,16 @@ class PaymentStore(Protocol):
 
     def mark_published(self, ids: Sequence[int]) -> None:
         """Forget outbox records that reached the bus."""
+
+    def apply_report(self, consumer: str, deltas: Sequence[ReportDelta]) -> int:
+        """Add each delta to its tenant's counters and remember its change id, in one unit of work
+        per delta at least (never a counter without its marker, nor a marker without its counters).
+
+        A change id this consumer already applied is skipped, so redelivery never counts twice.
+        Returns how many deltas were newly applied."""
+
+    def report_counters(self, tenant_id: str) -> dict[str, int]:
+        """The tenant's report counters ({} before its first change)."""
 
 
 class TenantDirectory(Protocol):

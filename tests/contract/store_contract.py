@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from chalicelib.ports import (AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConflict,
-                              IdempotencyRecord, PaymentStore)
+                              IdempotencyRecord, PaymentStore, ReportDelta)
 
 from .factories import (KnownBugs, at, capture_postings, close_quietly, drive_to_authorized,
                         event_for, new_payment, refund_postings)
@@ -352,3 +352,35 @@ class PaymentStoreContract(KnownBugs):
         assert store.get_secret("ten_a", "tok_all") == b"ct" and len(store.balances("ten_a")) == 3
         with pytest.raises(AlreadyProcessed):
             store.commit(Changes(processed=(CONSUMER, "evt_all")))
+
+    # -- report counters (the reporting consumer's aggregates) ------------------------------
+    def test_report_counts_each_change_once_however_often_it_is_delivered(self, store):
+        d1 = ReportDelta("ten_a", "evt_r1", {"payments": 1, "amount:EUR": 1999})
+        d2 = ReportDelta("ten_a", "evt_r2", {"authorized": 1, "psp:sim-a:authorized": 1})
+        assert store.apply_report("reports", [d1]) == 1
+        assert store.apply_report("reports", [d1, d2, d1]) == 1  # redelivered batch, duplicate inside it
+        assert store.apply_report("reports", [d2, d1]) == 0
+        assert store.report_counters("ten_a") == {"payments": 1, "amount:EUR": 1999, "authorized": 1,
+                                                  "psp:sim-a:authorized": 1}
+
+    def test_report_counters_are_per_tenant_and_per_consumer(self, store):
+        assert store.report_counters("ten_a") == {}
+        store.apply_report("reports", [ReportDelta("ten_a", "evt_1", {"payments": 1}),
+                                       ReportDelta("ten_b", "evt_2", {"payments": 1, "amount:USD": 500}),
+                                       ReportDelta("ten_b", "evt_3", {"payments": 1, "amount:USD": 250})])
+        assert store.report_counters("ten_a") == {"payments": 1}
+        assert store.report_counters("ten_b") == {"payments": 2, "amount:USD": 750}
+        assert store.report_counters("ten_c") == {}
+        # Another consumer's markers are its own; a stage's marker for the same event id is not ours.
+        store.commit(Changes(processed=(CONSUMER, "evt_4")))
+        assert store.apply_report("reports", [ReportDelta("ten_a", "evt_4", {"payments": 1})]) == 1
+        assert store.apply_report("reports.v2", [ReportDelta("ten_a", "evt_1", {"payments": 1})]) == 1
+        assert store.report_counters("ten_a") == {"payments": 3}
+
+    def test_report_batch_bigger_than_one_transaction_counts_exactly(self, store):
+        deltas = [ReportDelta(f"ten_{i % 7}", f"evt_big_{i}", {"payments": 1, f"amount:EUR": i}) for i in range(130)]
+        assert store.apply_report("reports", deltas[:40]) == 40
+        assert store.apply_report("reports", deltas) == 90  # the first 40 are redeliveries
+        for t in range(7):
+            mine = [i for i in range(130) if i % 7 == t]
+            assert store.report_counters(f"ten_{t}") == {"payments": len(mine), "amount:EUR": sum(mine)}

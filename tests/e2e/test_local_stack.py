@@ -144,7 +144,7 @@ def test_one_id_follows_a_payment_across_processes_in_traces_logs_and_metrics(lo
 def test_ctrl_c_stops_everything(local_stack):
     children = subprocess.run(["pgrep", "-P", str(local_stack.proc.pid)], capture_output=True, text=True)
     pids = [int(p) for p in children.stdout.split()]
-    assert len(pids) == 3, "expected simulator, worker and API processes"
+    assert len(pids) == 4, "expected simulator, worker, API and dashboard processes"
     local_stack.proc.send_signal(signal.SIGINT)
     assert local_stack.proc.wait(30) == 0
     for pid in pids:

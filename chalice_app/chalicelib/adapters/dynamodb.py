@@ -23,6 +23,7 @@ from ..domain.payment import Payment
 from ..ports import (AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConflict, IdempotencyRecord,
                      OutboxRecord, Reminder)
 from . import dynamodb_layout as L
+from .dynamodb_reports import DynamoReports
 from .dynamodb_tenants import TenantItems
 from .dynamodb_writes import UnitOfWork
 from .cursors import decode_cursor, encode_cursor
@@ -40,7 +41,7 @@ def _key(pk: str, sk: str) -> dict[str, dict[str, str]]:
     return {"pk": S(pk), "sk": S(sk)}
 
 
-class DynamoStore(TenantItems):
+class DynamoStore(TenantItems, DynamoReports):
     """PaymentStore and TenantDirectory on `table` through a low-level boto3 DynamoDB client.
 
     `outbox_grace_s` > 0 makes pending_outbox() return only records older than

@@ -17,6 +17,7 @@ from ..ports import (AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConfli
                      IdempotencyRecord, OutboxRecord, Reminder)
 from .cursors import decode_cursor, encode_cursor
 from .sqlite_base import SqliteDatabase
+from .sqlite_feed import PRUNE, SqliteFeed, migrate
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS payments (
@@ -33,7 +34,7 @@ CREATE TABLE IF NOT EXISTS timeline (
     action TEXT NOT NULL, from_state TEXT NOT NULL, to_state TEXT NOT NULL, stage TEXT NOT NULL,
     detail BLOB NOT NULL, PRIMARY KEY (tenant_id, payment_id, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, event BLOB NOT NULL);
+    id INTEGER PRIMARY KEY AUTOINCREMENT, event BLOB NOT NULL, published INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS processed (
     consumer TEXT NOT NULL, event_id TEXT NOT NULL, PRIMARY KEY (consumer, event_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS idempotency (
@@ -66,9 +67,11 @@ CREATE TABLE IF NOT EXISTS dlq_redrives (entry_id TEXT PRIMARY KEY, at TEXT NOT 
 """
 
 
-class SqliteStore:
+class SqliteStore(SqliteFeed):
     def __init__(self, path: Path | str):
         self.db = SqliteDatabase(path, SCHEMA)
+        with self.db.write() as conn:
+            migrate(conn)
 
     # -- unit of work ------------------------------------------------------------
     def commit(self, changes: Changes) -> None:
@@ -266,12 +269,14 @@ class SqliteStore:
 
     # -- outbox ------------------------------------------------------------------------
     def pending_outbox(self, limit: int) -> list[OutboxRecord]:
-        rows = self.db.conn().execute("SELECT id, event FROM outbox ORDER BY id LIMIT ?", (limit,)).fetchall()
+        rows = self.db.conn().execute("SELECT id, event FROM outbox WHERE published = 0 ORDER BY id LIMIT ?",
+                                      (limit,)).fetchall()
         return [OutboxRecord(r[0], Event.from_dict(orjson.loads(r[1]))) for r in rows]
 
     def mark_published(self, ids: Sequence[int]) -> None:
         with self.db.write() as conn:
-            conn.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in ids])
+            conn.executemany("UPDATE outbox SET published = 1 WHERE id=?", [(i,) for i in ids])
+            conn.execute(PRUNE)  # kept only while a change-feed reader still needs them
 
     # -- tenants -----------------------------------------------------------------------
     def put_tenant(self, tenant: dict[str, Any]) -> None:

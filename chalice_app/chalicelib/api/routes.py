@@ -14,6 +14,7 @@ import orjson
 from chalice import Blueprint, Response
 from opentelemetry.trace import SpanKind
 
+from .. import reporting
 from ..runtime.bootstrap import get_platform
 from ..schemas import schemas_dir
 from ..security.logfilter import mask_pans
@@ -172,3 +173,10 @@ def create_refund(svc: PaymentService, request: Any, tenant_id: str, corr: str, 
 @endpoint()
 def balances(svc: PaymentService, request: Any, tenant_id: str, corr: str) -> Reply:
     return svc.balances(tenant_id)
+
+
+@api.route("/v1/reports/summary", methods=["GET"])
+@endpoint()
+def report_summary(svc: PaymentService, request: Any, tenant_id: str, corr: str) -> Reply:
+    """The caller's own aggregates, kept by the reporting consumer of the change feed."""
+    return Reply(200, orjson.dumps(reporting.summary(svc.p.store.report_counters(tenant_id))), {})
