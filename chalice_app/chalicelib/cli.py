@@ -203,17 +203,14 @@ def cmd_dlq_redrive(args: argparse.Namespace) -> int:
 # -- audit -----------------------------------------------------------------------------
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from .security import audit
-    log = audit.audit_log(platform())
-    tenants = [args.tenant] if args.tenant else log.tenants()
-    results = [audit.verify_tenant(log, t) for t in tenants]
-    report = {"tenants": len(results), "entries": sum(r["entries"] for r in results),
-              "ok": all(r["ok"] for r in results), "results": results}
+    report = audit.verify(platform(), args.tenant)
 
     def render(r: dict) -> None:
         for x in r["results"]:
-            console.print(f"{x['tenant_id']}: {x['entries']} entries "
-                          + ("[green]chain intact[/]" if x["ok"] else f"[red]{x['problem']}[/]"))
-        console.print(f"{r['tenants']} tenants, {r['entries']} entries: " + ("ok" if r["ok"] else "[red]TAMPERED[/]"))
+            console.print(f"{x['tenant_id']}: {x['entries']} entries, {x['pending']} state changes not yet chained "
+                          + ("[green]chain intact[/]" if x["ok"] else f"[red]entry {x['entry']}: {x['problem']}[/]"))
+        console.print(f"{r['tenants']} tenants, {r['entries']} entries, {r['pending']} pending: "
+                      + ("ok" if r["ok"] else "[red]TAMPERED[/]"))
     emit(args, report, render)
     return 0 if report["ok"] else 1
 

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from chalicelib.adapters import sqlite_bus
+from chalicelib.adapters.sqlite_audit import SqliteAuditLog
 from chalicelib.adapters.local_keyring import DecryptionError, LocalKeyring
 from chalicelib.adapters.sqlite_bus import SqliteBus
 from chalicelib.adapters.sqlite_store import SqliteStore
 from chalicelib.ports import OutRecord
 
+from .audit_contract import AuditLogContract
 from .bus_contract import EventBusContract
 from .coordination_contract import StoreCoordinationContract
 from .keys_contract import KeyServiceContract
@@ -22,6 +24,11 @@ class TestSqliteStore(PaymentStoreContract, StoreCoordinationContract):
 class TestSqliteTenantDirectory(TenantDirectoryContract):
     def make_tenants(self, tmp_path):
         return SqliteStore(tmp_path / "store.db")
+
+
+class TestSqliteAuditLog(AuditLogContract):
+    def make_audit(self, tmp_path, signer):
+        return SqliteAuditLog(tmp_path / "audit.db", signer)
 
 
 class TestSqliteBus(EventBusContract):

@@ -20,8 +20,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..config import STATUS_INDEX, TTL_ATTRIBUTE
 from ..domain.events import Event
 from ..domain.payment import Payment
-from ..ports import (AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConflict, IdempotencyRecord,
-                     OutboxRecord, Reminder)
+from ..ports import (AlreadyExists, AlreadyProcessed, AuditPending, Changes, ConcurrencyConflict,
+                     IdempotencyRecord, OutboxRecord, Reminder)
 from . import dynamodb_layout as L
 from .dynamodb_tenants import TenantItems
 from .dynamodb_writes import UnitOfWork
@@ -313,6 +313,25 @@ class DynamoStore(TenantItems):
     def mark_published(self, ids: Sequence[int]) -> None:
         """Delete the outbox items (deleting one already gone is fine: relays retry)."""
         self._batch_write([{"DeleteRequest": {"Key": L.outbox_key(i)}} for i in dict.fromkeys(ids)])
+
+    # -- state-change audit rows (chained by security/audit.chain_pending) -----------------
+    def _audit_queue(self, limit: int | None) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        for shard in range(L.AUDIT_SHARDS):
+            items += self._partition(f"_auditq#{shard}", limit=limit)
+        return sorted(items, key=lambda i: i["sk"]["S"])
+
+    def pending_audit(self, limit: int) -> list[AuditPending]:
+        """Oldest first across the queue partitions (ids are time-ordered)."""
+        return [AuditPending(int(i["id"]["N"]), i["tenant_id"]["S"], i["source"]["S"], orjson.loads(i["body"]["S"]))
+                for i in self._audit_queue(limit)[:limit]]
+
+    def mark_audited(self, ids: Sequence[int]) -> None:
+        self._batch_write([{"DeleteRequest": {"Key": L.audit_queue_key(i)}} for i in dict.fromkeys(ids)])
+
+    def pending_audit_count(self, tenant_id: str) -> int:
+        """An admin check (payctl audit verify): the queue is short while the chainer runs."""
+        return sum(1 for i in self._audit_queue(None) if i["tenant_id"]["S"] == tenant_id)
 
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
         for start in range(0, len(requests), 25):

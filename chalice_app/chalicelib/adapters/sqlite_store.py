@@ -13,8 +13,9 @@ import orjson
 
 from ..domain.events import Event
 from ..domain.payment import Payment
-from ..ports import (AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConflict,
+from ..ports import (AlreadyExists, AlreadyProcessed, AuditPending, Changes, ConcurrencyConflict,
                      IdempotencyRecord, OutboxRecord, Reminder)
+from ..security.state_audit import rows_for
 from .cursors import decode_cursor, encode_cursor
 from .sqlite_base import SqliteDatabase
 
@@ -59,6 +60,9 @@ CREATE TABLE IF NOT EXISTS tenants (tenant_id TEXT PRIMARY KEY, body BLOB NOT NU
 CREATE TABLE IF NOT EXISTS api_keys (
     key_hash TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, prefix TEXT NOT NULL,
     created_at TEXT NOT NULL, revoked_at TEXT) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_pending (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, tenant_id TEXT NOT NULL, source TEXT NOT NULL, body BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_pending_by_tenant ON audit_pending (tenant_id);
 CREATE TABLE IF NOT EXISTS dlq_redrives (entry_id TEXT PRIMARY KEY, at TEXT NOT NULL) WITHOUT ROWID;
 """
 
@@ -69,8 +73,9 @@ class SqliteStore:
 
     # -- unit of work ------------------------------------------------------------
     def commit(self, changes: Changes) -> None:
-        """Write state, timeline, outbox, dedupe marker, ledger and idempotency at once."""
+        """Write state, timeline, audit rows, outbox, dedupe marker, ledger and idempotency at once."""
         p = changes.payment
+        audit_rows = rows_for(changes)
         try:
             with self.db.write() as conn:
                 if changes.processed:
@@ -79,6 +84,8 @@ class SqliteStore:
                         raise AlreadyProcessed(f"{changes.processed[0]} already processed {changes.processed[1]}")
                 if p is not None:
                     self._write_payment(conn, p, changes.expected_version)
+                    conn.executemany("INSERT INTO audit_pending (tenant_id, source, body) VALUES (?, ?, ?)",
+                                     [(t, src, orjson.dumps(body)) for t, src, body in audit_rows])
                 if changes.events:
                     conn.executemany("INSERT INTO outbox (event) VALUES (?)",
                                      [(orjson.dumps(e.to_dict()),) for e in changes.events])
@@ -262,6 +269,21 @@ class SqliteStore:
     def mark_published(self, ids: Sequence[int]) -> None:
         with self.db.write() as conn:
             conn.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in ids])
+
+    # -- state-change audit rows (chained by security/audit.chain_pending) ------------------
+    def pending_audit(self, limit: int) -> list[AuditPending]:
+        rows = self.db.conn().execute("SELECT id, tenant_id, source, body FROM audit_pending ORDER BY id LIMIT ?",
+                                      (limit,)).fetchall()
+        return [AuditPending(r[0], r[1], r[2], orjson.loads(r[3])) for r in rows]
+
+    def mark_audited(self, ids: Sequence[int]) -> None:
+        with self.db.write() as conn:
+            conn.executemany("DELETE FROM audit_pending WHERE id=?", [(i,) for i in ids])
+
+    def pending_audit_count(self, tenant_id: str) -> int:
+        (n,) = self.db.conn().execute("SELECT COUNT(*) FROM audit_pending WHERE tenant_id=?",
+                                      (tenant_id,)).fetchone()
+        return n
 
     # -- tenants -----------------------------------------------------------------------
     def put_tenant(self, tenant: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from ..schemas import schemas_dir
 from ..security.logfilter import mask_pans
 from ..security.ratelimit import limiter_for, retry_after
 from ..service import ApiError, PaymentService, Reply
-from ..tenancy import authenticate
+from ..tenancy import authenticate_caller
 
 api = Blueprint(__name__)
 log = logging.getLogger("payments.api")
@@ -67,16 +67,17 @@ def endpoint(authenticated: bool = True) -> Callable:
                 if request.method == "POST" and not _is_json((request.headers or {}).get("content-type")):
                     raise ApiError(415, "Unsupported media type", "send the request body as application/json")
                 platform = get_platform()
-                tenant_id = None
+                tenant_id = actor = None
                 if authenticated:
-                    tenant_id = authenticate(platform, (request.headers or {}).get("authorization"))
-                    if tenant_id is None:
+                    caller = authenticate_caller(platform, (request.headers or {}).get("authorization"))
+                    if caller is None:
                         raise ApiError(401, "Unauthorized", "a valid API key is required: Authorization: Bearer <key>")
+                    tenant_id, actor = caller[0], f"api:{caller[1]}"
                     wait = limiter_for(platform).take(tenant_id)
                     if wait > 0:
                         raise ApiError(429, "Too many requests", "this tenant's request rate is over its limit; "
                                        "retry after the Retry-After seconds", retry_after_s=retry_after(wait))
-                return _render(fn(PaymentService(platform), request, tenant_id, corr, **params), corr)
+                return _render(fn(PaymentService(platform, actor), request, tenant_id, corr, **params), corr)
             except ApiError as e:
                 return problem(e.status, e.title, e.detail, corr, **e.extra)
             except Exception:  # noqa: BLE001 - never leak a stack trace to a client

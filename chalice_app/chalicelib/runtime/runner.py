@@ -24,6 +24,7 @@ from .. import reconciliation
 from ..clock import iso
 from . import dlq
 from .msk import build_event, iter_records, parse_item_identifier
+from ..security import audit
 from .relay import relay_once
 
 log = logging.getLogger("payments.runner")
@@ -116,8 +117,9 @@ class Runner:
         self._housekept = 0.0
 
     def relay_step(self) -> int:
-        """Outbox relay, and now and then a purge of expired idempotency keys."""
+        """Outbox relay, the audit chainer, and now and then a purge of expired idempotency keys."""
         done = relay_once(self.platform.store, self.platform.bus)
+        done += audit.chain_pending(self.platform)
         if time.monotonic() - self._housekept > self.HOUSEKEEPING_S:
             self._housekept = time.monotonic()
             self.platform.store.purge_expired_idempotency(int(self.platform.clock.now().timestamp()))
