@@ -200,6 +200,17 @@ def cmd_dlq_redrive(args: argparse.Namespace) -> int:
     return 0 if report["redriven"] or not args.id else 1
 
 
+# -- PSP credentials -------------------------------------------------------------------
+def cmd_psp_seal(args: argparse.Namespace) -> int:
+    from .connectors import seal_credential
+    credential = sys.stdin.readline().strip()  # stdin, not argv: no credential in shell history or ps
+    if not credential:
+        raise CliError("give the PSP credential on stdin")
+    sealed = {"name": args.name, "api_key_enc": seal_credential(platform().keys, credential)}
+    emit(args, sealed, lambda r: console.print(f'"api_key_enc": "{r["api_key_enc"]}"'))
+    return 0
+
+
 # -- audit -----------------------------------------------------------------------------
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from .security import audit
@@ -327,6 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
     v = audit_cmd.add_parser("verify", parents=[common], help="check every tenant's chain; names a broken entry")
     v.add_argument("--tenant")
     v.set_defaults(fn=cmd_audit_verify)
+
+    psp = sub.add_parser("psp", help="PSP connectors").add_subparsers(dest="sub", required=True)
+    s = psp.add_parser("seal", parents=[common], help="encrypt a PSP credential (read from stdin) for PSP_CONFIG")
+    s.add_argument("name")
+    s.set_defaults(fn=cmd_psp_seal)
 
     sub.add_parser("states", parents=[common], help="the state machine (mermaid)").set_defaults(fn=cmd_states)
     return parser
