@@ -263,3 +263,10 @@ def test_the_chainer_refuses_to_extend_a_forged_head(paid, capsys):
     assert len(audit.audit_log(stack.platform).rows(tid)) == n
     code, result = _verify(capsys, tid)
     assert code == 1 and result["pending"] == 1 and "MAC" in result["problem"]
+
+
+def test_a_tenants_whole_chain_removed_is_caught(history, capsys):
+    _tamper(history, "DELETE FROM audit WHERE tenant_id=?", history.tenant_id)
+    _tamper(history, "DELETE FROM audit_heads WHERE tenant_id=?", history.tenant_id)
+    code, result = _verify(capsys, history.tenant_id)
+    assert code == 1 and result["entry"] == 1 and "no audit entries" in result["problem"]

@@ -33,8 +33,11 @@ MAC_KEY_OWNER = "_audit"  # KeyService owner of the head-MAC key (tenant ids sta
 MAC_KEY_META = "head-mac-key"
 
 
-def verify_tenant(audit: AuditLog, tenant_id: str, pending: int = 0) -> dict[str, Any]:
-    """{"tenant_id", "entries", "pending", "ok", "problem", "entry"}: the first entry that breaks, named."""
+def verify_tenant(audit: AuditLog, tenant_id: str, pending: int = 0, known: bool = False) -> dict[str, Any]:
+    """{"tenant_id", "entries", "pending", "ok", "problem", "entry"}: the first entry that breaks, named.
+
+    `known`: the tenant is in the tenant directory, so its chain cannot be empty (its creation
+    is its first entry): an empty chain then means the whole chain was removed."""
     previous, expected = GENESIS, 1
     rows = audit.rows(tenant_id)
 
@@ -62,6 +65,8 @@ def verify_tenant(audit: AuditLog, tenant_id: str, pending: int = 0) -> dict[str
     if head is None:
         if rows:
             return bad(last, f"the head is missing: entries after {last} may have been removed")
+        if known:
+            return bad(1, "the tenant has no audit entries at all: its chain was removed (entry 1 is missing)")
     else:
         try:
             signed = audit.signer.valid(tenant_id, head[0], head[1], head[2])
@@ -78,9 +83,9 @@ def verify_tenant(audit: AuditLog, tenant_id: str, pending: int = 0) -> dict[str
 def verify(platform: Any, tenant_id: str | None = None) -> dict[str, Any]:
     """Every tenant's chain (or one), with the state changes not yet chained."""
     audit = audit_log(platform)
-    tenants = [tenant_id] if tenant_id else sorted(set(audit.tenants())
-                                                   | {t["tenant_id"] for t in platform.tenants.list_tenants()})
-    results = [verify_tenant(audit, t, platform.store.pending_audit_count(t)) for t in tenants]
+    known = {t["tenant_id"] for t in platform.tenants.list_tenants()}
+    tenants = [tenant_id] if tenant_id else sorted(set(audit.tenants()) | known)
+    results = [verify_tenant(audit, t, platform.store.pending_audit_count(t), t in known) for t in tenants]
     return {"tenants": len(results), "entries": sum(r["entries"] for r in results),
             "pending": sum(r["pending"] for r in results), "ok": all(r["ok"] for r in results), "results": results}
 
