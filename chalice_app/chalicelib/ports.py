@@ -163,6 +163,11 @@ class PaymentStore(Protocol):
     def mark_published(self, ids: Sequence[int]) -> None:
         """Forget outbox records that reached the bus."""
 
+    def count_request(self, tenant_id: str, window: int, limit: int, expires_at: int) -> bool:
+        """Count one API request of the tenant in fixed window `window`, atomically across processes;
+        False (nothing counted) when `limit` are counted there already. Counters may be lost on a
+        power cut and expire after `expires_at` (epoch seconds)."""
+
     def pending_audit(self, limit: int) -> list[AuditPending]:
         """State-change audit rows committed but not yet chained, oldest first (across tenants)."""
 

@@ -365,3 +365,32 @@ class PaymentStoreContract(KnownBugs):
         assert [r.body["subject"] for r in store.pending_audit(100)] == [b.payment_id]
         assert store.pending_audit_count("ten_a") == 0 and store.pending_audit_count("ten_b") == 1
         assert a.payment_id != b.payment_id
+
+    # -- shared rate limit ---------------------------------------------------------------
+    def test_count_request_admits_limit_per_tenant_and_window_across_instances(self, store, tmp_path):
+        other = self.make_store(tmp_path)
+        assert [s.count_request("ten_a", 100, 3, 2_000) for s in (store, other, store, other)] == [
+            True, True, True, False]
+        assert store.count_request("ten_b", 100, 3, 2_000)  # per tenant
+        assert other.count_request("ten_a", 101, 3, 2_000)  # per window
+        close_quietly(other)
+
+    def test_count_request_is_atomic_under_concurrency(self, store, tmp_path):
+        import threading
+        stores = [store] + [self.make_store(tmp_path) for _ in range(3)]
+        admitted: list[bool] = []
+        lock = threading.Lock()
+
+        def hammer(s) -> None:
+            for _ in range(10):
+                ok = s.count_request("ten_a", 7, 25, 2_000)
+                with lock:
+                    admitted.append(ok)
+        threads = [threading.Thread(target=hammer, args=(s,)) for s in stores]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(admitted) == 40 and admitted.count(True) == 25
+        for s in stores[1:]:
+            close_quietly(s)

@@ -314,6 +314,24 @@ class DynamoStore(TenantItems):
         """Delete the outbox items (deleting one already gone is fine: relays retry)."""
         self._batch_write([{"DeleteRequest": {"Key": L.outbox_key(i)}} for i in dict.fromkeys(ids)])
 
+    # -- shared rate limit ----------------------------------------------------------------
+    def count_request(self, tenant_id: str, window: int, limit: int, expires_at: int) -> bool:
+        """One conditional ADD on the tenant's window item (TTL removes old windows)."""
+        try:
+            self.client.update_item(
+                TableName=self.table, Key=_key(f"{tenant_id}#rate", f"{window:012d}"),
+                UpdateExpression="ADD #n :one SET #exp = :exp",
+                ConditionExpression="attribute_not_exists(#n) OR #n < :limit",
+                ExpressionAttributeNames={"#n": "n", "#exp": TTL_ATTRIBUTE},
+                ExpressionAttributeValues={":one": N(1), ":limit": N(limit), ":exp": N(expires_at)})
+            return True
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise StoreUnavailable(f"DynamoDB count_request on {self.table}: {e}") from None
+        except BotoCoreError as e:
+            raise StoreUnavailable(f"DynamoDB count_request on {self.table}: {e}") from e
+
     # -- state-change audit rows (chained by security/audit.chain_pending) -----------------
     def _audit_queue(self, limit: int | None) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []

@@ -12,6 +12,7 @@ dynamodb:LeadingKeys can confine a tenant's role to "<tenant_id>#*".
     <t>#idem#<key>          idem             API idempotency record (TTL attribute expires_at)
     <t>#vault#<token>       secret           card / IBAN ciphertext
     <t>#balance             <acct>#<cur>     running ledger balance (ADD in the posting's transaction)
+    <t>#rate                <window>         API requests counted in a rate-limit window (TTL expires_at)
     <t>#tenant              tenant           tenant configuration (gsi1: _tenants / <t>)
     <t>#datakey             datakey          the tenant's KMS-wrapped data key (adapters/kms.py)
 

@@ -65,11 +65,17 @@ CREATE TABLE IF NOT EXISTS audit_pending (
 CREATE INDEX IF NOT EXISTS audit_pending_by_tenant ON audit_pending (tenant_id);
 CREATE TABLE IF NOT EXISTS dlq_redrives (entry_id TEXT PRIMARY KEY, at TEXT NOT NULL) WITHOUT ROWID;
 """
+RATE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rate_windows (tenant_id TEXT NOT NULL, win INTEGER NOT NULL, n INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL, PRIMARY KEY (tenant_id, win)) WITHOUT ROWID;
+"""
 
 
 class SqliteStore:
     def __init__(self, path: Path | str):
         self.db = SqliteDatabase(path, SCHEMA)
+        # Rate-limit counters: a write per API request, so a file of their own without fsync.
+        self.rates = SqliteDatabase(Path(path).with_name(Path(path).stem + "-ratelimit.db"), RATE_SCHEMA, "OFF")
 
     # -- unit of work ------------------------------------------------------------
     def commit(self, changes: Changes) -> None:
@@ -269,6 +275,15 @@ class SqliteStore:
     def mark_published(self, ids: Sequence[int]) -> None:
         with self.db.write() as conn:
             conn.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in ids])
+
+    # -- shared rate limit ----------------------------------------------------------------
+    def count_request(self, tenant_id: str, window: int, limit: int, expires_at: int) -> bool:
+        with self.rates.write() as conn:
+            cur = conn.execute("INSERT INTO rate_windows VALUES (?, ?, 1, ?) ON CONFLICT (tenant_id, win)"
+                               " DO UPDATE SET n = n + 1 WHERE n < ?", (tenant_id, window, expires_at, limit))
+            if window % 64 == 0:  # now and then, forget windows long gone
+                conn.execute("DELETE FROM rate_windows WHERE expires_at < ?", (expires_at - 3600,))
+            return cur.rowcount == 1
 
     # -- state-change audit rows (chained by security/audit.chain_pending) ------------------
     def pending_audit(self, limit: int) -> list[AuditPending]:
