@@ -20,9 +20,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..config import STATUS_INDEX, TTL_ATTRIBUTE
 from ..domain.events import Event
 from ..domain.payment import Payment
-from ..ports import (AlreadyExists, AlreadyProcessed, AuditPending, Changes, ConcurrencyConflict,
+from ..ports import (AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConflict,
                      IdempotencyRecord, OutboxRecord, Reminder)
 from . import dynamodb_layout as L
+from .dynamodb_security import SecurityItems
 from .dynamodb_tenants import TenantItems
 from .dynamodb_writes import UnitOfWork
 from .cursors import decode_cursor, encode_cursor
@@ -40,7 +41,7 @@ def _key(pk: str, sk: str) -> dict[str, dict[str, str]]:
     return {"pk": S(pk), "sk": S(sk)}
 
 
-class DynamoStore(TenantItems):
+class DynamoStore(TenantItems, SecurityItems):
     """PaymentStore and TenantDirectory on `table` through a low-level boto3 DynamoDB client.
 
     `outbox_grace_s` > 0 makes pending_outbox() return only records older than
@@ -313,43 +314,6 @@ class DynamoStore(TenantItems):
     def mark_published(self, ids: Sequence[int]) -> None:
         """Delete the outbox items (deleting one already gone is fine: relays retry)."""
         self._batch_write([{"DeleteRequest": {"Key": L.outbox_key(i)}} for i in dict.fromkeys(ids)])
-
-    # -- shared rate limit ----------------------------------------------------------------
-    def count_request(self, tenant_id: str, window: int, limit: int, expires_at: int) -> bool:
-        """One conditional ADD on the tenant's window item (TTL removes old windows)."""
-        try:
-            self.client.update_item(
-                TableName=self.table, Key=_key(f"{tenant_id}#rate", f"{window:012d}"),
-                UpdateExpression="ADD #n :one SET #exp = :exp",
-                ConditionExpression="attribute_not_exists(#n) OR #n < :limit",
-                ExpressionAttributeNames={"#n": "n", "#exp": TTL_ATTRIBUTE},
-                ExpressionAttributeValues={":one": N(1), ":limit": N(limit), ":exp": N(expires_at)})
-            return True
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise StoreUnavailable(f"DynamoDB count_request on {self.table}: {e}") from None
-        except BotoCoreError as e:
-            raise StoreUnavailable(f"DynamoDB count_request on {self.table}: {e}") from e
-
-    # -- state-change audit rows (chained by security/audit.chain_pending) -----------------
-    def _audit_queue(self, limit: int | None) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        for shard in range(L.AUDIT_SHARDS):
-            items += self._partition(f"_auditq#{shard}", limit=limit)
-        return sorted(items, key=lambda i: i["sk"]["S"])
-
-    def pending_audit(self, limit: int) -> list[AuditPending]:
-        """Oldest first across the queue partitions (ids are time-ordered)."""
-        return [AuditPending(int(i["id"]["N"]), i["tenant_id"]["S"], i["source"]["S"], orjson.loads(i["body"]["S"]))
-                for i in self._audit_queue(limit)[:limit]]
-
-    def mark_audited(self, ids: Sequence[int]) -> None:
-        self._batch_write([{"DeleteRequest": {"Key": L.audit_queue_key(i)}} for i in dict.fromkeys(ids)])
-
-    def pending_audit_count(self, tenant_id: str) -> int:
-        """An admin check (payctl audit verify): the queue is short while the chainer runs."""
-        return sum(1 for i in self._audit_queue(None) if i["tenant_id"]["S"] == tenant_id)
 
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
         for start in range(0, len(requests), 25):

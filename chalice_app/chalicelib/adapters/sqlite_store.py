@@ -13,11 +13,12 @@ import orjson
 
 from ..domain.events import Event
 from ..domain.payment import Payment
-from ..ports import (AlreadyExists, AlreadyProcessed, AuditPending, Changes, ConcurrencyConflict,
+from ..ports import (AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConflict,
                      IdempotencyRecord, OutboxRecord, Reminder)
 from ..security.state_audit import rows_for
 from .cursors import decode_cursor, encode_cursor
 from .sqlite_base import SqliteDatabase
+from .sqlite_security import RATE_SCHEMA, SecurityRows
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS payments (
@@ -65,13 +66,9 @@ CREATE TABLE IF NOT EXISTS audit_pending (
 CREATE INDEX IF NOT EXISTS audit_pending_by_tenant ON audit_pending (tenant_id);
 CREATE TABLE IF NOT EXISTS dlq_redrives (entry_id TEXT PRIMARY KEY, at TEXT NOT NULL) WITHOUT ROWID;
 """
-RATE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS rate_windows (tenant_id TEXT NOT NULL, win INTEGER NOT NULL, n INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL, PRIMARY KEY (tenant_id, win)) WITHOUT ROWID;
-"""
 
 
-class SqliteStore:
+class SqliteStore(SecurityRows):
     def __init__(self, path: Path | str):
         self.db = SqliteDatabase(path, SCHEMA)
         # Rate-limit counters: a write per API request, so a file of their own without fsync.
@@ -275,30 +272,6 @@ class SqliteStore:
     def mark_published(self, ids: Sequence[int]) -> None:
         with self.db.write() as conn:
             conn.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in ids])
-
-    # -- shared rate limit ----------------------------------------------------------------
-    def count_request(self, tenant_id: str, window: int, limit: int, expires_at: int) -> bool:
-        with self.rates.write() as conn:
-            cur = conn.execute("INSERT INTO rate_windows VALUES (?, ?, 1, ?) ON CONFLICT (tenant_id, win)"
-                               " DO UPDATE SET n = n + 1 WHERE n < ?", (tenant_id, window, expires_at, limit))
-            if window % 64 == 0:  # now and then, forget windows long gone
-                conn.execute("DELETE FROM rate_windows WHERE expires_at < ?", (expires_at - 3600,))
-            return cur.rowcount == 1
-
-    # -- state-change audit rows (chained by security/audit.chain_pending) ------------------
-    def pending_audit(self, limit: int) -> list[AuditPending]:
-        rows = self.db.conn().execute("SELECT id, tenant_id, source, body FROM audit_pending ORDER BY id LIMIT ?",
-                                      (limit,)).fetchall()
-        return [AuditPending(r[0], r[1], r[2], orjson.loads(r[3])) for r in rows]
-
-    def mark_audited(self, ids: Sequence[int]) -> None:
-        with self.db.write() as conn:
-            conn.executemany("DELETE FROM audit_pending WHERE id=?", [(i,) for i in ids])
-
-    def pending_audit_count(self, tenant_id: str) -> int:
-        (n,) = self.db.conn().execute("SELECT COUNT(*) FROM audit_pending WHERE tenant_id=?",
-                                      (tenant_id,)).fetchone()
-        return n
 
     # -- tenants -----------------------------------------------------------------------
     def put_tenant(self, tenant: dict[str, Any]) -> None:
