@@ -14,6 +14,7 @@ from chalicelib.config import OUTBOX_STREAM_ARN
 from chalicelib.runtime.bootstrap import get_platform
 from chalicelib.runtime.handler import handle_batch
 from chalicelib.runtime.relay import relay_stream_records
+from chalicelib.security import audit
 from chalicelib.stages import STAGES
 from chalicelib.telemetry import tracing
 
@@ -87,8 +88,10 @@ def notification(event, context):
 
 @app.schedule("rate(1 minute)", name="reconciliation")
 def reconcile_unknown_outcomes(event):
-    """Status checks of unknown PSP outcomes that are due (see chalicelib/reconciliation.py)."""
-    return {"handled": reconciliation.run_due(get_platform(), limit=500)}
+    """Status checks of unknown PSP outcomes that are due (see chalicelib/reconciliation.py), then
+    the audit chainer: committed payment state changes into their tenants' hash chains."""
+    platform = get_platform()
+    return {"handled": reconciliation.run_due(platform, limit=500), "audited": audit.chain_all(platform)}
 
 
 @app.on_dynamodb_record(stream_arn=os.environ.get(OUTBOX_STREAM_ARN) or LOCAL_STREAM_ARN, batch_size=100,

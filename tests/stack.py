@@ -173,6 +173,16 @@ def stop_local(stack: LocalStack) -> None:
             stack.proc.wait(30)
         except subprocess.TimeoutExpired:
             stack.proc.kill()
+    # Kept with the run's data, so the PAN scan reads what the stack printed too.
+    (stack.data / "logs").mkdir(parents=True, exist_ok=True)
+    (stack.data / "logs" / "stack-output.log").write_text(without_usage_banner(stack.output))
+
+
+def without_usage_banner(lines: list[str]) -> str:
+    """The stack's output minus the printed `curl` example (README's documented test card, not data)."""
+    text = "".join(lines)
+    start, end = text.find("Try it:"), text.find("Ctrl-C stops everything.")
+    return text[:start] + text[end:] if 0 <= start < end else text
 
 
 def logs_of(data: Path) -> str:

@@ -231,20 +231,28 @@ def cmd_dlq_redrive(args: argparse.Namespace) -> int:
     return 0 if report["redriven"] or not args.id else 1
 
 
+# -- PSP credentials -------------------------------------------------------------------
+def cmd_psp_seal(args: argparse.Namespace) -> int:
+    from .connectors import seal_credential
+    credential = sys.stdin.readline().strip()  # stdin, not argv: no credential in shell history or ps
+    if not credential:
+        raise CliError("give the PSP credential on stdin")
+    sealed = {"name": args.name, "api_key_enc": seal_credential(platform().keys, credential)}
+    emit(args, sealed, lambda r: console.print(f'"api_key_enc": "{r["api_key_enc"]}"'))
+    return 0
+
+
 # -- audit -----------------------------------------------------------------------------
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from .security import audit
-    log = audit.audit_log(platform())
-    tenants = [args.tenant] if args.tenant else log.tenants()
-    results = [audit.verify_tenant(log, t) for t in tenants]
-    report = {"tenants": len(results), "entries": sum(r["entries"] for r in results),
-              "ok": all(r["ok"] for r in results), "results": results}
+    report = audit.verify(platform(), args.tenant)
 
     def render(r: dict) -> None:
         for x in r["results"]:
-            console.print(f"{x['tenant_id']}: {x['entries']} entries "
-                          + ("[green]chain intact[/]" if x["ok"] else f"[red]{x['problem']}[/]"))
-        console.print(f"{r['tenants']} tenants, {r['entries']} entries: " + ("ok" if r["ok"] else "[red]TAMPERED[/]"))
+            console.print(f"{x['tenant_id']}: {x['entries']} entries, {x['pending']} state changes not yet chained "
+                          + ("[green]chain intact[/]" if x["ok"] else f"[red]entry {x['entry']}: {x['problem']}[/]"))
+        console.print(f"{r['tenants']} tenants, {r['entries']} entries, {r['pending']} pending: "
+                      + ("ok" if r["ok"] else "[red]TAMPERED[/]"))
     emit(args, report, render)
     return 0 if report["ok"] else 1
 
@@ -367,6 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
     v = audit_cmd.add_parser("verify", parents=[common], help="check every tenant's chain; names a broken entry")
     v.add_argument("--tenant")
     v.set_defaults(fn=cmd_audit_verify)
+
+    psp = sub.add_parser("psp", help="PSP connectors").add_subparsers(dest="sub", required=True)
+    s = psp.add_parser("seal", parents=[common], help="encrypt a PSP credential (read from stdin) for PSP_CONFIG")
+    s.add_argument("name")
+    s.set_defaults(fn=cmd_psp_seal)
 
     sub.add_parser("states", parents=[common], help="the state machine (mermaid)").set_defaults(fn=cmd_states)
     return parser

@@ -79,6 +79,10 @@ class Changes:
     idempotency: IdempotencyRecord | None = None
     secrets: list[tuple[str, str, bytes]] = field(default_factory=list)  # (tenant, token, ciphertext)
     reminders: list[Reminder] = field(default_factory=list)  # set (due_at) or clear (None) per payment
+    # Who made the payment's state change (a stage or an API key) and under which correlation id:
+    # the commit writes one unchained audit row per change (security/state_audit.py), chained later.
+    actor: str | None = None
+    correlation_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,15 @@ class ReportDelta:
 class OutboxRecord:
     id: int
     event: Event
+
+
+@dataclass(frozen=True)
+class AuditPending:
+    """A payment state change committed with the state, not yet in the tenant's hash chain."""
+    id: int
+    tenant_id: str
+    source: str  # "<payment_id>@<version>#<i>": unique per tenant, so chaining twice is detectable
+    body: dict[str, Any]
 
 
 class PaymentStore(Protocol):
@@ -172,6 +185,19 @@ class PaymentStore(Protocol):
 
     def report_counters(self, tenant_id: str) -> dict[str, int]:
         """The tenant's report counters ({} before its first change)."""
+    def count_request(self, tenant_id: str, window: int, limit: int, expires_at: int) -> bool:
+        """Count one API request of the tenant in fixed window `window`, atomically across processes;
+        False (nothing counted) when `limit` are counted there already. Counters may be lost on a
+        power cut and expire after `expires_at` (epoch seconds)."""
+
+    def pending_audit(self, limit: int) -> list[AuditPending]:
+        """State-change audit rows committed but not yet chained, oldest first (across tenants)."""
+
+    def mark_audited(self, ids: Sequence[int]) -> None:
+        """Forget audit rows now in the hash chain."""
+
+    def pending_audit_count(self, tenant_id: str) -> int:
+        """How many of the tenant's state-change rows wait for the chainer (payctl audit verify)."""
 
 
 class TenantDirectory(Protocol):
@@ -201,6 +227,39 @@ class TenantDirectory(Protocol):
 
     def redriven_ids(self) -> set[str]:
         """DLQ entry ids already re-injected."""
+
+
+# -- audit log ---------------------------------------------------------------------
+class AuditTampered(Exception):
+    """The stored audit head does not verify: refuse to extend a chain someone rewrote."""
+
+
+class AuditLog(Protocol):
+    """Append-only, hash-chained entries per tenant (security/chain.py holds the chain rules)."""
+
+    signer: Any  # security.chain.HeadSigner: signs and checks the head
+
+    def append(self, tenant_id: str, entries: Sequence[tuple[str | None, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Chain (source, body) entries after the tenant's head, in order, all or none.
+
+        An entry whose source is already chained is skipped (a chainer that crashed before
+        forgetting its pending rows runs again); returns the entries added. Raises
+        AuditTampered if the stored head's MAC does not verify."""
+
+    def rows(self, tenant_id: str) -> list[tuple[int, bytes, str]]:
+        """(seq, canonical body, hash) in stored seq order."""
+
+    def head(self, tenant_id: str) -> tuple[int, str, str | None] | None:
+        """(last seq, its hash, MAC of the two), or None before the first entry."""
+
+    def tenants(self) -> list[str]:
+        """Every tenant with entries or a head."""
+
+    def meta(self, name: str) -> bytes | None:
+        """A platform value kept with the log (the wrapped head-MAC key)."""
+
+    def put_meta_if_absent(self, name: str, value: bytes) -> bytes:
+        """Store `value` unless `name` exists; returns what is stored (first writer wins)."""
 
 
 # -- bus -----------------------------------------------------------------------

@@ -83,8 +83,9 @@ def payment_view(p: Payment, timeline: list[dict[str, Any]] | None = None) -> di
 
 
 class PaymentService:
-    def __init__(self, platform: Any):
+    def __init__(self, platform: Any, actor: str | None = None):
         self.p = platform
+        self.actor = actor  # "api:<key id>": named on the audit rows of the state changes it commits
 
     # -- helpers ---------------------------------------------------------------------
     def _now(self) -> str:
@@ -174,7 +175,7 @@ class PaymentService:
                          state="completed", locked_until=0)
         try:
             self.p.store.commit(Changes(payment=payment, events=[event], idempotency=record,
-                                        secrets=[secret_row]))
+                                        secrets=[secret_row], actor=self.actor, correlation_id=correlation_id))
         except AlreadyExists:  # our claim lapsed and another request took the key meanwhile
             found = self.p.store.get_idempotency(tenant_id, claim.key, claim.created_at)
             if found is not None:
@@ -211,7 +212,8 @@ class PaymentService:
                     raise ApiError(422, "Request refused", str(e)) from None
                 try:
                     self.p.store.commit(Changes(payment=payment, expected_version=version, events=[
-                        self._event(payment, t, d, correlation_id) for t, d in events]))
+                        self._event(payment, t, d, correlation_id) for t, d in events],
+                        actor=self.actor, correlation_id=correlation_id))
                     return payment
                 except ConcurrencyConflict:
                     if attempt == 2:

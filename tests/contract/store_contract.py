@@ -384,3 +384,69 @@ class PaymentStoreContract(KnownBugs):
         for t in range(7):
             mine = [i for i in range(130) if i % 7 == t]
             assert store.report_counters(f"ten_{t}") == {"payments": len(mine), "amount:EUR": sum(mine)}
+    # -- state-change audit rows (chained later by security/audit.chain_pending) --------------
+    def test_each_state_change_gets_an_audit_row_in_its_commit(self, store):
+        p = new_payment()
+        store.commit(Changes(payment=p, events=[event_for(p, "payments.initiated")], actor="api:key_1",
+                             correlation_id="corr-create"))
+        p.validate(at(1))
+        p.screen(at(2), "approve", 12, [])
+        store.commit(Changes(payment=p, expected_version=1, actor="stage:risk"))
+        rows = [r for r in store.pending_audit(100) if r.tenant_id == "ten_a"]
+        assert [r.source for r in rows] == [f"{p.payment_id}@1#c", f"{p.payment_id}@2#0", f"{p.payment_id}@2#1"]
+        assert [(r.body["from"], r.body["to"], r.body["version"]) for r in rows] == [
+            (None, "initiated", 1), ("initiated", "validated", 2), ("validated", "screened", 2)]
+        assert [r.body["actor"] for r in rows] == ["api:key_1", "stage:risk", "stage:risk"]
+        assert rows[0].body["correlation_id"] == "corr-create" and rows[1].body["correlation_id"] == "corr-contract"
+        assert all(r.body["subject"] == p.payment_id and r.body["at"] for r in rows)
+        assert len({r.id for r in rows}) == 3 and [r.id for r in rows] == sorted(r.id for r in rows)
+        assert store.pending_audit_count("ten_a") == 3 and store.pending_audit_count("ten_b") == 0
+
+    def test_a_refused_commit_leaves_no_audit_row(self, store):
+        p = self.created(store)
+        before = store.pending_audit(100)
+        p.validate(at(1))
+        with pytest.raises(ConcurrencyConflict):
+            store.commit(Changes(payment=p, expected_version=7, actor="stage:validation"))
+        with pytest.raises(AlreadyExists):
+            store.commit(Changes(payment=new_payment(payment_id=p.payment_id)))
+        assert store.pending_audit(100) == before
+
+    def test_audit_rows_are_forgotten_once_chained(self, store):
+        a, b = self.created(store, "ten_a"), self.created(store, "ten_b")
+        rows = store.pending_audit(100)
+        assert {r.tenant_id for r in rows} == {"ten_a", "ten_b"}
+        store.mark_audited([r.id for r in rows if r.tenant_id == "ten_a"])
+        store.mark_audited([r.id for r in rows if r.tenant_id == "ten_a"])  # again: harmless
+        assert [r.body["subject"] for r in store.pending_audit(100)] == [b.payment_id]
+        assert store.pending_audit_count("ten_a") == 0 and store.pending_audit_count("ten_b") == 1
+        assert a.payment_id != b.payment_id
+
+    # -- shared rate limit ---------------------------------------------------------------
+    def test_count_request_admits_limit_per_tenant_and_window_across_instances(self, store, tmp_path):
+        other = self.make_store(tmp_path)
+        assert [s.count_request("ten_a", 100, 3, 2_000) for s in (store, other, store, other)] == [
+            True, True, True, False]
+        assert store.count_request("ten_b", 100, 3, 2_000)  # per tenant
+        assert other.count_request("ten_a", 101, 3, 2_000)  # per window
+        close_quietly(other)
+
+    def test_count_request_is_atomic_under_concurrency(self, store, tmp_path):
+        import threading
+        stores = [store] + [self.make_store(tmp_path) for _ in range(3)]
+        admitted: list[bool] = []
+        lock = threading.Lock()
+
+        def hammer(s) -> None:
+            for _ in range(10):
+                ok = s.count_request("ten_a", 7, 25, 2_000)
+                with lock:
+                    admitted.append(ok)
+        threads = [threading.Thread(target=hammer, args=(s,)) for s in stores]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(admitted) == 40 and admitted.count(True) == 25
+        for s in stores[1:]:
+            close_quietly(s)

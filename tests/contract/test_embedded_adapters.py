@@ -4,11 +4,13 @@ from __future__ import annotations
 import orjson
 
 from chalicelib.adapters import sqlite_bus
+from chalicelib.adapters.sqlite_audit import SqliteAuditLog
 from chalicelib.adapters.local_keyring import DecryptionError, LocalKeyring
 from chalicelib.adapters.sqlite_bus import SqliteBus
 from chalicelib.adapters.sqlite_store import SqliteStore
 from chalicelib.ports import Changes, OutRecord
 
+from .audit_contract import AuditLogContract
 from .bus_contract import EventBusContract
 from .coordination_contract import StoreCoordinationContract
 from .factories import event_for, new_payment
@@ -25,6 +27,11 @@ class TestSqliteStore(PaymentStoreContract, StoreCoordinationContract):
 class TestSqliteTenantDirectory(TenantDirectoryContract):
     def make_tenants(self, tmp_path):
         return SqliteStore(tmp_path / "store.db")
+
+
+class TestSqliteAuditLog(AuditLogContract):
+    def make_audit(self, tmp_path, signer):
+        return SqliteAuditLog(tmp_path / "audit.db", signer)
 
 
 class TestSqliteBus(EventBusContract):

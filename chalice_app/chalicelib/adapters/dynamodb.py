@@ -20,10 +20,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..config import STATUS_INDEX, TTL_ATTRIBUTE
 from ..domain.events import Event
 from ..domain.payment import Payment
-from ..ports import (AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConflict, IdempotencyRecord,
-                     OutboxRecord, Reminder)
+from ..ports import (AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConflict,
+                     IdempotencyRecord, OutboxRecord, Reminder)
 from . import dynamodb_layout as L
 from .dynamodb_reports import DynamoReports
+from .dynamodb_security import SecurityItems
 from .dynamodb_tenants import TenantItems
 from .dynamodb_writes import UnitOfWork
 from .cursors import decode_cursor, encode_cursor
@@ -41,7 +42,7 @@ def _key(pk: str, sk: str) -> dict[str, dict[str, str]]:
     return {"pk": S(pk), "sk": S(sk)}
 
 
-class DynamoStore(TenantItems, DynamoReports):
+class DynamoStore(TenantItems, DynamoReports, SecurityItems):
     """PaymentStore and TenantDirectory on `table` through a low-level boto3 DynamoDB client.
 
     `outbox_grace_s` > 0 makes pending_outbox() return only records older than

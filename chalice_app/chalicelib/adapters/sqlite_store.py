@@ -15,9 +15,11 @@ from ..domain.events import Event
 from ..domain.payment import Payment
 from ..ports import (AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConflict,
                      IdempotencyRecord, OutboxRecord, Reminder)
+from ..security.state_audit import rows_for
 from .cursors import decode_cursor, encode_cursor
 from .sqlite_base import SqliteDatabase
 from .sqlite_feed import PRUNE, SqliteFeed, migrate
+from .sqlite_security import RATE_SCHEMA, SecurityRows
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS payments (
@@ -63,20 +65,26 @@ CREATE TABLE IF NOT EXISTS tenants (tenant_id TEXT PRIMARY KEY, body BLOB NOT NU
 CREATE TABLE IF NOT EXISTS api_keys (
     key_hash TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, prefix TEXT NOT NULL,
     created_at TEXT NOT NULL, revoked_at TEXT) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_pending (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, tenant_id TEXT NOT NULL, source TEXT NOT NULL, body BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_pending_by_tenant ON audit_pending (tenant_id);
 CREATE TABLE IF NOT EXISTS dlq_redrives (entry_id TEXT PRIMARY KEY, at TEXT NOT NULL) WITHOUT ROWID;
 """
 
 
-class SqliteStore(SqliteFeed):
+class SqliteStore(SqliteFeed, SecurityRows):
     def __init__(self, path: Path | str):
         self.db = SqliteDatabase(path, SCHEMA)
         with self.db.write() as conn:
             migrate(conn)
+        # Rate-limit counters: a write per API request, so a file of their own without fsync.
+        self.rates = SqliteDatabase(Path(path).with_name(Path(path).stem + "-ratelimit.db"), RATE_SCHEMA, "OFF")
 
     # -- unit of work ------------------------------------------------------------
     def commit(self, changes: Changes) -> None:
-        """Write state, timeline, outbox, dedupe marker, ledger and idempotency at once."""
+        """Write state, timeline, audit rows, outbox, dedupe marker, ledger and idempotency at once."""
         p = changes.payment
+        audit_rows = rows_for(changes)
         try:
             with self.db.write() as conn:
                 if changes.processed:
@@ -85,6 +93,8 @@ class SqliteStore(SqliteFeed):
                         raise AlreadyProcessed(f"{changes.processed[0]} already processed {changes.processed[1]}")
                 if p is not None:
                     self._write_payment(conn, p, changes.expected_version)
+                    conn.executemany("INSERT INTO audit_pending (tenant_id, source, body) VALUES (?, ?, ?)",
+                                     [(t, src, orjson.dumps(body)) for t, src, body in audit_rows])
                 if changes.events:
                     conn.executemany("INSERT INTO outbox (event) VALUES (?)",
                                      [(orjson.dumps(e.stored()),) for e in changes.events])

@@ -21,7 +21,7 @@ from ..security.logfilter import mask_pans
 from ..security.ratelimit import limiter_for, retry_after
 from ..service import ApiError, PaymentService, Reply
 from ..telemetry import context, tracing
-from ..tenancy import authenticate
+from ..tenancy import authenticate_caller
 
 api = Blueprint(__name__)
 log = logging.getLogger("payments.api")
@@ -65,18 +65,19 @@ def _serve(fn: Callable, request: Any, corr: str, authenticated: bool, params: d
         if request.method == "POST" and not _is_json((request.headers or {}).get("content-type")):
             raise ApiError(415, "Unsupported media type", "send the request body as application/json")
         platform = get_platform()
-        tenant_id = None
+        tenant_id = actor = None
         if authenticated:
-            tenant_id = authenticate(platform, (request.headers or {}).get("authorization"))
-            if tenant_id is None:
+            caller = authenticate_caller(platform, (request.headers or {}).get("authorization"))
+            if caller is None:
                 raise ApiError(401, "Unauthorized", "a valid API key is required: Authorization: Bearer <key>")
+            tenant_id, actor = caller[0], f"api:{caller[1]}"
             context.bind(tenant_id=tenant_id)
             span.set_attribute("payments.tenant_id", tenant_id)
             wait = limiter_for(platform).take(tenant_id)
             if wait > 0:
                 raise ApiError(429, "Too many requests", "this tenant's request rate is over its limit; "
                                "retry after the Retry-After seconds", retry_after_s=retry_after(wait))
-        return _render(fn(PaymentService(platform), request, tenant_id, corr, **params), corr)
+        return _render(fn(PaymentService(platform, actor), request, tenant_id, corr, **params), corr)
     except ApiError as e:
         return problem(e.status, e.title, e.detail, corr, **e.extra)
     except Exception:  # noqa: BLE001 - never leak a stack trace to a client

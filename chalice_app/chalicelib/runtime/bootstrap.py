@@ -14,7 +14,7 @@ import orjson
 from ..breaker import Breakers
 from ..clock import SystemClock
 from ..config import ConfigError, Settings
-from ..connectors import build_connector
+from ..connectors import build_connector, open_config
 from ..ports import Clock, Connector, EventBus, KeyService, PaymentStore, TenantDirectory
 from ..security import logfilter
 from ..telemetry import logs, metrics, tracing
@@ -75,7 +75,11 @@ def build(settings: Settings | None = None, clock: Clock | None = None) -> Platf
     logfilter.install()  # I6, second line of defence: mask anything Luhn-valid in every log record
     tracing.setup(settings)
     metrics.METRICS.configure(settings)
-    connectors = {c["name"]: build_connector(c) for c in psp_configs(settings)}
+    def connectors(keys: KeyService) -> dict[str, Connector]:  # sealed PSP credentials open with the keys
+        try:
+            return {c["name"]: build_connector(open_config(c, keys)) for c in psp_configs(settings)}
+        except ValueError as e:
+            raise ConfigError(f"{PSP_CONFIG}: {e}") from None
     if settings.mode == "embedded":
         from ..adapters.local_keyring import LocalKeyring
         from ..adapters.sqlite_bus import SqliteBus
@@ -83,12 +87,12 @@ def build(settings: Settings | None = None, clock: Clock | None = None) -> Platf
         store = SqliteStore(settings.store_path)
         bus = SqliteBus(settings.bus_path, settings.partitions)
         keys = LocalKeyring(settings.keyring_path)
-        return Platform(settings, store, store, bus, keys, clock or SystemClock(), connectors)
+        return Platform(settings, store, store, bus, keys, clock or SystemClock(), connectors(keys))
     if settings.mode in ("aws-local", "aws"):
         # DynamoDB + Kafka (MSK / Tansu) + KMS; aws-local points boto3 at moto or LocalStack.
         from ..adapters.aws import build_adapters
         store, bus, keys, _ = build_adapters(settings)
-        return Platform(settings, store, store, bus, keys, clock or SystemClock(), connectors)
+        return Platform(settings, store, store, bus, keys, clock or SystemClock(), connectors(keys))
     raise ConfigError(f"PLATFORM_MODE={settings.mode} is not wired")
 
 

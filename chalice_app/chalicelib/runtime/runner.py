@@ -24,6 +24,7 @@ from .. import reconciliation, reporting
 from ..clock import iso
 from . import dlq
 from .msk import build_event, iter_records, parse_item_identifier
+from ..security import audit
 from .relay import relay_once
 
 log = logging.getLogger("payments.runner")
@@ -107,6 +108,7 @@ class Runner:
 
     HOUSEKEEPING_S = 60.0
     REPORT_EVERY_S = 0.5  # reporting is off the payment path: fewer, larger transactions (Lambda: batch window)
+    AUDIT_IDLE_S = 0.2  # after finding nothing to chain, look again this much later (spares the store)
 
     def __init__(self, platform: Any, handlers: dict[str, tuple[Any, Invoke]], member: int = 0, members: int = 1,
                  relay: bool = True):
@@ -118,10 +120,15 @@ class Runner:
         register = getattr(platform.store, "register_feed_reader", None)
         if relay and register:  # keep the change feed for the reporting consumer from now on
             register(reporting.CONSUMER)
+        self._chain_at = 0.0
 
     def relay_step(self) -> int:
-        """Outbox relay, and now and then a purge of expired idempotency keys."""
+        """Outbox relay, the audit chainer, and now and then a purge of expired idempotency keys."""
         done = relay_once(self.platform.store, self.platform.bus)
+        if time.monotonic() >= self._chain_at:
+            chained = audit.chain_pending(self.platform)
+            self._chain_at = 0.0 if chained else time.monotonic() + self.AUDIT_IDLE_S
+            done += chained
         if time.monotonic() - self._housekept > self.HOUSEKEEPING_S:
             self._housekept = time.monotonic()
             self.platform.store.purge_expired_idempotency(int(self.platform.clock.now().timestamp()))
@@ -151,6 +158,8 @@ class Runner:
                 continue
             idle += 1
             if idle >= 3 and not any(w.not_before for w in self.workers) and not self._reminders_pending():
+                if self.relay:
+                    audit.chain_all(self.platform)  # what the throttled chainer has not reached yet
                 return
             time.sleep(0.01)
 

@@ -62,7 +62,8 @@ class StageContext:
                reminders: list[Reminder] = ()) -> bool:
         """Commit state + outbox (+ the processed marker when `final`). False if already done."""
         changes = Changes(payment=payment, expected_version=expected_version, events=list(events),
-                          postings=list(postings), reminders=list(reminders),
+                          postings=list(postings), reminders=list(reminders), actor=f"stage:{self.name}",
+                          correlation_id=cause.correlation_id if cause else None,
                           processed=(self.name, cause.event_id) if (final and cause) else None)
         received = context.current().get("_received_at")
         if payment is not None and received is not None:
