@@ -206,6 +206,11 @@ def run_pipeline(data_dir: Path, n: int, mode: str = "embedded", rate: float | N
             elif time.monotonic() - last_move > stall_s:
                 raise StalledError(f"{done} of {n} payments settled; nothing moved for {stall_s:.0f} s"
                                    f" (statuses: {status_counts(platform, tenant['tenant_id'])})")
+        # Let the tail finish (the last settled events through notification): the write counts
+        # for the substrate must cover the whole of every payment.
+        tail_end = time.monotonic() + 30
+        while stats["notification"].records < n and time.monotonic() < tail_end and mode != "aws-local":
+            time.sleep(0.05)
     finally:
         runner.stopping = True
         for t in threads:

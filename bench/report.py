@@ -132,3 +132,47 @@ def print_all(r: dict[str, Any], console: Console) -> None:
     console.print(table(r))
     if (r.get("embedded") or {}).get("stages"):
         console.print(stage_table(r["embedded"]["stages"]))
+
+
+def markdown(r: dict[str, Any]) -> str:
+    """The README's table, from a results file: `python -m bench.report bench-results/<file>.json`."""
+    e, s, f = r.get("embedded") or {}, r.get("substrate") or {}, r.get("fixed_rate") or {}
+    lat = lambda d: (f"{d['p50']:,.0f} / {d['p95']:,.0f} / {d['p99']:,.0f} / {d['max']:,.0f}"  # noqa: E731
+                     if d and d.get("p50") is not None else "-")
+    w = e.get("writes") or {}
+    rows = [("payments/s end to end (embedded)", f"{e.get('payments_per_s', '-')}"),
+            ("ingest through the service layer, payments/s", f"{e.get('ingest_per_s', '-')}"),
+            ("accept→settled p50 / p95 / p99 / max ms, max rate", lat(e.get("latency_ms"))),
+            (f"accept→settled p50 / p95 / p99 / max ms, fixed {f.get('rate', '-')}/s (50%)", lat(f.get("latency_ms"))),
+            ("bare substrate payments/s (same writes, 100 payments per transaction)", f"{s.get('payments_per_s', '-')}"),
+            ("bare substrate payments/s (same writes, the pipeline's transactions)",
+             f"{s.get('same_txns_payments_per_s', '-')}"),
+            ("ratio pipeline ÷ substrate (batched / same transactions)",
+             f"{r.get('ratio', '-')} / {r.get('ratio_same_txns', '-')}"),
+            ("peak RSS, bench process", f"{r.get('peak_rss_mb', '-')} MB")]
+    for x in r.get("scaling") or []:
+        rows.append((f"{x['workers']} stage-worker process(es) draining {x['payments']:,}, payments/s",
+                     f"{x['payments_per_s']} (RSS {', '.join(str(m) for m in x['worker_peak_rss_mb'])} MB)"))
+    if r.get("scaling_factor") is not None:
+        rows.append(("scaling 1 → 2 worker processes", f"×{r['scaling_factor']}"))
+    if r.get("http_ingest"):
+        rows.append(("HTTP ingest, `chalice local` API, payments/s", f"{r['http_ingest']['payments_per_s']}"
+                     f" ({r['http_ingest']['clients']} clients)"))
+    if r.get("aws_local"):
+        a = r["aws_local"]
+        rows.append((f"aws-local (Tansu + moto), N={a['payments']}, payments/s", f"{a['payments_per_s']}"))
+        rows.append(("aws-local accept→settled p50 / p95 / p99 / max ms", lat(a.get("latency_ms"))))
+    if w:
+        rows.append(("per payment: log appends / rows written / write transactions",
+                     f"{w['log_appends']} / {round(w['store_rows'] + w['bus_rows'], 1)} / "
+                     f"{round(w['store_txns'] + w['bus_txns'], 2)}"))
+    m = r["machine"]
+    rows.append(("machine", f"{m['cpus']} CPUs, load {m['loadavg_start']} → {m.get('loadavg_end')}, "
+                            f"{m['fsync_commits_per_s']:,.0f} fsync'd commits/s"))
+    out = ["| figure | value |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    import sys
+    print(markdown(orjson.loads(Path(sys.argv[1]).read_bytes())))

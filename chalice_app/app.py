@@ -3,27 +3,47 @@
 Each stage Lambda is fed by the MSK event source mapping infra/ creates
 (Chalice has no MSK trigger); locally `chalicelib.runtime.local` plays that part.
 """
+import logging
 import os
 
 from chalice import Chalice
 
-from chalicelib import reconciliation
+from chalicelib import reconciliation, reporting
 from chalicelib.api.routes import api
 from chalicelib.config import OUTBOX_STREAM_ARN
 from chalicelib.runtime.bootstrap import get_platform
 from chalicelib.runtime.handler import handle_batch
 from chalicelib.runtime.relay import relay_stream_records
+from chalicelib.security import audit
 from chalicelib.stages import STAGES
+from chalicelib.telemetry import tracing
 
 # Placeholder so `chalice local` and tests can load the app; infra/ sets the real ARN.
 LOCAL_STREAM_ARN = "arn:aws:dynamodb:us-east-1:000000000000:table/payments-platform/stream/local"
 
-app = Chalice(app_name="payments")
+app = Chalice(app_name="payments", configure_logs=False)
+# Chalice pins the logger named after the app ("payments") at ERROR, which would silence every
+# payments.* logger below it; its own logger becomes a child, and LOG_LEVEL rules the rest.
+logging.getLogger("payments").setLevel(logging.NOTSET)
+app.log = logging.getLogger("payments.app")
+app.debug = False
 app.register_blueprint(api)
 
 
+@app.middleware("all")
+def _export_spans(event, get_response):
+    """A Lambda container may freeze after it answers: hand its spans to the ADOT collector first."""
+    try:
+        return get_response(event)
+    finally:
+        tracing.flush_if_lambda()
+
+
 def _run(stage: str, event: dict) -> dict:
-    return handle_batch(event, STAGES[stage], get_platform())
+    try:
+        return handle_batch(event, STAGES[stage], get_platform())
+    finally:
+        tracing.flush_if_lambda()
 
 
 @app.lambda_function(name="validation")
@@ -68,8 +88,10 @@ def notification(event, context):
 
 @app.schedule("rate(1 minute)", name="reconciliation")
 def reconcile_unknown_outcomes(event):
-    """Status checks of unknown PSP outcomes that are due (see chalicelib/reconciliation.py)."""
-    return {"handled": reconciliation.run_due(get_platform(), limit=500)}
+    """Status checks of unknown PSP outcomes that are due (see chalicelib/reconciliation.py), then
+    the audit chainer: committed payment state changes into their tenants' hash chains."""
+    platform = get_platform()
+    return {"handled": reconciliation.run_due(platform, limit=500), "audited": audit.chain_all(platform)}
 
 
 @app.on_dynamodb_record(stream_arn=os.environ.get(OUTBOX_STREAM_ARN) or LOCAL_STREAM_ARN, batch_size=100,
@@ -80,6 +102,15 @@ def outbox_relay(event):
     Raising makes Lambda retry the batch, so a record is never lost (duplicates are)."""
     platform = get_platform()
     return {"published": relay_stream_records(event.to_dict()["Records"], platform.store, platform.bus)}
+
+
+@app.on_dynamodb_record(stream_arn=os.environ.get(OUTBOX_STREAM_ARN) or LOCAL_STREAM_ARN, batch_size=100,
+                        starting_position="TRIM_HORIZON", name="reports")
+def reports(event):
+    """The table's stream -> per-tenant report counters (GET /v1/reports/summary).
+
+    Each change is counted with its processed marker in one transaction: a retried batch counts nothing twice."""
+    return {"counted": reporting.report_stream_records(event.to_dict()["Records"], get_platform().store)}
 
 
 STAGE_HANDLERS = {name: globals()[name] for name in STAGES}

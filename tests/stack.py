@@ -49,6 +49,7 @@ def stack_env(data: Path, **extra: str) -> dict[str, str]:
     """Environment for every process of one stack: its own data dir and free ports."""
     port, sim_port = free_port(), free_port()
     env = {**os.environ, "DATA_DIR": str(data), "PORT": str(port), "SIMULATOR_PORT": str(sim_port),
+           "DASHBOARD_PORT": str(free_port()),
            "PYTHONPATH": str(APP_DIR), "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1", **extra}
     env.pop("SIMULATOR_URL", None)
     return env
@@ -172,6 +173,16 @@ def stop_local(stack: LocalStack) -> None:
             stack.proc.wait(30)
         except subprocess.TimeoutExpired:
             stack.proc.kill()
+    # Kept with the run's data, so the PAN scan reads what the stack printed too.
+    (stack.data / "logs").mkdir(parents=True, exist_ok=True)
+    (stack.data / "logs" / "stack-output.log").write_text(without_usage_banner(stack.output))
+
+
+def without_usage_banner(lines: list[str]) -> str:
+    """The stack's output minus the printed `curl` example (README's documented test card, not data)."""
+    text = "".join(lines)
+    start, end = text.find("Try it:"), text.find("Ctrl-C stops everything.")
+    return text[:start] + text[end:] if 0 <= start < end else text
 
 
 def logs_of(data: Path) -> str:

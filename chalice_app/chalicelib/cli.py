@@ -151,20 +151,51 @@ def cmd_payments_show(args: argparse.Namespace) -> int:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    from .observability import trace
+    from .observability import render, trace
     p = platform()
-    payment = find_payment(p, args.payment_id, args.tenant)
-    report = trace(p, payment)
+    if args.correlation_id:
+        tenants = [args.tenant] if args.tenant else [t["tenant_id"] for t in p.tenants.list_tenants()]
+        found = [(t, pid) for t in tenants for pid in p.store.payments_by_correlation(t, args.correlation_id)]
+        if not found:
+            raise CliError(f"no payment with correlation id {args.correlation_id}")
+        payments = [p.store.get_payment(t, pid) for t, pid in found]
+    elif args.payment_id:
+        payments = [find_payment(p, args.payment_id, args.tenant)]
+    else:
+        raise CliError("give a payment id or --correlation-id")
+    reports = [trace(p, payment) for payment in payments]
 
-    def render(r: dict) -> None:
-        table = Table("#", "at", "stage", "action", "from → to", "+ms", title=f"{r['payment_id']} ({r['status']})")
-        for row in r["steps"]:
-            table.add_row(str(row["seq"]), row["at"][11:26], row["stage"], row["action"],
-                          f"{row['from']} → {row['to']}", f"{row['since_previous_ms']:.1f}")
+    def show(_: Any) -> None:
+        for r in reports:
+            render(console, r, tree=args.tree)
+    emit(args, reports if args.correlation_id else reports[0], show)
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    import time
+    from .reconciliation import report_health
+    from .telemetry import metrics
+    p = platform()
+    report_health(p, force=True)  # DLQ depth and breakers as of now
+    docs = metrics.read_file(p.settings.data_dir / "metrics.emf.jsonl")
+    since = int((time.time() - args.since) * 1000) if args.since else 0
+    summary = metrics.summarize(docs, since)
+
+    def render(m: dict) -> None:
+        table = Table("stage", "records", "/s", "errors", "dead", "p50 ms", "p95 ms", "p99 ms", "wait p50", "wait p99",
+                      title=f"stages over {m['window_s']:.0f} s")
+        for name, v in m["stages"].items():
+            table.add_row(name, *(str(v[k]) for k in ("records", "per_s", "errors", "dead_lettered", "p50_ms", "p95_ms",
+                                                      "p99_ms", "queue_wait_p50_ms", "queue_wait_p99_ms")))
         console.print(table)
-        console.print("per stage (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in r["stage_ms"].items()))
-        console.print(f"accepted → {r['status']}: {r['total_ms']:.1f} ms")
-    emit(args, report, render)
+        psp = Table("psp call", "calls", "success rate", "approved", "p50 ms", "p99 ms")
+        for name, v in m["psps"].items():
+            psp.add_row(name, *(str(v[k]) for k in ("calls", "success_rate", "approved", "p50_ms", "p99_ms")))
+        console.print(psp)
+        h = m["health"]
+        console.print(f"DLQ depth {h.get('dlq_depth', '?')}, open circuit breakers {h.get('open_breakers', '?')}")
+    emit(args, summary, render)
     return 0
 
 
@@ -200,20 +231,28 @@ def cmd_dlq_redrive(args: argparse.Namespace) -> int:
     return 0 if report["redriven"] or not args.id else 1
 
 
+# -- PSP credentials -------------------------------------------------------------------
+def cmd_psp_seal(args: argparse.Namespace) -> int:
+    from .connectors import seal_credential
+    credential = sys.stdin.readline().strip()  # stdin, not argv: no credential in shell history or ps
+    if not credential:
+        raise CliError("give the PSP credential on stdin")
+    sealed = {"name": args.name, "api_key_enc": seal_credential(platform().keys, credential)}
+    emit(args, sealed, lambda r: console.print(f'"api_key_enc": "{r["api_key_enc"]}"'))
+    return 0
+
+
 # -- audit -----------------------------------------------------------------------------
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from .security import audit
-    log = audit.audit_log(platform())
-    tenants = [args.tenant] if args.tenant else log.tenants()
-    results = [audit.verify_tenant(log, t) for t in tenants]
-    report = {"tenants": len(results), "entries": sum(r["entries"] for r in results),
-              "ok": all(r["ok"] for r in results), "results": results}
+    report = audit.verify(platform(), args.tenant)
 
     def render(r: dict) -> None:
         for x in r["results"]:
-            console.print(f"{x['tenant_id']}: {x['entries']} entries "
-                          + ("[green]chain intact[/]" if x["ok"] else f"[red]{x['problem']}[/]"))
-        console.print(f"{r['tenants']} tenants, {r['entries']} entries: " + ("ok" if r["ok"] else "[red]TAMPERED[/]"))
+            console.print(f"{x['tenant_id']}: {x['entries']} entries, {x['pending']} state changes not yet chained "
+                          + ("[green]chain intact[/]" if x["ok"] else f"[red]entry {x['entry']}: {x['problem']}[/]"))
+        console.print(f"{r['tenants']} tenants, {r['entries']} entries, {r['pending']} pending: "
+                      + ("ok" if r["ok"] else "[red]TAMPERED[/]"))
     emit(args, report, render)
     return 0 if report["ok"] else 1
 
@@ -299,10 +338,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tenant")
     s.set_defaults(fn=cmd_payments_show)
 
-    t = sub.add_parser("trace", parents=[common], help="a payment's timeline with per-stage latency")
-    t.add_argument("payment_id")
+    t = sub.add_parser("trace", parents=[common], help="a payment's timeline: time in and between stages")
+    t.add_argument("payment_id", nargs="?")
+    t.add_argument("--correlation-id", help="every payment created under this correlation id (a list with --json)")
     t.add_argument("--tenant")
+    t.add_argument("--tree", action="store_true", help="stages as a tree instead of a step table")
     t.set_defaults(fn=cmd_trace)
+
+    m = sub.add_parser("metrics", parents=[common], help="stage/PSP/DLQ figures from the local EMF metrics file")
+    m.add_argument("--since", type=float, default=0, help="only the last N seconds")
+    m.set_defaults(fn=cmd_metrics)
 
     dlq = sub.add_parser("dlq", help="dead-letter queues").add_subparsers(dest="sub", required=True)
     d = dlq.add_parser("list", parents=[common], help="entries waiting in the DLQs")
@@ -330,6 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
     v = audit_cmd.add_parser("verify", parents=[common], help="check every tenant's chain; names a broken entry")
     v.add_argument("--tenant")
     v.set_defaults(fn=cmd_audit_verify)
+
+    psp = sub.add_parser("psp", help="PSP connectors").add_subparsers(dest="sub", required=True)
+    s = psp.add_parser("seal", parents=[common], help="encrypt a PSP credential (read from stdin) for PSP_CONFIG")
+    s.add_argument("name")
+    s.set_defaults(fn=cmd_psp_seal)
 
     sub.add_parser("states", parents=[common], help="the state machine (mermaid)").set_defaults(fn=cmd_states)
     return parser

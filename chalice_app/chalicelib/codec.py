@@ -2,7 +2,8 @@
 
 Producers validate before publishing; consumers validate on receipt. The
 Kafka key is the payment id; tenant, correlation id and event type also
-travel as headers so they can be read without parsing the value.
+travel as headers so they can be read without parsing the value, and the
+X-Ray trace header (X-Amzn-Trace-Id) links the consumer's span to the producer's.
 """
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ from .domain.events import EVENT_TYPES, Event
 from .errors import PermanentError
 from .ports import OutRecord
 from .schemas import SchemaError, validate_event
+from .telemetry import tracing
 
 
 def new_event(etype: str, *, tenant_id: str, payment_id: str, correlation_id: str,
               causation_id: str | None, at: Any, region: str, data: dict[str, Any]) -> Event:
     """An event of the current schema version for its type, validated now."""
     event = Event(ids.event_id(), etype, EVENT_TYPES[etype], tenant_id, payment_id, correlation_id,
-                  causation_id, at if isinstance(at, str) else iso(at), region, data)
+                  causation_id, at if isinstance(at, str) else iso(at), region, data, tracing.current_header())
     validate_event(event.to_dict())
     return event
 
@@ -33,6 +35,7 @@ def to_record(event: Event) -> OutRecord:
         ("tenant_id", event.tenant_id.encode()),
         ("correlation_id", event.correlation_id.encode()),
         ("event_type", event.type.encode()),
+        *(((tracing.HEADER, event.trace.encode()),) if event.trace else ()),
     ))
 
 

@@ -14,6 +14,7 @@ DATA_DIR = "DATA_DIR"                      # embedded: SQLite files, keyring, lo
 PORT = "PORT"                              # local API port
 SIMULATOR_PORT = "SIMULATOR_PORT"          # local PSP simulator port
 SIMULATOR_URL = "SIMULATOR_URL"            # where the simulator connectors call
+DASHBOARD_PORT = "DASHBOARD_PORT"          # local operators' dashboard port
 SIMULATOR_FAULT_LOSE_REQUEST = "SIMULATOR_FAULT_LOSE_REQUEST"    # share of simulator authorizations dropped unanswered
 SIMULATOR_FAULT_LOSE_RESPONSE = "SIMULATOR_FAULT_LOSE_RESPONSE"  # ... or charged but never answered
 SIMULATOR_FAULT_SEED = "SIMULATOR_FAULT_SEED"                    # seed for those fault draws
@@ -33,6 +34,9 @@ UNKNOWN_CHECK_SCHEDULE_S = "UNKNOWN_CHECK_SCHEDULE_S"  # delays between PSP stat
 BREAKER_THRESHOLD = "BREAKER_THRESHOLD"    # consecutive PSP failures that open its circuit breaker
 BREAKER_COOLDOWN_S = "BREAKER_COOLDOWN_S"  # open breaker waits this long before a half-open probe
 LOG_LEVEL = "LOG_LEVEL"                  # Python log level
+LOG_FORMAT = "LOG_FORMAT"                  # json (one object per line, with payment scope and trace ids) | text
+TRACE_EXPORTER = "TRACE_EXPORTER"          # auto (otlp in Lambda, file locally) | file | console | otlp | memory | none
+METRICS_SINK = "METRICS_SINK"              # auto (stdout EMF in Lambda, file locally) | file | stdout | memory | none
 TENANTS_FILE = "TENANTS_FILE"              # declarative tenant list payctl keeps for infra/ (unset: none)
 RATE_LIMIT_PER_S = "RATE_LIMIT_PER_S"      # API requests per second per tenant (token bucket refill)
 RATE_LIMIT_BURST = "RATE_LIMIT_BURST"      # ... and the bucket's size: requests allowed at once
@@ -50,6 +54,7 @@ DEFAULTS: dict[str, str] = {
     PORT: "8000",
     SIMULATOR_PORT: "8100",
     SIMULATOR_URL: "",  # derived from SIMULATOR_PORT when empty
+    DASHBOARD_PORT: "8200",
     SIMULATOR_FAULT_LOSE_REQUEST: "0",
     SIMULATOR_FAULT_LOSE_RESPONSE: "0",
     SIMULATOR_FAULT_SEED: "0",
@@ -69,6 +74,9 @@ DEFAULTS: dict[str, str] = {
     BREAKER_THRESHOLD: "5",
     BREAKER_COOLDOWN_S: "30",
     LOG_LEVEL: "INFO",
+    LOG_FORMAT: "json",
+    TRACE_EXPORTER: "auto",
+    METRICS_SINK: "auto",
     TENANTS_FILE: "",  # the payctl wrapper sets it to infra/tenants.json
     RATE_LIMIT_PER_S: "200",
     RATE_LIMIT_BURST: "1000",
@@ -114,6 +122,13 @@ def _float(env: dict[str, str], name: str) -> float:
         raise ConfigError(f"{name} must be a number, got {env.get(name)!r}") from None
 
 
+def _choice(env: dict[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    value = _get(env, name).strip().lower()
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
 def _schedule(env: dict[str, str], name: str) -> tuple[float, ...]:
     try:
         steps = tuple(float(x) for x in _get(env, name).split(","))
@@ -146,12 +161,16 @@ class Settings:
     breaker_threshold: int
     breaker_cooldown_s: float
     log_level: str
+    log_format: str = "json"
+    trace_exporter: str = "auto"
+    metrics_sink: str = "auto"
     simulator_fault_lose_request: float = 0.0
     simulator_fault_lose_response: float = 0.0
     simulator_fault_seed: int = 0
     rate_limit_per_s: float = 200.0
     rate_limit_burst: int = 1000
     batch_window_ms: int = 10
+    dashboard_port: int = 8200
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -182,11 +201,15 @@ class Settings:
             breaker_threshold=_int(env, BREAKER_THRESHOLD),
             breaker_cooldown_s=_float(env, BREAKER_COOLDOWN_S),
             log_level=_get(env, LOG_LEVEL).upper(),
+            log_format=_choice(env, LOG_FORMAT, ("json", "text")),
+            trace_exporter=_choice(env, TRACE_EXPORTER, ("auto", "none", "memory", "console", "file", "otlp")),
+            metrics_sink=_choice(env, METRICS_SINK, ("auto", "none", "memory", "stdout", "file")),
             simulator_fault_lose_request=_float(env, SIMULATOR_FAULT_LOSE_REQUEST),
             simulator_fault_lose_response=_float(env, SIMULATOR_FAULT_LOSE_RESPONSE),
             simulator_fault_seed=_int(env, SIMULATOR_FAULT_SEED),
             rate_limit_per_s=_float(env, RATE_LIMIT_PER_S),
             rate_limit_burst=_int(env, RATE_LIMIT_BURST),
+            dashboard_port=_int(env, DASHBOARD_PORT),
         )
         for name, value in ((BUS_PARTITIONS, settings.partitions), (BATCH_SIZE, settings.batch_size),
                             (MAX_ATTEMPTS, settings.max_attempts), (RATE_LIMIT_BURST, settings.rate_limit_burst)):

@@ -79,12 +79,35 @@ class Changes:
     idempotency: IdempotencyRecord | None = None
     secrets: list[tuple[str, str, bytes]] = field(default_factory=list)  # (tenant, token, ciphertext)
     reminders: list[Reminder] = field(default_factory=list)  # set (due_at) or clear (None) per payment
+    # Who made the payment's state change (a stage or an API key) and under which correlation id:
+    # the commit writes one unchained audit row per change (security/state_audit.py), chained later.
+    actor: str | None = None
+    correlation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ReportDelta:
+    """What one change adds to its tenant's report counters (reporting.py builds these).
+
+    `change_id` names the change (the event id) so a redelivered change is counted once."""
+    tenant_id: str
+    change_id: str
+    counters: dict[str, int]
 
 
 @dataclass(frozen=True)
 class OutboxRecord:
     id: int
     event: Event
+
+
+@dataclass(frozen=True)
+class AuditPending:
+    """A payment state change committed with the state, not yet in the tenant's hash chain."""
+    id: int
+    tenant_id: str
+    source: str  # "<payment_id>@<version>#<i>": unique per tenant, so chaining twice is detectable
+    body: dict[str, Any]
 
 
 class PaymentStore(Protocol):
@@ -105,6 +128,9 @@ class PaymentStore(Protocol):
 
     def count_recent_payments(self, tenant_id: str, customer_id: str, since: str) -> int:
         """Payments by this customer created at or after `since` (risk velocity)."""
+
+    def payments_by_correlation(self, tenant_id: str, correlation_id: str, limit: int = 100) -> list[str]:
+        """Ids of the tenant's payments created under this correlation id (`payctl trace --correlation-id`)."""
 
     def get_idempotency(self, tenant_id: str, key: str, now: int) -> IdempotencyRecord | None:
         """The stored record for this key (in flight or completed), if it has not expired."""
@@ -150,6 +176,29 @@ class PaymentStore(Protocol):
     def mark_published(self, ids: Sequence[int]) -> None:
         """Forget outbox records that reached the bus."""
 
+    def apply_report(self, consumer: str, deltas: Sequence[ReportDelta]) -> int:
+        """Add each delta to its tenant's counters and remember its change id, in one unit of work
+        per delta at least (never a counter without its marker, nor a marker without its counters).
+
+        A change id this consumer already applied is skipped, so redelivery never counts twice.
+        Returns how many deltas were newly applied."""
+
+    def report_counters(self, tenant_id: str) -> dict[str, int]:
+        """The tenant's report counters ({} before its first change)."""
+    def count_request(self, tenant_id: str, window: int, limit: int, expires_at: int) -> bool:
+        """Count one API request of the tenant in fixed window `window`, atomically across processes;
+        False (nothing counted) when `limit` are counted there already. Counters may be lost on a
+        power cut and expire after `expires_at` (epoch seconds)."""
+
+    def pending_audit(self, limit: int) -> list[AuditPending]:
+        """State-change audit rows committed but not yet chained, oldest first (across tenants)."""
+
+    def mark_audited(self, ids: Sequence[int]) -> None:
+        """Forget audit rows now in the hash chain."""
+
+    def pending_audit_count(self, tenant_id: str) -> int:
+        """How many of the tenant's state-change rows wait for the chainer (payctl audit verify)."""
+
 
 class TenantDirectory(Protocol):
     def put_tenant(self, tenant: dict[str, Any]) -> None:
@@ -178,6 +227,39 @@ class TenantDirectory(Protocol):
 
     def redriven_ids(self) -> set[str]:
         """DLQ entry ids already re-injected."""
+
+
+# -- audit log ---------------------------------------------------------------------
+class AuditTampered(Exception):
+    """The stored audit head does not verify: refuse to extend a chain someone rewrote."""
+
+
+class AuditLog(Protocol):
+    """Append-only, hash-chained entries per tenant (security/chain.py holds the chain rules)."""
+
+    signer: Any  # security.chain.HeadSigner: signs and checks the head
+
+    def append(self, tenant_id: str, entries: Sequence[tuple[str | None, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Chain (source, body) entries after the tenant's head, in order, all or none.
+
+        An entry whose source is already chained is skipped (a chainer that crashed before
+        forgetting its pending rows runs again); returns the entries added. Raises
+        AuditTampered if the stored head's MAC does not verify."""
+
+    def rows(self, tenant_id: str) -> list[tuple[int, bytes, str]]:
+        """(seq, canonical body, hash) in stored seq order."""
+
+    def head(self, tenant_id: str) -> tuple[int, str, str | None] | None:
+        """(last seq, its hash, MAC of the two), or None before the first entry."""
+
+    def tenants(self) -> list[str]:
+        """Every tenant with entries or a head."""
+
+    def meta(self, name: str) -> bytes | None:
+        """A platform value kept with the log (the wrapped head-MAC key)."""
+
+    def put_meta_if_absent(self, name: str, value: bytes) -> bytes:
+        """Store `value` unless `name` exists; returns what is stored (first writer wins)."""
 
 
 # -- bus -----------------------------------------------------------------------

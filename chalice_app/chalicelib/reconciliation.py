@@ -12,6 +12,7 @@ on its timeline as the audit trail.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +23,7 @@ from .errors import TransientError
 from .ports import Changes, ConcurrencyConflict, Reminder
 from .stages.authorization import apply_result, authorize_request
 from .stages.base import StageContext
+from .telemetry import context, metrics, tracing
 
 log = logging.getLogger("payments.reconciliation")
 NAME = "reconciliation"
@@ -36,14 +38,45 @@ def run_due(platform: Any, limit: int = 50) -> int:
             done += 1
         except (TransientError, ConcurrencyConflict) as e:  # the reminder stays due: next round retries
             log.warning("reconciliation deferred", extra={"payment_id": reminder.payment_id, "error": str(e)})
+    report_health(platform)
     return done
 
 
+HEALTH_EVERY_S = 15.0
+_last_health = [0.0]
+
+
+def report_health(platform: Any, force: bool = False) -> dict[str, int] | None:
+    """DLQ depth and open circuit breakers as metrics (the schedule runs every minute in AWS)."""
+    now = time.monotonic()
+    if not force and now - _last_health[0] < HEALTH_EVERY_S:
+        return None
+    _last_health[0] = now
+    from .runtime.dlq_admin import list_entries  # noqa: PLC0415 - avoids an import cycle
+    depth = len(list_entries(platform))
+    open_breakers = sum(1 for name in platform.connectors if platform.breakers.state(name)["state"] != "closed")
+    metrics.health(depth, open_breakers)
+    metrics.METRICS.flush()
+    return {"dlq_depth": depth, "open_breakers": open_breakers}
+
+
 def reconcile(platform: Any, reminder: Reminder) -> str:
+    payment = platform.store.get_payment(reminder.tenant_id, reminder.payment_id)
+    # A scheduled action joins the payment's trace, so its PSP calls and events sit under the payment.
+    with context.bound(stage=NAME, tenant_id=reminder.tenant_id, payment_id=reminder.payment_id,
+                       correlation_id=payment.correlation_id if payment else None), \
+            tracing.span("reconciliation", parent=payment.trace if payment else None,
+                         **{"payments.stage": NAME, "payments.tenant_id": reminder.tenant_id,
+                            "payments.payment_id": reminder.payment_id}) as span:
+        result = _reconcile(platform, reminder, payment)
+        span.set_attribute("payments.outcome", result)
+        return result
+
+
+def _reconcile(platform: Any, reminder: Reminder, payment: Any) -> str:
     ctx = StageContext(NAME, platform)
     store = platform.store
     clear = Reminder(reminder.tenant_id, reminder.payment_id, None)
-    payment = store.get_payment(reminder.tenant_id, reminder.payment_id)
     attempt = payment.current_attempt if payment else None
     if payment is None or payment.state != State.OUTCOME_UNKNOWN or attempt is None or attempt.status != "unknown":
         store.commit(Changes(reminders=[clear]))

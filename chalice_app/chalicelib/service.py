@@ -21,6 +21,7 @@ from .ports import AlreadyExists, Changes, ConcurrencyConflict, IdempotencyRecor
 from .schemas import SchemaError, validate_request
 from .security import strict_json
 from .stages.validation import RuleViolation, check_amount, check_instrument, normalize_iban
+from .telemetry import context, tracing
 
 
 class ApiError(Exception):
@@ -82,8 +83,9 @@ def payment_view(p: Payment, timeline: list[dict[str, Any]] | None = None) -> di
 
 
 class PaymentService:
-    def __init__(self, platform: Any):
+    def __init__(self, platform: Any, actor: str | None = None):
         self.p = platform
+        self.actor = actor  # "api:<key id>": named on the audit rows of the state changes it commits
 
     # -- helpers ---------------------------------------------------------------------
     def _now(self) -> str:
@@ -157,7 +159,11 @@ class PaymentService:
             tenant_id=tenant_id, payment_id=ids.payment_id(), amount=body["amount"], currency=body["currency"],
             capture_mode=body.get("capture", "automatic"), payment_method=method,
             reference=body.get("reference"), customer=body.get("customer") or {}, correlation_id=correlation_id,
-            created_at=at, updated_at=at, region=self.p.settings.region, metadata=body.get("metadata") or {})
+            created_at=at, updated_at=at, region=self.p.settings.region, metadata=body.get("metadata") or {},
+            trace=tracing.current_header())
+        context.bind(payment_id=payment.payment_id)
+        tracing.annotate(**{"payments.payment_id": payment.payment_id, "payments.amount": payment.amount,
+                            "payments.currency": payment.currency})
         event = self._event(payment, "payments.initiated", {
             "amount": payment.amount, "currency": payment.currency, "capture_mode": payment.capture_mode,
             "payment_method": method, "reference": payment.reference,
@@ -169,7 +175,7 @@ class PaymentService:
                          state="completed", locked_until=0)
         try:
             self.p.store.commit(Changes(payment=payment, events=[event], idempotency=record,
-                                        secrets=[secret_row]))
+                                        secrets=[secret_row], actor=self.actor, correlation_id=correlation_id))
         except AlreadyExists:  # our claim lapsed and another request took the key meanwhile
             found = self.p.store.get_idempotency(tenant_id, claim.key, claim.created_at)
             if found is not None:
@@ -192,22 +198,27 @@ class PaymentService:
         """Load, apply a domain command, commit with its events; retries a lost race twice."""
         for attempt in range(3):
             payment = self._get(tenant_id, payment_id)
-            version = payment.version
-            try:
-                events = apply(payment)
-            except IllegalTransition as e:
-                raise ApiError(409, "Illegal state transition",
-                               f"payment {payment_id} is '{payment.status}'; cannot {e.action.value.replace('_', ' ')}",
-                               status_now=payment.status) from None
-            except DomainError as e:
-                raise ApiError(422, "Request refused", str(e)) from None
-            try:
-                self.p.store.commit(Changes(payment=payment, expected_version=version,
-                                            events=[self._event(payment, t, d, correlation_id) for t, d in events]))
-                return payment
-            except ConcurrencyConflict:
-                if attempt == 2:
-                    raise ApiError(409, "Concurrent update", f"payment {payment_id} changed meanwhile; retry") from None
+            # Later requests join the payment's own trace (the request's trace is linked).
+            with tracing.span("payment.update", parent=payment.trace, links=[tracing.current_header()],
+                              **{"payments.tenant_id": tenant_id, "payments.payment_id": payment_id}):
+                version = payment.version
+                try:
+                    events = apply(payment)
+                except IllegalTransition as e:
+                    raise ApiError(409, "Illegal state transition",
+                                   f"payment {payment_id} is '{payment.status}'; "
+                                   f"cannot {e.action.value.replace('_', ' ')}", status_now=payment.status) from None
+                except DomainError as e:
+                    raise ApiError(422, "Request refused", str(e)) from None
+                try:
+                    self.p.store.commit(Changes(payment=payment, expected_version=version, events=[
+                        self._event(payment, t, d, correlation_id) for t, d in events],
+                        actor=self.actor, correlation_id=correlation_id))
+                    return payment
+                except ConcurrencyConflict:
+                    if attempt == 2:
+                        raise ApiError(409, "Concurrent update",
+                                       f"payment {payment_id} changed meanwhile; retry") from None
         raise AssertionError("unreachable")
 
     def capture(self, tenant_id: str, payment_id: str, raw: bytes | None, correlation_id: str) -> Reply:

@@ -126,13 +126,21 @@ def revoke_key(platform: Any, prefix_or_id: str) -> dict[str, Any]:
 
 def authenticate(platform: Any, authorization: str | None) -> str | None:
     """The tenant id for an `Authorization: Bearer <key>` header, or None."""
+    caller = authenticate_caller(platform, authorization)
+    return caller[0] if caller else None
+
+
+def authenticate_caller(platform: Any, authorization: str | None) -> tuple[str, str] | None:
+    """(tenant id, key id) for an `Authorization: Bearer <key>` header, or None."""
     if not authorization or not authorization.startswith("Bearer "):
         return None
     key = authorization[7:].strip()
     if not key.startswith(KEY_PREFIXES) or len(key) > 128:
         return None
     # Lookup is by keyed hash, so no stored secret is ever compared byte by byte.
-    return platform.tenants.tenant_for_key(hash_key(platform.settings.api_key_pepper, key))
+    key_hash = hash_key(platform.settings.api_key_pepper, key)
+    tenant_id = platform.tenants.tenant_for_key(key_hash)
+    return (tenant_id, key_id(key_hash)) if tenant_id else None
 
 
 def delete_tenant(platform: Any, tenant_id: str) -> dict[str, Any]:

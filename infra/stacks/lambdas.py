@@ -9,6 +9,7 @@ the relay reads the table's stream in this region.
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from cdktn_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
@@ -32,7 +33,10 @@ from ..settings import platform_config as pc
 from .artifacts import source_hash, tf_path
 from .common import structs, ACCOUNT, PARTITION, allow, assume_role, name, policy, tags
 
-OTEL_WRAPPER = {"AWS_LAMBDA_EXEC_WRAPPER": "/opt/otel-instrument"}  # ADOT layer entry point
+# The ADOT layer's collector extension listens on localhost:4318; chalicelib.telemetry.tracing runs
+# its own SDK (X-Ray id generator and propagator) and exports OTLP to it -- no exec wrapper, so
+# the layer's auto-instrumentation does not install a second tracer provider.
+OTEL_ENV = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:4318", "OTEL_PROPAGATORS": "xray"}
 
 
 def consumer_group(stage: str, topic: str) -> str:
@@ -101,10 +105,12 @@ class Functions(Construct):
             self.functions[stage] = self.function(stage, f"app.{stage}", conc.get(stage, conc["default"]))
         self.functions["api"] = self.function("api", "app.app", conc["api"])
         self.functions["outbox_relay"] = self.function("outbox-relay", "app.outbox_relay", conc["outbox_relay"])
+        self.functions["reports"] = self.function("reports", "app.reports", conc.get("reports", 5))
         self.functions["reconciliation"] = self.function("reconciliation", "app.reconcile_unknown_outcomes",
                                                          conc.get("reconciliation", 1))
         self._stage_mappings(kafka_arn)
         self._relay_mapping(table_name)
+        self._reports_mapping()
         self._reconciliation_schedule()
 
     def queue(self, id: str, queue_name: str) -> SqsQueue:
@@ -123,7 +129,7 @@ class Functions(Construct):
             memory_size=lcfg["memory_mb"], timeout=lcfg["timeout_s"], reserved_concurrent_executions=reserved,
             layers=[self.cfg["regions"][self.region]["adot_layer_arn"]], tracing_config={"mode": "Active"},
             vpc_config={"subnet_ids": self.subnet_ids, "security_group_ids": [self.sg]},
-            environment={"variables": {**(env if env is not None else self.env), **OTEL_WRAPPER}},
+            environment={"variables": {**(env if env is not None else self.env), **OTEL_ENV}},
             kms_key_arn=self.key_arn, dead_letter_config={"target_arn": self.async_dlq.arn},
             code_signing_config_arn=self.signing.arn, depends_on=[logs], tags=tags(function=fn))
 
@@ -153,6 +159,19 @@ class Functions(Construct):
             maximum_retry_attempts=rcfg["retry_attempts"], bisect_batch_on_function_error=True,
             function_response_types=["ReportBatchItemFailures"],
             destination_config={"on_failure": {"destination_arn": failures.arn}}, tags=tags(stage="outbox-relay"))
+        self.stream_table = table
+
+    def _reports_mapping(self) -> None:
+        """The reporting consumer: a second reader of the same stream, outbox inserts only."""
+        rcfg = self.cfg["lambda"]["reports_stream"]
+        failures = self.failure_queues["reports"] = self.queue("failures-reports", "reports-failures")
+        self.reports_mapping = LambdaEventSourceMapping(
+            self, "esm-reports", event_source_arn=self.stream_table.stream_arn,
+            function_name=self.functions["reports"].arn, starting_position="LATEST",
+            batch_size=rcfg["batch_size"], maximum_batching_window_in_seconds=rcfg["batch_window_s"],
+            maximum_retry_attempts=rcfg["retry_attempts"], bisect_batch_on_function_error=True,
+            filter_criteria={"filter": [{"pattern": json.dumps(pc.OUTBOX_STREAM_FILTER)}]},
+            destination_config={"on_failure": {"destination_arn": failures.arn}}, tags=tags(stage="reports"))
 
 
     def _reconciliation_schedule(self) -> None:

@@ -22,7 +22,7 @@ from chalicelib.adapters.dynamodb import DynamoStore
 from chalicelib.config import Settings
 from chalicelib.connectors.simulator_server import SimulatorServer
 from chalicelib.runtime import aws_local, bootstrap
-from chalicelib.runtime.relay import StreamRelay
+from chalicelib.runtime.relay import StreamRelay, StreamReporter
 from chalicelib.runtime.runner import Runner
 from chalicelib.stages import STAGES, topics
 
@@ -70,7 +70,7 @@ class AwsStack:
     relay_lock: threading.Lock = field(default_factory=threading.Lock)  # held: a test plays the relay Lambda
 
 
-def start_loops(stack: AwsStack, stop: threading.Event) -> list[threading.Thread]:
+def start_loops(stack: AwsStack, stop: threading.Event, reporter: Any = None) -> list[threading.Thread]:
     """What the worker process runs: one poll loop per stage (kafka-python consumers need their
     own thread to join a group promptly), the runner's background work, and the stream relay."""
     def loop(step: Callable[[], int]) -> None:
@@ -86,6 +86,8 @@ def start_loops(stack: AwsStack, stop: threading.Event) -> list[threading.Thread
             return stack.relay.step()
     runner = stack.runner  # the worker's loops: stages, the sweeping relay, reconciliation
     steps = [w.step for w in runner.workers] + [runner.relay_step, runner.reconcile_step, relay]
+    if reporter is not None:  # the reports Lambda's mapping on the same stream
+        steps.append(reporter.step)
     threads = [threading.Thread(target=loop, args=(fn,), daemon=True) for fn in steps]
     for t in threads:
         t.start()
@@ -118,13 +120,14 @@ def aws_stack(tmp_path_factory):
         runner = Runner(platform, handlers)
         c = clients(aws)
         relay = StreamRelay(c["dynamodbstreams"], arn, platform.store, platform.bus)
+        reporter = StreamReporter(c["dynamodbstreams"], arn, platform.store)
         tenant = tenancy.create_tenant(platform, "acme", webhook_url="https://merchant.example/hooks")
         stop, threads = threading.Event(), []
         try:
             with Client(app_module.app) as client:
                 stack = AwsStack(platform, runner, relay, client, tenant, aws.table,
                                  DynamoStore(c["dynamodb"], aws.table))
-                threads = start_loops(stack, stop)
+                threads = start_loops(stack, stop, reporter)
                 yield stack
         finally:
             stop.set()

@@ -31,6 +31,14 @@ def test_payments_reach_settled_through_every_stage(aws_stack):
     assert set(created) <= {p["id"] for p in listed}
     # the stream relay published and then deleted every outbox record
     s.drive(lambda: s.raw_store.pending_outbox(100) == [], timeout_s=10)
+    # the reporting consumer on the same stream counted each payment once (the tenant is shared
+    # with the other tests of this package, so at least these three)
+    def report() -> dict:
+        return json.loads(s.get("/v1/reports/summary").body)
+    s.drive(lambda: report()["payments"]["settled"] >= 3, timeout_s=20)
+    r = report()
+    assert r["payments"]["count"] >= r["payments"]["settled"] >= 3 and r["approval_rate"] == 1.0
+    assert [c["currency"] for c in r["currencies"]] == ["EUR"] and r["psps"][0]["psp"] == "sim-a"
 
 
 def test_idempotent_replay_returns_the_first_response(aws_stack):
@@ -63,3 +71,19 @@ def test_poison_record_lands_in_the_dlq_naming_it(aws_stack):
     (entry,) = dead()
     assert entry["stage"] == "validation" and entry["topic"] == "payments.initiated"
     assert "JSON" in entry["error"] and entry["tenant_id"] == s.tenant["tenant_id"]
+
+
+def test_dashboard_metrics_read_the_aws_local_adapters(aws_stack):
+    from chalicelib.dashboard import metrics
+    s = aws_stack
+    tid = s.tenant["tenant_id"]
+    r = s.post("/v1/payments", card_body(), **{"Idempotency-Key": uuid.uuid4().hex})
+    pid = json.loads(r.body)["id"]
+    s.drive(lambda: s.platform.store.get_payment(tid, pid).status == "settled")
+    m = metrics.snapshot(s.platform)
+    assert m["mode"] == "aws-local" and pid in {p["payment_id"] for p in m["recent"]}
+    stages = {x["stage"]: x for x in m["stages"]}
+    assert stages["authorization"]["steps"] >= 2 and stages["authorization"]["latency_ms"]["p50"] >= 0
+    assert all(x["queue_lag"] is None for x in m["stages"])  # Kafka offsets are not read here: shown as unknown
+    assert {p["psp"] for p in m["psps"]} >= {"sim-a", "sim-b"}
+    assert metrics.payment_trace(s.platform, tid, pid)["status"] == "settled"

@@ -42,6 +42,18 @@ def test_outbox_relay_ignores_batches_without_outbox_inserts(aws_stack):
         assert client.lambda_.invoke("outbox_relay", event).payload == {"published": 0}
 
 
+def test_reports_lambda_counts_each_stream_change_once(aws_stack):
+    import app as app_module
+    event = load("dynamodb_stream_outbox.json")
+    with Client(app_module.app) as client:
+        for _ in range(3):  # Lambda retries a batch after an error or timeout
+            assert set(client.lambda_.invoke("reports", event).payload) == {"counted"}
+    # ten_acme is the sample's tenant: one initiated payment of 19.99 EUR, whoever read it first
+    # (the stream reporter also sees the item when the relay test puts it in the table).
+    counters = aws_stack.platform.store.report_counters("ten_acme")
+    assert (counters["payments"], counters["amount:EUR"], counters["changes"]) == (1, 1999, 1)
+
+
 def test_stage_handler_dead_letters_records_of_unknown_payments_on_kafka(aws_stack):
     import app as app_module
     s = aws_stack

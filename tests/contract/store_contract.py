@@ -13,13 +13,15 @@ Only Protocol methods are called on the adapter.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from chalicelib.ports import (AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConflict,
-                              IdempotencyRecord, PaymentStore)
+                              IdempotencyRecord, PaymentStore, ReportDelta)
 
 from .factories import (KnownBugs, at, capture_postings, close_quietly, drive_to_authorized,
                         event_for, new_payment, refund_postings)
@@ -179,6 +181,15 @@ class PaymentStoreContract(KnownBugs):
         store.mark_published([r.id for r in pending])  # a relay retrying after a crash
         assert store.pending_outbox(10) == []
 
+    def test_outbox_keeps_the_trace_header_beside_the_envelope(self, store):
+        p = new_payment()
+        header = "Root=1-6744a3b0-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1"
+        e = dataclasses.replace(event_for(p, "payments.initiated"), trace=header)
+        store.commit(Changes(payment=p, events=[e]))
+        (record,) = store.pending_outbox(10)
+        assert record.event.trace == header and record.event == e
+        assert "trace" not in record.event.to_dict()  # the published envelope is unchanged
+
     def test_timeline_entries_in_order_with_seq(self, store):
         p = new_payment()
         p.validate(at(1))
@@ -247,6 +258,20 @@ class PaymentStoreContract(KnownBugs):
         assert store.count_recent_payments("ten_a", "cus_1", at(31)) == 0
         assert store.count_recent_payments("ten_a", "cus_2", at(0)) == 1
         assert store.count_recent_payments("ten_b", "cus_1", at(0)) == 1
+
+    def test_payments_by_correlation_id_scoped_by_tenant(self, store):
+        a1, a2 = self.created(store), self.created(store)  # the factory's correlation id: corr-contract
+        other = new_payment()
+        other.correlation_id = "corr-other"
+        store.commit(Changes(payment=other))
+        b = self.created(store, "ten_b")
+        assert store.payments_by_correlation("ten_a", "corr-contract") == sorted([a1.payment_id, a2.payment_id])
+        assert store.payments_by_correlation("ten_a", "corr-other") == [other.payment_id]
+        assert store.payments_by_correlation("ten_b", "corr-contract") == [b.payment_id]
+        assert store.payments_by_correlation("ten_a", "corr-none") == []
+        a1.validate(at(1))
+        store.commit(Changes(payment=a1, expected_version=1))  # updates add nothing
+        assert len(store.payments_by_correlation("ten_a", "corr-contract")) == 2
 
     # -- idempotency records -------------------------------------------------------------
     def test_idempotency_record_reads_back_byte_identical(self, store):
@@ -327,3 +352,101 @@ class PaymentStoreContract(KnownBugs):
         assert store.get_secret("ten_a", "tok_all") == b"ct" and len(store.balances("ten_a")) == 3
         with pytest.raises(AlreadyProcessed):
             store.commit(Changes(processed=(CONSUMER, "evt_all")))
+
+    # -- report counters (the reporting consumer's aggregates) ------------------------------
+    def test_report_counts_each_change_once_however_often_it_is_delivered(self, store):
+        d1 = ReportDelta("ten_a", "evt_r1", {"payments": 1, "amount:EUR": 1999})
+        d2 = ReportDelta("ten_a", "evt_r2", {"authorized": 1, "psp:sim-a:authorized": 1})
+        assert store.apply_report("reports", [d1]) == 1
+        assert store.apply_report("reports", [d1, d2, d1]) == 1  # redelivered batch, duplicate inside it
+        assert store.apply_report("reports", [d2, d1]) == 0
+        assert store.report_counters("ten_a") == {"payments": 1, "amount:EUR": 1999, "authorized": 1,
+                                                  "psp:sim-a:authorized": 1}
+
+    def test_report_counters_are_per_tenant_and_per_consumer(self, store):
+        assert store.report_counters("ten_a") == {}
+        store.apply_report("reports", [ReportDelta("ten_a", "evt_1", {"payments": 1}),
+                                       ReportDelta("ten_b", "evt_2", {"payments": 1, "amount:USD": 500}),
+                                       ReportDelta("ten_b", "evt_3", {"payments": 1, "amount:USD": 250})])
+        assert store.report_counters("ten_a") == {"payments": 1}
+        assert store.report_counters("ten_b") == {"payments": 2, "amount:USD": 750}
+        assert store.report_counters("ten_c") == {}
+        # Another consumer's markers are its own; a stage's marker for the same event id is not ours.
+        store.commit(Changes(processed=(CONSUMER, "evt_4")))
+        assert store.apply_report("reports", [ReportDelta("ten_a", "evt_4", {"payments": 1})]) == 1
+        assert store.apply_report("reports.v2", [ReportDelta("ten_a", "evt_1", {"payments": 1})]) == 1
+        assert store.report_counters("ten_a") == {"payments": 3}
+
+    def test_report_batch_bigger_than_one_transaction_counts_exactly(self, store):
+        deltas = [ReportDelta(f"ten_{i % 7}", f"evt_big_{i}", {"payments": 1, f"amount:EUR": i}) for i in range(130)]
+        assert store.apply_report("reports", deltas[:40]) == 40
+        assert store.apply_report("reports", deltas) == 90  # the first 40 are redeliveries
+        for t in range(7):
+            mine = [i for i in range(130) if i % 7 == t]
+            assert store.report_counters(f"ten_{t}") == {"payments": len(mine), "amount:EUR": sum(mine)}
+    # -- state-change audit rows (chained later by security/audit.chain_pending) --------------
+    def test_each_state_change_gets_an_audit_row_in_its_commit(self, store):
+        p = new_payment()
+        store.commit(Changes(payment=p, events=[event_for(p, "payments.initiated")], actor="api:key_1",
+                             correlation_id="corr-create"))
+        p.validate(at(1))
+        p.screen(at(2), "approve", 12, [])
+        store.commit(Changes(payment=p, expected_version=1, actor="stage:risk"))
+        rows = [r for r in store.pending_audit(100) if r.tenant_id == "ten_a"]
+        assert [r.source for r in rows] == [f"{p.payment_id}@1#c", f"{p.payment_id}@2#0", f"{p.payment_id}@2#1"]
+        assert [(r.body["from"], r.body["to"], r.body["version"]) for r in rows] == [
+            (None, "initiated", 1), ("initiated", "validated", 2), ("validated", "screened", 2)]
+        assert [r.body["actor"] for r in rows] == ["api:key_1", "stage:risk", "stage:risk"]
+        assert rows[0].body["correlation_id"] == "corr-create" and rows[1].body["correlation_id"] == "corr-contract"
+        assert all(r.body["subject"] == p.payment_id and r.body["at"] for r in rows)
+        assert len({r.id for r in rows}) == 3 and [r.id for r in rows] == sorted(r.id for r in rows)
+        assert store.pending_audit_count("ten_a") == 3 and store.pending_audit_count("ten_b") == 0
+
+    def test_a_refused_commit_leaves_no_audit_row(self, store):
+        p = self.created(store)
+        before = store.pending_audit(100)
+        p.validate(at(1))
+        with pytest.raises(ConcurrencyConflict):
+            store.commit(Changes(payment=p, expected_version=7, actor="stage:validation"))
+        with pytest.raises(AlreadyExists):
+            store.commit(Changes(payment=new_payment(payment_id=p.payment_id)))
+        assert store.pending_audit(100) == before
+
+    def test_audit_rows_are_forgotten_once_chained(self, store):
+        a, b = self.created(store, "ten_a"), self.created(store, "ten_b")
+        rows = store.pending_audit(100)
+        assert {r.tenant_id for r in rows} == {"ten_a", "ten_b"}
+        store.mark_audited([r.id for r in rows if r.tenant_id == "ten_a"])
+        store.mark_audited([r.id for r in rows if r.tenant_id == "ten_a"])  # again: harmless
+        assert [r.body["subject"] for r in store.pending_audit(100)] == [b.payment_id]
+        assert store.pending_audit_count("ten_a") == 0 and store.pending_audit_count("ten_b") == 1
+        assert a.payment_id != b.payment_id
+
+    # -- shared rate limit ---------------------------------------------------------------
+    def test_count_request_admits_limit_per_tenant_and_window_across_instances(self, store, tmp_path):
+        other = self.make_store(tmp_path)
+        assert [s.count_request("ten_a", 100, 3, 2_000) for s in (store, other, store, other)] == [
+            True, True, True, False]
+        assert store.count_request("ten_b", 100, 3, 2_000)  # per tenant
+        assert other.count_request("ten_a", 101, 3, 2_000)  # per window
+        close_quietly(other)
+
+    def test_count_request_is_atomic_under_concurrency(self, store, tmp_path):
+        import threading
+        stores = [store] + [self.make_store(tmp_path) for _ in range(3)]
+        admitted: list[bool] = []
+        lock = threading.Lock()
+
+        def hammer(s) -> None:
+            for _ in range(10):
+                ok = s.count_request("ten_a", 7, 25, 2_000)
+                with lock:
+                    admitted.append(ok)
+        threads = [threading.Thread(target=hammer, args=(s,)) for s in stores]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(admitted) == 40 and admitted.count(True) == 25
+        for s in stores[1:]:
+            close_quietly(s)

@@ -11,10 +11,12 @@ import pytest
 
 from chalicelib.adapters import aws
 from chalicelib.adapters.dynamodb import DynamoStore
+from chalicelib.adapters.dynamodb_audit import DynamoAuditLog
 from chalicelib.adapters.kafka import KafkaBus
 from chalicelib.adapters.kms import KmsDecryptionError, KmsKeys
 
 from ..aws_services import services
+from .audit_contract import AuditLogContract
 from .bus_contract import EventBusContract
 from .coordination_contract import StoreCoordinationContract
 from .keys_contract import KeyServiceContract
@@ -39,6 +41,11 @@ class TestDynamoStore(PaymentStoreContract, StoreCoordinationContract):
 class TestDynamoTenants(TenantDirectoryContract):
     def make_tenants(self, tmp_path):
         return DynamoStore(services().client("dynamodb"), table_for(tmp_path))
+
+
+class TestDynamoAuditLog(AuditLogContract):
+    def make_audit(self, tmp_path, signer):
+        return DynamoAuditLog(services().client("dynamodb"), table_for(tmp_path), signer)
 
 
 class TestKafkaBus(EventBusContract):

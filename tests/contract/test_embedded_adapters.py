@@ -1,14 +1,19 @@
 """The contract suites run against the embedded adapters (SQLite files, local keyring)."""
 from __future__ import annotations
 
+import orjson
+
 from chalicelib.adapters import sqlite_bus
+from chalicelib.adapters.sqlite_audit import SqliteAuditLog
 from chalicelib.adapters.local_keyring import DecryptionError, LocalKeyring
 from chalicelib.adapters.sqlite_bus import SqliteBus
 from chalicelib.adapters.sqlite_store import SqliteStore
-from chalicelib.ports import OutRecord
+from chalicelib.ports import Changes, OutRecord
 
+from .audit_contract import AuditLogContract
 from .bus_contract import EventBusContract
 from .coordination_contract import StoreCoordinationContract
+from .factories import event_for, new_payment
 from .keys_contract import KeyServiceContract
 from .store_contract import PaymentStoreContract
 from .tenants_contract import TenantDirectoryContract
@@ -22,6 +27,11 @@ class TestSqliteStore(PaymentStoreContract, StoreCoordinationContract):
 class TestSqliteTenantDirectory(TenantDirectoryContract):
     def make_tenants(self, tmp_path):
         return SqliteStore(tmp_path / "store.db")
+
+
+class TestSqliteAuditLog(AuditLogContract):
+    def make_audit(self, tmp_path, signer):
+        return SqliteAuditLog(tmp_path / "audit.db", signer)
 
 
 class TestSqliteBus(EventBusContract):
@@ -82,3 +92,41 @@ class TestSqliteCommitMany:
         assert [r.event.payment_id for r in outbox] == [a.payment_id]  # nothing of the failed units
         results = store.commit_many([Changes(processed=("stage.x", "evt_new"))])
         assert isinstance(results[0], AlreadyProcessed)  # the first unit's marker was kept
+
+
+class TestSqliteChangeFeed:
+    """Not contract: the embedded change feed is SQLite's stand-in for the DynamoDB stream."""
+
+    def test_a_store_made_before_the_feed_keeps_its_unpublished_outbox(self, tmp_path):
+        import sqlite3
+        path = tmp_path / "store.db"
+        old = sqlite3.connect(path)
+        old.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, event BLOB NOT NULL)")
+        old.execute("INSERT INTO outbox (event) VALUES (?)", (orjson.dumps(event_for(new_payment(),
+                                                                  "payments.initiated").to_dict()),))
+        old.commit()
+        old.close()
+        store = SqliteStore(path)
+        (pending,) = store.pending_outbox(10)
+        assert store.change_feed("reports", 10) == [pending]
+        store.mark_published([pending.id])  # no reader registered yet: gone at once, as before
+        assert store.pending_outbox(10) == [] and store.change_feed("reports", 10) == []
+
+    def test_published_changes_wait_for_every_reader(self, tmp_path):
+        store = SqliteStore(tmp_path / "store.db")
+        store.register_feed_reader("reports")
+        store.register_feed_reader("audit")
+        p = new_payment()
+        store.commit(Changes(payment=p, events=[event_for(p, "payments.initiated"), event_for(p, "payments.validated")]))
+        first, second = store.pending_outbox(10)
+        store.mark_published([first.id, second.id])
+        assert store.change_feed("reports", 10) == [first, second]
+        store.advance_feed("reports", first.id)
+        assert store.change_feed("reports", 10) == [second] and store.change_feed("audit", 10) == [first, second]
+        store.advance_feed("audit", second.id)
+        store.advance_feed("reports", first.id - 1)  # a late, smaller position never moves a reader back
+        assert store.change_feed("reports", 10) == [second]
+        store.advance_feed("reports", second.id)
+        assert store.change_feed("reports", 10) == [] and store.change_feed("audit", 10) == []
+        (n,) = store.db.conn().execute("SELECT COUNT(*) FROM outbox").fetchone()
+        assert n == 0

@@ -10,6 +10,8 @@ import urllib.request
 
 import pytest
 
+from ..runs import mark_run
+
 pytestmark = pytest.mark.e2e
 STAGES = ["validation", "risk", "routing", "authorization", "capture", "settlement", "notification"]
 
@@ -102,6 +104,7 @@ def test_tenant_b_cannot_see_tenant_a_payment(local_stack):
 
 def test_payctl_demo_reports_outcomes(local_stack):
     report = local_stack.payctl("demo", "--count", "20", "--timeout", "90")
+    mark_run(local_stack.data, "demo")  # the PAN scan (tests/security) then knows the demo's data is here
     assert report["accepted"] == 20
     assert sum(report["outcomes"].values()) == 20
     assert report["outcomes"].get("still processing", 0) == 0
@@ -110,10 +113,41 @@ def test_payctl_demo_reports_outcomes(local_stack):
     assert local_stack.payctl("dlq", "list") == []
 
 
+def test_one_id_follows_a_payment_across_processes_in_traces_logs_and_metrics(local_stack):
+    """The real stack's own files: spans in traces.jsonl, JSON lines in logs/, EMF in metrics.emf.jsonl."""
+    corr = f"corr-e2e-{time.time_ns()}"
+    status, headers, body = local_stack.call("POST", "/v1/payments", {
+        "amount": 1234, "currency": "EUR", "capture": "automatic", "reference": corr,
+        "payment_method": {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12,
+                                                    "exp_year": 2030, "cvc": "123"}}},
+        headers={"Idempotency-Key": corr, "X-Correlation-Id": corr})
+    assert status == 202 and headers["X-Correlation-Id"] == corr, body
+    payment_id = json.loads(body)["id"]
+    assert local_stack.wait_status(payment_id)["status"] == "settled"
+    (report,) = local_stack.payctl("trace", "--correlation-id", corr)
+    assert report["payment_id"] == payment_id and report["trace_id"]
+    deadline = time.monotonic() + 20
+    while True:  # spans are exported in batches (every 0.5 s) by each process
+        spans = [json.loads(line) for line in (local_stack.data / "traces.jsonl").read_text().splitlines()
+                 if report["trace_id"] in line]
+        names = {s["name"] for s in spans}
+        if {f"stage {s}" for s in STAGES} | {"POST /v1/payments", "webhook"} <= names or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert {f"stage {s}" for s in STAGES} | {"POST /v1/payments", "psp authorize", "webhook"} <= names, names
+    logged = [json.loads(line) for f in (local_stack.data / "logs").glob("*.log")
+              for line in f.read_text().splitlines() if line.startswith("{") and payment_id in line]
+    assert {d["stage"] for d in logged if d.get("message") == "record handled"} == set(STAGES)
+    assert {d["correlation_id"] for d in logged} == {corr}
+    assert {d["trace_id"] for d in logged if "trace_id" in d} == {report["trace_id"]}
+    m = local_stack.payctl("metrics")
+    assert set(STAGES) <= set(m["stages"]) and m["health"]["dlq_depth"] >= 0
+
+
 def test_ctrl_c_stops_everything(local_stack):
     children = subprocess.run(["pgrep", "-P", str(local_stack.proc.pid)], capture_output=True, text=True)
     pids = [int(p) for p in children.stdout.split()]
-    assert len(pids) == 3, "expected simulator, worker and API processes"
+    assert len(pids) == 4, "expected simulator, worker, API and dashboard processes"
     local_stack.proc.send_signal(signal.SIGINT)
     assert local_stack.proc.wait(30) == 0
     for pid in pids:

@@ -41,7 +41,20 @@ def check_all(sim: Any) -> list[str]:
         out.extend(_timeline(pid, store.timeline(tenant, pid), p.state.value))
     out.extend(_ledger(sim, payments))
     out.extend(_idempotency(sim, payments))
+    out.extend(_reports(sim, payments))
     return out
+
+
+def _reports(sim: Any, payments: list[Any]) -> list[str]:
+    """The reporting consumer's counters, crashed and redelivered, equal a recount of the final state."""
+    got = sim.raw_store.report_counters(sim.tenant_id)
+    held = {p.payment_id for p in payments if any(a.status in HELD_AT_PSP for a in p.attempts)}
+    want: Counter = Counter(payments=len(payments), authorized=len(held))
+    for p in payments:  # attempts are counted once authorization is decided: approved, or failed for good
+        if p.payment_id in held or p.status in ("declined", "failed", "requires_review"):
+            want.update(f"psp:{a.psp}:attempts" for a in p.attempts)
+    return [f"reports: {k} counted {got.get(k, 0)}, recount {n}" for k, n in sorted(want.items())
+            if got.get(k, 0) != n]
 
 
 def _attempts(p: Any) -> str:

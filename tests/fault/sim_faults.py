@@ -82,7 +82,7 @@ class _Wrapped:
 
 class CrashingStore(_Wrapped):
     WRITES = ("commit", "commit_many", "put_control", "mark_published", "claim_idempotency", "release_idempotency",
-              "purge_expired_idempotency")
+              "purge_expired_idempotency", "apply_report", "advance_feed")
     PREFIX = "store"
 
 

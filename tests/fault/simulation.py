@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from chalicelib import reconciliation, tenancy
+from chalicelib import reconciliation, reporting, tenancy
 from chalicelib.adapters.local_keyring import LocalKeyring
 from chalicelib.adapters.sqlite_bus import SqliteBus
 from chalicelib.adapters.sqlite_store import SqliteStore
@@ -86,6 +86,7 @@ class Simulation(ApiClient):
         self.raw_bus = SqliteBus(self.settings.bus_path, self.partitions)
         for db in (self.raw_store.db, self.raw_bus.db):  # process crashes only, no power cuts: no fsync
             db.conn().execute("PRAGMA synchronous=OFF")
+        self.raw_store.register_feed_reader(reporting.CONSUMER)  # as the worker's runner does
         self.store = CrashingStore(self.raw_store, self.crasher)
         self.bus = CrashingBus(self.raw_bus, self.crasher)
         scale = rng.uniform(0.3, 1.6)
@@ -183,6 +184,7 @@ class Simulation(ApiClient):
 
     def do_relay(self) -> None:
         relay_once(self.store, self.bus, limit=self.rng.randint(1, 8))
+        reporting.report_feed_once(self.store, limit=self.rng.randint(1, 8))  # the reporting consumer
 
     def do_reconcile(self) -> None:
         reconciliation.run_due(self.platform, limit=self.rng.randint(1, 5))
@@ -214,6 +216,7 @@ class Simulation(ApiClient):
         """No more crashes; run everything until nothing moves, advancing time past every schedule."""
         for _ in range(rounds):
             moved = relay_once(self.store, self.bus) + reconciliation.run_due(self.platform, limit=100)
+            moved += reporting.report_feed_once(self.store)
             for key in list(self.workers):
                 moved += self.workers[key].step(self.now())
             for key in list(self.unanswered):
@@ -222,6 +225,7 @@ class Simulation(ApiClient):
                 continue
             workers = self.workers.values()
             busy = (self.unanswered or self.raw_store.pending_outbox(1) or any(w.not_before for w in workers)
+                    or self.raw_store.change_feed(reporting.CONSUMER, 1)
                     or self.raw_store.due_reminders("9999", 1) or any(w.consumer.lag() for w in workers))
             if not busy:
                 return

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from ..runs import new_run
 from ..stack import card_body, start_processes
 
 PAYMENTS = int(os.environ.get("CRASH_PAYMENTS", "2000"))
@@ -37,8 +38,9 @@ UNAUTHORIZED = {"declined", "failed"}           # resting statuses that hold non
 
 
 @pytest.fixture
-def stack(tmp_path):
-    stack = start_processes(tmp_path / "crash", members=MEMBERS, LOG_LEVEL="WARNING",
+def stack(runs_root, request):
+    """Its data dir and logs stay under the session's runs root for the PAN scan (tests/runs.py)."""
+    stack = start_processes(new_run(runs_root, "crash", request.node.name), members=MEMBERS, LOG_LEVEL="WARNING",
                             UNKNOWN_CHECK_SCHEDULE_S="0.5,1,2,4", RETRY_BASE_MS="50", RETRY_MAX_MS="1000")
     yield stack
     stack.stop()

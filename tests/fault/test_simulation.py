@@ -5,7 +5,9 @@ message ends with the one command that replays it exactly.
 """
 from __future__ import annotations
 
+import itertools
 import os
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -49,6 +51,20 @@ def test_a_store_that_forgets_processed_markers_is_caught(monkeypatch):
     monkeypatch.setattr(SqliteStore, "_apply", forgetful)
     found = _first_failing_seed(20)
     assert found is not None, "the simulator did not notice missing processed markers in 20 seeds"
+
+
+def test_a_reporter_that_counts_redeliveries_is_caught(monkeypatch):
+    """Apply report deltas without their processed markers: crashes before the feed position
+    moves re-read changes, and the recount of the final state must disagree."""
+    apply = SqliteStore.apply_report
+
+    def forgetful(self, consumer, deltas):
+        return apply(self, consumer, [replace(d, change_id=f"{d.change_id}-{next(fresh)}") for d in deltas])
+    fresh = itertools.count()
+    monkeypatch.setattr(SqliteStore, "apply_report", forgetful)
+    found = _first_failing_seed(40)
+    assert found is not None, "the simulator did not notice double-counted report changes in 40 seeds"
+    assert any(v.startswith("reports:") for v in found[1]), found
 
 
 def test_failing_over_on_an_unknown_outcome_is_caught(monkeypatch):

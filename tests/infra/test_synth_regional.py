@@ -14,7 +14,7 @@ from tests.infra.conftest import ref
 
 REQUIRED_ENV = {pc.PLATFORM_MODE, pc.PLATFORM_REGION, pc.PAYMENTS_TABLE, pc.KAFKA_BOOTSTRAP_SERVERS,
                 pc.KAFKA_SECURITY, pc.KMS_KEY_ID}
-ADOT_ENV = {"AWS_LAMBDA_EXEC_WRAPPER"}
+ADOT_ENV = {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_PROPAGATORS"}
 
 
 def regions(cfg):
@@ -106,7 +106,7 @@ def test_replicator_for_every_ordered_region_pair(synth, cfg):
 def test_every_lambda_is_arm64_traced_with_adot_and_reserved_concurrency(synth, cfg, region):
     fns = functions(synth, region)
     expected = {f"payments-{s}" for s in STAGES} | {"payments-api", "payments-outbox-relay", "payments-topic-admin",
-                                                    "payments-reconciliation"}
+                                                    "payments-reconciliation", "payments-reports"}
     assert set(fns) == expected
     for name, (_, f) in fns.items():
         assert f["architectures"] == ["arm64"], name
@@ -119,6 +119,7 @@ def test_every_lambda_is_arm64_traced_with_adot_and_reserved_concurrency(synth, 
         assert fns[f"payments-{stage}"][1]["filename"].endswith("/build/chalice/deployment.zip")
     assert fns["payments-api"][1]["handler"] == "app.app"
     assert fns["payments-outbox-relay"][1]["handler"] == "app.outbox_relay"
+    assert fns["payments-reports"][1]["handler"] == "app.reports"
     conc = cfg["lambda"]["reserved_concurrency"]
     assert fns["payments-api"][1]["reserved_concurrent_executions"] == conc["api"]
 
@@ -155,6 +156,20 @@ def test_msk_mapping_per_stage_topic_with_on_failure_destination(synth, cfg, reg
         assert dest.startswith("${aws_sqs_queue.") and dest.split(".")[1] in queues
         assert m["amazon_managed_kafka_event_source_config"]["consumer_group_id"]
     assert pairs == {(f"payments-{s}", t) for s, m in STAGES.items() for t in m.CONSUMES}
+
+
+def test_reports_consumer_reads_the_same_stream_outbox_inserts_only(synth, cfg, region):
+    fns = functions(synth, region)
+    reports = ref("aws_lambda_function", fns["payments-reports"][0], "arn")
+    relay = ref("aws_lambda_function", fns["payments-outbox-relay"][0], "arn")
+    mappings = synth.resources(stack(region), "aws_lambda_event_source_mapping").values()
+    [m] = [m for m in mappings if m["function_name"] == reports]
+    [r] = [m for m in mappings if m["function_name"] == relay]
+    assert m["event_source_arn"] == r["event_source_arn"]  # its own mapping on this region's table stream
+    [f] = m["filter_criteria"]["filter"]
+    assert json.loads(f["pattern"]) == pc.OUTBOX_STREAM_FILTER
+    assert m["bisect_batch_on_function_error"] is True and m["maximum_retry_attempts"] >= 1
+    assert m["destination_config"]["on_failure"]["destination_arn"].startswith("${aws_sqs_queue.")
 
 
 def test_relay_reads_this_regions_table_stream(synth, cfg, region):

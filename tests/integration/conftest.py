@@ -163,8 +163,18 @@ def txn_sums(postings: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
 
 
 @pytest.fixture
-def stack(tmp_path, monkeypatch):
+def stack_env() -> dict[str, str]:
+    """Settings a test module wants on top of the stack's defaults (override the fixture)."""
+    return {}
+
+
+@pytest.fixture
+def stack(tmp_path, monkeypatch, request):
     """A whole platform in one process; runner.drain() moves everything along."""
+    try:  # a module may override `stack_env`; suites importing only `stack` get the defaults
+        stack_env = request.getfixturevalue("stack_env")
+    except pytest.FixtureLookupError:
+        stack_env = {}
     port = free_port()
     # Like simulator_server.serve(), but polling for shutdown every 20 ms instead of 500 ms
     # (teardown time dominates a suite of short tests).
@@ -173,7 +183,7 @@ def stack(tmp_path, monkeypatch):
                      daemon=True).start()
     env = {"DATA_DIR": str(tmp_path / "data"), "SIMULATOR_URL": f"http://127.0.0.1:{port}",
            "PSP_TIMEOUT_S": "0.3", "UNKNOWN_CHECK_SCHEDULE_S": "0.05,0.1,0.2", "RETRY_BASE_MS": "1", "RETRY_MAX_MS": "5", "MAX_ATTEMPTS": "3",
-           "LOG_LEVEL": "WARNING"}
+           "LOG_LEVEL": "WARNING", **stack_env}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     platform = bootstrap.build(Settings.from_env())

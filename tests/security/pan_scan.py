@@ -48,15 +48,16 @@ _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
 def _inside_hex_digest(data: bytes, start: int, end: int) -> bool:
-    # SHA-256/HMAC hex digests and uuid4 hex ids (signatures, request hashes, correlation ids,
-    # the audit chain) hold decimal runs by chance; a run inside a hex token of 32+ characters
-    # with letters in it is part of such a digest, not a card number.
+    # SHA-256/HMAC hex digests, uuid4 hex ids and the PSP simulator's charge ids ("ch_" + 24 hex:
+    # about 1 in 400 holds a Luhn-valid 13-15 digit run by chance, so a crash run of thousands of
+    # payments always has a few) hold decimal runs by chance; a run inside a hex token of 24+
+    # characters with letters in it is part of such an id or digest, not a card number.
     while start > 0 and data[start - 1] in _HEX:
         start -= 1
     while end < len(data) and data[end] in _HEX:
         end += 1
     token = data[start:end]
-    return len(token) >= 32 and not token.isdigit()
+    return len(token) >= 24 and not token.isdigit()
 
 
 def scan_bytes(where: str, data: bytes) -> list[Hit]:
@@ -131,12 +132,46 @@ def scan_files(paths: Iterable[Path]) -> list[Hit]:
 
 def scan_bus(bus: Any) -> tuple[list[Hit], int]:
     """Every record of every topic (DLQ topics included): key, headers and value, decoded."""
+    hits, n, _ = scan_topics(bus)
+    return hits, n
+
+
+def scan_topics(bus: Any, label: str = "") -> tuple[list[Hit], int, int]:
+    """(hits, records, of which DLQ records) over every topic of `bus`."""
     hits: list[Hit] = []
-    n = 0
+    n = dlq = 0
     for topic in bus.topics():
         for r in bus.read_all(topic):
             n += 1
-            where = f"{topic}@{r.partition}:{r.offset}"
+            dlq += topic.endswith(".dlq")
+            where = f"{label}{topic}@{r.partition}:{r.offset}"
             hits += scan_value(where + " key", r.key) + scan_value(where + " value", r.value)
             hits += [h for k, v in r.headers for h in scan_value(f"{where} header {k}", v)]
-    return hits, n
+    return hits, n, dlq
+
+
+def scan_tree(root: Path) -> tuple[list[Hit], dict[str, int]]:
+    """Every file under `root`: SQLite files row by row (and raw bytes), each SQLite bus topic by
+    topic (DLQ entries decoded), every other file (logs, -wal, JSON) as raw bytes. Returns figures."""
+    from chalicelib.adapters.sqlite_bus import SqliteBus
+    hits: list[Hit] = []
+    figures = dict.fromkeys(("sqlite_files", "rows", "topic_records", "dlq_records", "log_files", "other_files",
+                             "bytes"), 0)
+    files = sqlite_files(root)
+    for path in files:
+        h, n = scan_sqlite(path)
+        hits += h
+        figures["rows"] += n
+        figures["bytes"] += sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+        if path.name == "bus.db":
+            h, n, dlq = scan_topics(SqliteBus(path), f"{path.parent.name}/")
+            hits += h
+            figures["topic_records"] += n
+            figures["dlq_records"] += dlq
+    figures["sqlite_files"] = len(files)
+    others = [p for p in root.rglob("*") if p.is_file() and p not in files]
+    hits += [h for p in others for h in scan_bytes(str(p.relative_to(root)), p.read_bytes())]
+    figures["log_files"] = sum(1 for p in others if p.suffix == ".log")
+    figures["other_files"] = len(others)
+    figures["bytes"] += sum(p.stat().st_size for p in others)
+    return hits, figures

@@ -142,3 +142,131 @@ def test_dlq_redrive_is_audited_under_the_entrys_tenant(stack, capsys):
     body = json.loads(audit.audit_log(stack.platform).rows(stack.tenant_id)[-1][1])
     assert body["action"] == "dlq.redrive" and body["subject"] == report["entries"][0]
     assert run(capsys, "audit", "verify")[0] == 0
+
+
+# -- payment state changes --------------------------------------------------------------------
+@pytest.fixture
+def paid(stack):
+    """Two payments through the whole pipeline, one captured by hand: every change chained."""
+    auto = stack.pay()
+    manual = stack.pay(capture="manual")
+    stack.runner.drain()
+    r = stack.post(f"/v1/payments/{manual}/capture", {})
+    assert r.status_code == 202, r.body
+    stack.runner.drain()
+    return stack, auto, manual
+
+
+def _bodies(stack, tid):
+    return [json.loads(raw) for _, raw, _ in audit.audit_log(stack.platform).rows(tid)]
+
+
+def test_every_payment_state_change_is_chained_with_actor_and_correlation(paid, capsys):
+    stack, auto, manual = paid
+    tid = stack.tenant_id
+    changes = [b for b in _bodies(stack, tid) if b["action"].startswith("payment.")]
+    for pid in (auto, manual):
+        timeline = stack.platform.store.timeline(tid, pid)
+        mine = [b for b in changes if b["subject"] == pid]
+        assert mine[0]["action"] == "payment.create" and mine[0]["actor"].startswith("api:key_")
+        assert [(b["from"], b["to"]) for b in mine[1:]] == [(t["from"], t["to"]) for t in timeline]
+        assert all(b["correlation_id"] and b["at"] and b["version"] >= 1 for b in mine)
+    actors = {b["actor"] for b in changes}
+    assert {"stage:validation", "stage:risk", "stage:routing", "stage:authorization"} <= actors
+    capture = [b for b in changes if b["subject"] == manual and b["action"] == "payment.request_capture"]
+    assert len(capture) == 1 and capture[0]["actor"].startswith("api:key_")
+    assert stack.platform.store.pending_audit_count(tid) == 0
+    code, result = _verify(capsys, tid)
+    assert code == 0 and result["ok"] and result["pending"] == 0 and result["entries"] == len(_bodies(stack, tid))
+
+
+def test_verify_reports_state_changes_not_yet_chained(stack, capsys):
+    stack.pay()  # committed by the API; the relay loop (and so the chainer) has not run
+    code, result = _verify(capsys, stack.tenant_id)
+    assert code == 0 and result["pending"] == 1
+    assert audit.chain_pending(stack.platform) == 1
+    assert _verify(capsys, stack.tenant_id)[1]["pending"] == 0
+
+
+def test_a_chainer_crash_before_forgetting_its_rows_chains_nothing_twice(stack, capsys):
+    stack.pay()
+    pending = stack.platform.store.pending_audit(100)
+    log = audit.audit_log(stack.platform)
+    log.append(stack.tenant_id, [(r.source, r.body) for r in pending])  # ... and crashed before mark_audited
+    n = len(log.rows(stack.tenant_id))
+    assert audit.chain_pending(stack.platform) == len(pending)
+    assert len(log.rows(stack.tenant_id)) == n and _verify(capsys, stack.tenant_id)[0] == 0
+
+
+def _state_change_seqs(stack, tid):
+    return [b["seq"] for b in _bodies(stack, tid) if b["action"].startswith("payment.")]
+
+
+def test_verify_catches_an_edited_state_change(paid, capsys):
+    stack, auto, _ = paid
+    tid = stack.tenant_id
+    seq = _state_change_seqs(stack, tid)[3]
+    (raw,) = [r[1] for r in audit.audit_log(stack.platform).rows(tid) if r[0] == seq]
+    forged = json.loads(raw)
+    forged["actor"] = "stage:someone-else"
+    _tamper(stack, "UPDATE audit SET body=? WHERE tenant_id=? AND seq=?", audit.canonical(forged), tid, seq)
+    code, result = _verify(capsys, tid)
+    assert code == 1 and result["entry"] == seq and "altered" in result["problem"]
+
+
+def test_verify_catches_a_removed_state_change(paid, capsys):
+    stack, _, _ = paid
+    seq = _state_change_seqs(stack, stack.tenant_id)[2]
+    _tamper(stack, "DELETE FROM audit WHERE tenant_id=? AND seq=?", stack.tenant_id, seq)
+    code, result = _verify(capsys, stack.tenant_id)
+    assert code == 1 and result["entry"] == seq + 1 and f"entry {seq} is missing" in result["problem"]
+
+
+def test_verify_catches_swapped_state_changes(paid, capsys):
+    stack, _, _ = paid
+    tid = stack.tenant_id
+    a, b = _state_change_seqs(stack, tid)[4:6]
+    _tamper(stack, "UPDATE audit SET seq=-1 WHERE tenant_id=? AND seq=?", tid, a)
+    _tamper(stack, "UPDATE audit SET seq=? WHERE tenant_id=? AND seq=?", a, tid, b)
+    _tamper(stack, "UPDATE audit SET seq=? WHERE tenant_id=? AND seq=-1", b, tid)
+    code, result = _verify(capsys, tid)
+    assert code == 1 and result["entry"] == a and "reordered" in result["problem"]
+
+
+def test_a_cut_tail_with_a_rewritten_head_is_caught(paid, capsys):
+    """Truncate the log and make the head agree with the cut: without the MAC key the head cannot be signed."""
+    stack, _, _ = paid
+    tid = stack.tenant_id
+    rows = audit.audit_log(stack.platform).rows(tid)
+    keep = len(rows) - 3
+    _tamper(stack, "DELETE FROM audit WHERE tenant_id=? AND seq>?", tid, keep)
+    (old_mac,) = sqlite3.connect(stack.platform.settings.data_dir / "audit.db").execute(
+        "SELECT mac FROM audit_heads WHERE tenant_id=?", (tid,)).fetchone()
+    _tamper(stack, "UPDATE audit_heads SET seq=?, hash=? WHERE tenant_id=?", keep, rows[keep - 1][2], tid)
+    code, result = _verify(capsys, tid)
+    assert code == 1 and result["entry"] == keep and "MAC does not verify" in result["problem"]
+    guessed = audit.HeadSigner(b"\0" * 32).sign(tid, keep, rows[keep - 1][2])  # a guess at the key
+    _tamper(stack, "UPDATE audit_heads SET mac=? WHERE tenant_id=?", guessed, tid)
+    assert _verify(capsys, tid)[1]["ok"] is False and old_mac != guessed
+    _tamper(stack, "DELETE FROM audit_heads WHERE tenant_id=?", tid)  # or drop the head altogether
+    code, result = _verify(capsys, tid)
+    assert code == 1 and "head is missing" in result["problem"]
+
+
+def test_the_chainer_refuses_to_extend_a_forged_head(paid, capsys):
+    stack, _, _ = paid
+    tid = stack.tenant_id
+    _tamper(stack, "UPDATE audit_heads SET mac=? WHERE tenant_id=?", "0" * 64, tid)
+    n = len(audit.audit_log(stack.platform).rows(tid))
+    stack.pay()
+    assert audit.chain_pending(stack.platform) == 0  # left pending: signing over a forged head would launder it
+    assert len(audit.audit_log(stack.platform).rows(tid)) == n
+    code, result = _verify(capsys, tid)
+    assert code == 1 and result["pending"] == 1 and "MAC" in result["problem"]
+
+
+def test_a_tenants_whole_chain_removed_is_caught(history, capsys):
+    _tamper(history, "DELETE FROM audit WHERE tenant_id=?", history.tenant_id)
+    _tamper(history, "DELETE FROM audit_heads WHERE tenant_id=?", history.tenant_id)
+    code, result = _verify(capsys, history.tenant_id)
+    assert code == 1 and result["entry"] == 1 and "no audit entries" in result["problem"]

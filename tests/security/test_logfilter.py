@@ -107,3 +107,41 @@ def test_install_masks_records_of_any_logger_through_the_root_handlers(caplog):
     factory = logging.getLogRecordFactory()
     record = factory("x", logging.INFO, __file__, 1, "pan %s", ("378282246310005",), None)
     assert "378282246310005" not in record.getMessage()
+
+
+class _Card:
+    def __str__(self) -> str:
+        return "card 6011111111111117"
+
+
+def test_extra_fields_of_any_type_are_masked_keeping_their_shape():
+    """A structured (JSON) formatter reads record attributes, not the message: those are masked too."""
+    factory = logging.getLogRecordFactory()
+    record = factory("x", logging.INFO, __file__, 1, "refused %s / %d", ("card 378282246310005", 4000000000000077),
+                     None)
+    for name, value in {
+            "pan_int": 4242424242424242, "pan_bytes": b"n=5555555555554444",
+            "nested": {"card": {"number": "4000000000000002", "exp": 12}, "ids": ["pay_1", 4222222222222]},
+            "as_tuple": ("4000000000009995", 7), "obj": _Card(), "plain": {"amount": 1999, "ok": True}}.items():
+        setattr(record, name, value)
+    logfilter.scrub(record)
+    dump = repr(vars(record)) + record.getMessage()
+    for pan in ("378282246310005", "4000000000000077", "4242424242424242", "5555555555554444", "4000000000000002",
+                "4222222222222", "4000000000009995", "6011111111111117"):
+        assert pan not in dump, pan
+    assert record.nested["card"]["exp"] == 12 and record.nested["ids"][0] == "pay_1"  # shape kept
+    assert record.nested["card"]["number"].endswith("****0002]") and isinstance(record.as_tuple, tuple)
+    assert record.plain == {"amount": 1999, "ok": True} and record.as_tuple[1] == 7
+
+
+def test_a_json_formatter_sees_no_pan_in_extra(caplog):
+    import json as _json
+
+    logfilter.install()
+    logger = logging.getLogger("logfilter_probe.json")
+    with caplog.at_level(logging.INFO, logger="logfilter_probe.json"):
+        logger.info("payment refused", extra={"card_number": 4242424242424242,
+                                              "request": {"payment_method": {"card": {"number": "4000000000000002"}}}})
+    (record,) = [r for r in caplog.records if r.name == "logfilter_probe.json"]
+    line = _json.dumps({k: v for k, v in vars(record).items() if k in ("card_number", "request")})
+    assert "4242424242424242" not in line and "4000000000000002" not in line and "****4242" in line

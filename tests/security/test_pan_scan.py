@@ -5,8 +5,10 @@
    the DLQ, a redrive -- with every log record captured, then every SQLite file (each
    row of each table and the raw bytes of the .db/-wal files), every topic record
    (DLQ entries decoded from base64), every webhook body and every log line scanned.
-2. The local stack as `make local` runs it: the same cards and `payctl demo` over
-   HTTP, then every file under its data dir (SQLite, -wal, logs) and its output.
+2. After the session's real runs -- the e2e suite's local stack (with `payctl demo`) and
+   the crash test (SIGKILLed workers), whose data dirs and logs stay under one session
+   root (tests/runs.py) -- every file there: SQLite rows, bus topics and DLQ records,
+   logs, the stacks' output. Run alone, the test makes those runs itself first.
 Expected hits: 0. The scanner itself is shown to find a planted PAN, so 0 means 0.
 """
 from __future__ import annotations
@@ -21,8 +23,9 @@ from chalicelib.ports import OutRecord
 from chalicelib.security import logfilter
 
 from ..integration.conftest import card_body, stack  # noqa: F401 - the in-process platform fixture
-from .pan_scan import TEST_IBANS, TEST_PANS, Hit, scan_bus, scan_bytes, scan_files, scan_sqlite, scan_value, \
-    sqlite_files
+from ..runs import mark_run, new_run, runs_in
+from .pan_scan import TEST_IBANS, TEST_PANS, Hit, scan_bus, scan_bytes, scan_files, scan_sqlite, scan_tree, \
+    scan_value, sqlite_files
 
 FIGURES: dict[str, int] = {}
 
@@ -109,10 +112,9 @@ def test_no_pan_anywhere_after_an_in_process_run(stack, tmp_path):
     assert not hits, "\n".join(map(str, hits[:20]))
 
 
-@pytest.mark.e2e
-def test_no_pan_anywhere_after_a_local_stack_run(tmp_path):
+def _local_stack_run(data) -> None:
+    """`make local`, every test card over HTTP, then `payctl demo` (run when the e2e suite did not)."""
     from ..stack import start_local, stop_local
-    data = tmp_path / "local"
     local = start_local(data)
     try:
         ids = []
@@ -124,36 +126,20 @@ def test_no_pan_anywhere_after_a_local_stack_run(tmp_path):
             local.wait_status(pid, timeout_s=60)
         demo = local.payctl("demo", "--count", "20", "--concurrency", "4")
         assert demo["count"] == 20
+        mark_run(data, "demo")
         local.payctl("dlq", "list", "--all")
     finally:
         stop_local(local)
-    hits: list[Hit] = []
-    rows = 0
-    files = sqlite_files(data)
-    assert {p.name for p in files} >= {"store.db", "bus.db"}
-    for path in files:
-        h, n = scan_sqlite(path)
-        hits, rows = hits + h, rows + n
-    others = [p for p in data.rglob("*") if p.is_file() and p not in files]
-    hits += scan_files(others)
-    hits += scan_bytes("local stack output", _without_usage_banner(local.output).encode())
-    logs = list((data / "logs").glob("*.log"))
-    print(f"\nPAN scan (local stack): {len(files)} SQLite files, {rows} rows, {len(others)} other files "
-          f"({len(logs)} logs), {len(ids) + 20} payments -> {len(hits)} hits")
-    assert logs and rows > 100
-    assert not hits, "\n".join(map(str, hits[:20]))
 
 
-@pytest.mark.e2e
-def test_no_pan_anywhere_after_a_crash_run(tmp_path):
-    """The crash test's shape, smaller: stage workers SIGKILLed and restarted while every test card
-    is paid concurrently; then every file of the stack (SQLite, -wal, worker/API/simulator logs)."""
+def _crash_run(data) -> None:
+    """The crash test's shape, smaller (run when the fault suite did not): stage workers SIGKILLed
+    and restarted while every test card is paid concurrently."""
     import random
     from concurrent.futures import ThreadPoolExecutor
 
     from ..fault.test_crash import Killer
     from ..stack import start_processes
-    data = tmp_path / "crash"
     stack = start_processes(data, members=2, LOG_LEVEL="INFO", UNKNOWN_CHECK_SCHEDULE_S="0.5,1,2",
                             RETRY_BASE_MS="50", RETRY_MAX_MS="500")
     try:
@@ -169,26 +155,33 @@ def test_no_pan_anywhere_after_a_crash_run(tmp_path):
             stack.wait_status(pid, timeout_s=60)
     finally:
         stack.stop()
-    hits: list[Hit] = []
-    rows = 0
-    files = sqlite_files(data)
-    for path in files:
-        h, n = scan_sqlite(path)
-        hits, rows = hits + h, rows + n
-    others = [p for p in data.rglob("*") if p.is_file() and p not in files]
-    hits += scan_files(others)
-    print(f"\nPAN scan (crash run, 4 SIGKILLs): {len(files)} SQLite files, {rows} rows, {len(others)} other files "
-          f"-> {len(hits)} hits")
-    assert rows > 500 and any(p.suffix == ".log" for p in others)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(900)
+def test_no_pan_anywhere_after_the_e2e_suite_the_crash_test_and_the_demo(runs_root):
+    """Scans the data dirs the session's real runs kept under `runs_root` (tests/runs.py): the e2e
+    suite's local stack (which also ran `payctl demo`) and the crash test's SIGKILLed workers. Run
+    alone (no such runs in this session), it makes its own of each first."""
+    runs = runs_in(runs_root)
+    own = []
+    if not (runs.get("e2e") and runs.get("demo")):
+        _local_stack_run(new_run(runs_root, "e2e", "pan-scan"))
+        own.append("e2e+demo")
+    if not runs.get("crash"):
+        _crash_run(new_run(runs_root, "crash", "pan-scan"))
+        own.append("crash")
+    runs = runs_in(runs_root)
+    hits, figures = scan_tree(runs_root)
+    kinds = {k: len(v) for k, v in sorted(runs.items())}
+    FIGURES.update(figures)
+    print(f"\nPAN scan of {runs_root} -- runs {kinds} ({'own: ' + ', '.join(own) if own else 'all from this session'}): "
+          f"{figures['sqlite_files']} SQLite files ({figures['rows']} rows), {figures['topic_records']} topic records "
+          f"({figures['dlq_records']} DLQ), {figures['log_files']} log files, {figures['other_files']} other files, "
+          f"{figures['bytes']:,} bytes -> {len(hits)} hits")
+    assert {"e2e", "demo", "crash"} <= set(runs)
+    assert figures["rows"] > 500 and figures["topic_records"] > 100 and figures["log_files"] >= 3
     assert not hits, "\n".join(map(str, hits[:20]))
-
-
-def _without_usage_banner(lines: list[str]) -> str:
-    """The stack's output minus the printed `curl` example (README's documented test card, not data)."""
-    text = "".join(lines)
-    start, end = text.find("Try it:"), text.find("Ctrl-C stops everything.")
-    assert 0 <= start < end, text
-    return text[:start] + text[end:]
 
 
 # -- the scanner can fail ------------------------------------------------------------------------
@@ -218,6 +211,7 @@ def test_scanner_finds_a_pan_in_a_sqlite_row_and_in_wal_bytes(tmp_path):
 
 @pytest.mark.parametrize("clean", [b"pay_01JD0000000000000000000001", b"1764030000123", b"2026-11-25T10:00:00Z",
                                    b"1764030000127", b"4242424242424241", b"last4 4242 bin 424242",
-                                   b"v1=ab5555555555554449cdef0123456789abcdef0123456789abcdef01234567"])
+                                   b"v1=ab5555555555554449cdef0123456789abcdef0123456789abcdef01234567",
+                                   b'"psp_reference":"ch_2ef724100000000000017abc"'])
 def test_scanner_ignores_ids_timestamps_and_non_luhn_runs(clean):
     assert not scan_bytes("clean", clean)

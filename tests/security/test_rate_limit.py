@@ -84,3 +84,36 @@ def test_over_the_limit_is_a_429_with_retry_after_and_other_tenants_carry_on(sta
     assert stack.client.http.get("/health").status_code == 200
     clock.t += 2
     assert stack.get("/v1/payments").status_code == 200
+
+
+def test_the_limit_is_shared_by_every_api_process(stack):
+    """Two API processes (two Lambda containers) on one store: together they get the tenant's burst, not twice it."""
+    from chalicelib.runtime import bootstrap
+    from chalicelib.security.ratelimit import SharedRateLimiter, limiter_for
+    clock = Clock()
+    second = bootstrap.build(Settings.from_env())  # another process's platform on the same data
+    a = SharedRateLimiter(stack.platform.store, 0.5, 3, clock)
+    b = SharedRateLimiter(second.store, 0.5, 3, clock)
+    tid = stack.tenant_id
+    assert [a.take(tid), b.take(tid), a.take(tid)] == [0, 0, 0]
+    wait_a, wait_b = a.take(tid), b.take(tid)
+    assert 0 < wait_a <= 6 and 0 < wait_b <= 6 and retry_after(wait_b) >= 1  # window: burst / rate = 6 s
+    assert b.take(stack.other["tenant_id"]) == 0  # another tenant carries on
+    clock.t += wait_b
+    assert b.take(tid) == 0  # the next window
+    assert isinstance(limiter_for(second), SharedRateLimiter)  # what the API uses by default
+
+
+def test_shared_limit_answers_429_over_http(stack):
+    from chalicelib.security.ratelimit import SharedRateLimiter
+    clock = Clock()
+    clock.t = 1_000_000.0
+    stack.platform.rate_limiter = SharedRateLimiter(stack.platform.store, 1, 2, clock)
+    assert [stack.get("/v1/payments").status_code for _ in range(2)] == [200, 200]
+    r = stack.get("/v1/payments")  # refused by this process's bucket: a token is back in 1 s
+    assert r.status_code == 429 and r.headers["Retry-After"] == "1"
+    clock.t += 1
+    r = stack.get("/v1/payments")  # the bucket has a token, the shared 2 s window is still full
+    assert r.status_code == 429 and r.headers["Retry-After"] == "1" and json.loads(r.body)["retry_after_s"] == 1
+    clock.t += 1
+    assert stack.get("/v1/payments").status_code == 200

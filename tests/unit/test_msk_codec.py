@@ -207,3 +207,12 @@ if __name__ == "__main__":  # regenerate the fixture
     text = re.sub(r"\[\s+([\d,\s]+?)\s+\]", lambda m: "[" + re.sub(r"\s+", " ", m[1]) + "]", text)  # byte lists
     FIXTURE.write_text(text + "\n", encoding="utf-8")
     print(f"wrote {FIXTURE}")
+
+
+def test_trace_ids_never_look_like_card_numbers():
+    from chalicelib.telemetry.tracing import XRayIds
+    ids = XRayIds()
+    import re
+    for _ in range(20000):
+        assert not re.search(r"\d{13}", f"{ids.generate_span_id():016x}")
+        assert not re.search(r"\d{13}", f"{ids.generate_trace_id():032x}"[8:])

@@ -20,9 +20,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..config import STATUS_INDEX, TTL_ATTRIBUTE
 from ..domain.events import Event
 from ..domain.payment import Payment
-from ..ports import (AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConflict, IdempotencyRecord,
-                     OutboxRecord, Reminder)
+from ..ports import (AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConflict,
+                     IdempotencyRecord, OutboxRecord, Reminder)
 from . import dynamodb_layout as L
+from .dynamodb_reports import DynamoReports
+from .dynamodb_security import SecurityItems
 from .dynamodb_tenants import TenantItems
 from .dynamodb_writes import UnitOfWork
 from .cursors import decode_cursor, encode_cursor
@@ -40,7 +42,7 @@ def _key(pk: str, sk: str) -> dict[str, dict[str, str]]:
     return {"pk": S(pk), "sk": S(sk)}
 
 
-class DynamoStore(TenantItems):
+class DynamoStore(TenantItems, DynamoReports, SecurityItems):
     """PaymentStore and TenantDirectory on `table` through a low-level boto3 DynamoDB client.
 
     `outbox_grace_s` > 0 makes pending_outbox() return only records older than
@@ -152,6 +154,12 @@ class DynamoStore(TenantItems):
     def timeline(self, tenant_id: str, payment_id: str) -> list[dict[str, Any]]:
         items = self._partition(L.payment_pk(tenant_id, payment_id), "tl#")
         return [{"seq": n, **orjson.loads(i["entry"]["S"])} for n, i in enumerate(items, 1)]
+
+    def payments_by_correlation(self, tenant_id: str, correlation_id: str, limit: int = 100) -> list[str]:
+        page = self._call("query", TableName=self.table, ConsistentRead=True, Limit=limit,
+                          KeyConditionExpression="pk = :pk",
+                          ExpressionAttributeValues={":pk": S(L.correlation_pk(tenant_id, correlation_id))})
+        return [i["sk"]["S"] for i in page["Items"]]
 
     def count_recent_payments(self, tenant_id: str, customer_id: str, since: str) -> int:
         args = {"TableName": self.table, "Select": "COUNT", "ConsistentRead": True,

@@ -9,15 +9,20 @@ dynamodb:LeadingKeys can confine a tenant's role to "<tenant_id>#*".
                             posting#<id>     ledger legs of the payment
                             reminder         next due status check (the truth; see _reminders)
     <t>#cus#<customer>      <created>#<pid>  risk velocity: one item per payment of the customer
+    <t>#corr#<correlation>  <pid>            payments created under a correlation id (payctl trace)
     <t>#idem#<key>          idem             API idempotency record (TTL attribute expires_at)
     <t>#vault#<token>       secret           card / IBAN ciphertext
     <t>#balance             <acct>#<cur>     running ledger balance (ADD in the posting's transaction)
+    <t>#report              counters         report counters c:<name> (dynamodb_reports.py)
+    <t>#rate                <window>         API requests counted in a rate-limit window (TTL expires_at)
     <t>#tenant              tenant           tenant configuration (gsi1: _tenants / <t>)
     <t>#datakey             datakey          the tenant's KMS-wrapped data key (adapters/kms.py)
 
 Platform items start with "_", which no tenant id does (tenant ids are "ten_..."):
 
     _outbox#<n>             <id, 20 digits>  committed events not yet published  <- the stream relay's input
+    _auditq#<n>             <id, 20 digits>  payment state changes not yet in the audit chain
+                                             (written by the commit, chained by security/audit.py)
     _proc#<consumer>#<evt>  -                processed marker (consumer dedupe)
     _ledger#<n>             <txn>#<cur>      per-transaction sums for the I4 check
     _reminders#<n>          <due>#<t>#<pid>  due-time index of reminders; an entry whose payment's
@@ -40,10 +45,16 @@ OUTBOX_SHARDS = 4  # outbox partitions: spreads the write load, merged by id on 
 LEDGER_SHARDS = 4
 REMINDER_SHARDS = 1  # reminders are rare (unknown PSP outcomes) and polled often: one partition
 OUTBOX_KIND = "outbox"
+AUDIT_SHARDS = 4  # audit queue partitions: no per-tenant hot key on the payment path
+AUDIT_KIND = "auditq"
 
 
 def payment_pk(tenant_id: str, payment_id: str) -> str:
     return f"{tenant_id}#{payment_id}"
+
+
+def correlation_pk(tenant_id: str, correlation_id: str) -> str:
+    return f"{tenant_id}#corr#{correlation_id}"
 
 
 def status_gsi(tenant_id: str, status: str | None) -> str:
@@ -53,6 +64,11 @@ def status_gsi(tenant_id: str, status: str | None) -> str:
 def outbox_key(outbox_id: int) -> dict[str, dict[str, str]]:
     return {"pk": {"S": f"_outbox#{zlib.crc32(str(outbox_id).encode()) % OUTBOX_SHARDS}"},
             "sk": {"S": f"{outbox_id:020d}"}}
+
+
+def audit_queue_key(audit_id: int) -> dict[str, dict[str, str]]:
+    return {"pk": {"S": f"_auditq#{zlib.crc32(str(audit_id).encode()) % AUDIT_SHARDS}"},
+            "sk": {"S": f"{audit_id:020d}"}}
 
 
 def reminders_pk(tenant_id: str, payment_id: str) -> str:

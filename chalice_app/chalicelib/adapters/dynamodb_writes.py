@@ -7,6 +7,7 @@ import orjson
 
 from ..config import TTL_ATTRIBUTE
 from ..ports import AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConflict, IdempotencyRecord, Posting
+from ..security.state_audit import rows_for
 from . import dynamodb_layout as L
 
 MAX_ITEMS = 100  # DynamoDB's limit for one transaction
@@ -53,12 +54,18 @@ class UnitOfWork:
             self.put({"pk": _s(f"_proc#{consumer}#{event_id}"), "sk": _s("-")}, AlreadyProcessed,
                      f"{consumer} already processed {event_id}", "attribute_not_exists(pk)")
         if c.payment is not None:
+            audit_rows = rows_for(c)  # before add_payment: it reads the pending timeline
             self.add_payment(c.payment, c.expected_version)
+            for tenant_id, source, body in audit_rows:
+                aid = self.ids.next()
+                self.put({**L.audit_queue_key(aid), "kind": _s(L.AUDIT_KIND), "id": _n(aid),
+                          "tenant_id": _s(tenant_id), "source": _s(source), "body": _s(orjson.dumps(body).decode())},
+                         ConcurrencyConflict, f"audit row id {aid} taken", "attribute_not_exists(pk)")
         for event in c.events:
             oid = self.ids.next()
             self.put({**L.outbox_key(oid), "kind": _s(L.OUTBOX_KIND), "id": _n(oid),
                       "tenant_id": _s(event.tenant_id), "payment_id": _s(event.payment_id),
-                      "event": _s(orjson.dumps(event.to_dict()).decode())},
+                      "event": _s(orjson.dumps(event.stored()).decode())},
                      ConcurrencyConflict, f"outbox id {oid} taken", "attribute_not_exists(pk)")
         self.add_postings(c.postings)
         if c.idempotency:
@@ -93,6 +100,7 @@ class UnitOfWork:
             customer = (p.customer or {}).get("id")
             if customer:
                 self.put({"pk": _s(f"{p.tenant_id}#cus#{customer}"), "sk": _s(f"{p.created_at}#{p.payment_id}")})
+            self.put({"pk": _s(L.correlation_pk(p.tenant_id, p.correlation_id)), "sk": _s(p.payment_id)})
         else:
             self.put(item, ConcurrencyConflict, f"payment {p.payment_id} changed since version {expected}",
                      "version = :v", {":v": _n(expected)})

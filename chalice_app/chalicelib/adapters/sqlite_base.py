@@ -21,8 +21,9 @@ class SqliteDatabase:
     _writers: dict[str, threading.Lock] = {}
     _writers_guard = threading.Lock()
 
-    def __init__(self, path: Path | str, schema: str):
+    def __init__(self, path: Path | str, schema: str, synchronous: str = "FULL"):
         self.path = str(path)
+        self.synchronous = synchronous  # OFF only for data a power cut may lose (rate-limit counters)
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         with self._writers_guard:
@@ -35,7 +36,7 @@ class SqliteDatabase:
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute("PRAGMA busy_timeout=30000")
             conn.execute("PRAGMA foreign_keys=ON")
             self._local.conn = conn
@@ -47,8 +48,9 @@ class SqliteDatabase:
         matters while the process lives: it is synced with the next durable commit (one WAL
         file, written in order), and a crash of the process alone loses nothing."""
         conn = self.conn()
+        relax = not durable and self.synchronous == "FULL"
         with self._write_lock:
-            if not durable:
+            if relax:
                 conn.execute("PRAGMA synchronous=NORMAL")
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -59,8 +61,8 @@ class SqliteDatabase:
                     raise
                 conn.execute("COMMIT")
             finally:
-                if not durable:
-                    conn.execute("PRAGMA synchronous=FULL")
+                if relax:
+                    conn.execute(f"PRAGMA synchronous={self.synchronous}")
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

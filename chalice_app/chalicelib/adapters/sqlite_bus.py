@@ -93,6 +93,11 @@ class SqliteBus:
         rows = self.db.conn().execute("SELECT partition, next_offset FROM heads WHERE topic=?", (topic,))
         return {p: o for p, o in rows}
 
+    def committed_offsets(self, group: str) -> dict[tuple[str, int], int]:
+        """A group's committed offsets, read without joining it (dashboard queue lag)."""
+        rows = self.db.conn().execute("SELECT topic, partition, next_offset FROM offsets WHERE grp=?", (group,))
+        return {(t, p): o for t, p, o in rows}
+
 
 def _record(r: tuple) -> BusRecord:
     headers = tuple((k, v.encode("latin-1")) for k, v in orjson.loads(r[5]))

@@ -15,8 +15,11 @@ from ..domain.events import Event
 from ..domain.payment import Payment
 from ..ports import (AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConflict,
                      IdempotencyRecord, OutboxRecord, Reminder)
+from ..security.state_audit import rows_for
 from .cursors import decode_cursor, encode_cursor
 from .sqlite_base import SqliteDatabase
+from .sqlite_feed import PRUNE, SqliteFeed, migrate
+from .sqlite_security import RATE_SCHEMA, SecurityRows
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS payments (
@@ -25,12 +28,15 @@ CREATE TABLE IF NOT EXISTS payments (
     PRIMARY KEY (tenant_id, payment_id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS payments_by_status ON payments (tenant_id, status, payment_id);
 CREATE INDEX IF NOT EXISTS payments_by_customer ON payments (tenant_id, customer_id, created_at);
+CREATE TABLE IF NOT EXISTS correlations (
+    tenant_id TEXT NOT NULL, correlation_id TEXT NOT NULL, payment_id TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, correlation_id, payment_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS timeline (
     tenant_id TEXT NOT NULL, payment_id TEXT NOT NULL, seq INTEGER NOT NULL, at TEXT NOT NULL,
     action TEXT NOT NULL, from_state TEXT NOT NULL, to_state TEXT NOT NULL, stage TEXT NOT NULL,
     detail BLOB NOT NULL, PRIMARY KEY (tenant_id, payment_id, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, event BLOB NOT NULL);
+    id INTEGER PRIMARY KEY AUTOINCREMENT, event BLOB NOT NULL, published INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS processed (
     consumer TEXT NOT NULL, event_id TEXT NOT NULL, PRIMARY KEY (consumer, event_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS idempotency (
@@ -59,6 +65,9 @@ CREATE TABLE IF NOT EXISTS tenants (tenant_id TEXT PRIMARY KEY, body BLOB NOT NU
 CREATE TABLE IF NOT EXISTS api_keys (
     key_hash TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, prefix TEXT NOT NULL,
     created_at TEXT NOT NULL, revoked_at TEXT) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_pending (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, tenant_id TEXT NOT NULL, source TEXT NOT NULL, body BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_pending_by_tenant ON audit_pending (tenant_id);
 CREATE TABLE IF NOT EXISTS dlq_redrives (entry_id TEXT PRIMARY KEY, at TEXT NOT NULL) WITHOUT ROWID;
 """
 
@@ -76,13 +85,17 @@ def _committed(changes: Changes) -> None:
         p.pending_timeline.clear()
 
 
-class SqliteStore:
+class SqliteStore(SqliteFeed, SecurityRows):
     def __init__(self, path: Path | str):
         self.db = SqliteDatabase(path, SCHEMA)
+        with self.db.write() as conn:
+            migrate(conn)
+        # Rate-limit counters: a write per API request, so a file of their own without fsync.
+        self.rates = SqliteDatabase(Path(path).with_name(Path(path).stem + "-ratelimit.db"), RATE_SCHEMA, "OFF")
 
     # -- unit of work ------------------------------------------------------------
     def commit(self, changes: Changes) -> None:
-        """Write state, timeline, outbox, dedupe marker, ledger and idempotency at once."""
+        """Write state, timeline, audit rows, outbox, dedupe marker, ledger and idempotency at once."""
         try:
             with self.db.write() as conn:
                 self._apply(conn, changes)
@@ -115,15 +128,18 @@ class SqliteStore:
 
     def _apply(self, conn: sqlite3.Connection, changes: Changes) -> None:
         p = changes.payment
+        audit_rows = rows_for(changes)
         if changes.processed:
             cur = conn.execute("INSERT OR IGNORE INTO processed VALUES (?, ?)", changes.processed)
             if cur.rowcount == 0:
                 raise AlreadyProcessed(f"{changes.processed[0]} already processed {changes.processed[1]}")
         if p is not None:
             self._write_payment(conn, p, changes.expected_version)
+            conn.executemany("INSERT INTO audit_pending (tenant_id, source, body) VALUES (?, ?, ?)",
+                             [(t, src, orjson.dumps(body)) for t, src, body in audit_rows])
         if changes.events:
             conn.executemany("INSERT INTO outbox (event) VALUES (?)",
-                             [(orjson.dumps(e.to_dict()),) for e in changes.events])
+                             [(orjson.dumps(e.stored()),) for e in changes.events])
         if changes.postings:
             conn.executemany(
                 "INSERT INTO postings (txn_id, tenant_id, payment_id, account, currency, amount, batch, at)"
@@ -159,6 +175,7 @@ class SqliteStore:
         if expected is None:
             conn.execute("INSERT INTO payments VALUES (?, ?, 1, ?, ?, ?, ?)",
                          (p.tenant_id, p.payment_id, p.status, customer, p.created_at, body))
+            conn.execute("INSERT INTO correlations VALUES (?, ?, ?)", (p.tenant_id, p.correlation_id, p.payment_id))
         else:
             cur = conn.execute(
                 "UPDATE payments SET version=?, status=?, body=? WHERE tenant_id=? AND payment_id=? AND version=?",
@@ -197,6 +214,12 @@ class SqliteStore:
             " WHERE tenant_id=? AND payment_id=? ORDER BY seq", (tenant_id, payment_id)).fetchall()
         return [{"seq": r[0], "at": r[1], "action": r[2], "from": r[3], "to": r[4], "stage": r[5],
                  "detail": orjson.loads(r[6])} for r in rows]
+
+    def payments_by_correlation(self, tenant_id: str, correlation_id: str, limit: int = 100) -> list[str]:
+        rows = self.db.conn().execute(
+            "SELECT payment_id FROM correlations WHERE tenant_id=? AND correlation_id=? ORDER BY payment_id LIMIT ?",
+            (tenant_id, correlation_id, limit)).fetchall()
+        return [r[0] for r in rows]
 
     def count_recent_payments(self, tenant_id: str, customer_id: str, since: str) -> int:
         (n,) = self.db.conn().execute(
@@ -294,12 +317,14 @@ class SqliteStore:
 
     # -- outbox ------------------------------------------------------------------------
     def pending_outbox(self, limit: int) -> list[OutboxRecord]:
-        rows = self.db.conn().execute("SELECT id, event FROM outbox ORDER BY id LIMIT ?", (limit,)).fetchall()
+        rows = self.db.conn().execute("SELECT id, event FROM outbox WHERE published = 0 ORDER BY id LIMIT ?",
+                                      (limit,)).fetchall()
         return [OutboxRecord(r[0], Event.from_dict(orjson.loads(r[1]))) for r in rows]
 
     def mark_published(self, ids: Sequence[int]) -> None:
         with self.db.write() as conn:
-            conn.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in ids])
+            conn.executemany("UPDATE outbox SET published = 1 WHERE id=?", [(i,) for i in ids])
+            conn.execute(PRUNE)  # kept only while a change-feed reader still needs them
 
     # -- tenants -----------------------------------------------------------------------
     def put_tenant(self, tenant: dict[str, Any]) -> None:

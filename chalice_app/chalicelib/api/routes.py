@@ -12,13 +12,16 @@ from typing import Any, Callable
 
 import orjson
 from chalice import Blueprint, Response
+from opentelemetry.trace import SpanKind
 
+from .. import reporting
 from ..runtime.bootstrap import get_platform
 from ..schemas import schemas_dir
 from ..security.logfilter import mask_pans
 from ..security.ratelimit import limiter_for, retry_after
 from ..service import ApiError, PaymentService, Reply
-from ..tenancy import authenticate
+from ..telemetry import context, tracing
+from ..tenancy import authenticate_caller
 
 api = Blueprint(__name__)
 log = logging.getLogger("payments.api")
@@ -57,32 +60,53 @@ def _render(reply: Reply, correlation_id: str) -> Response:
     return Response(body=reply.body.decode(), status_code=reply.status, headers=headers)
 
 
+def _serve(fn: Callable, request: Any, corr: str, authenticated: bool, params: dict[str, str], span: Any) -> Response:
+    try:
+        if request.method == "POST" and not _is_json((request.headers or {}).get("content-type")):
+            raise ApiError(415, "Unsupported media type", "send the request body as application/json")
+        platform = get_platform()
+        tenant_id = actor = None
+        if authenticated:
+            caller = authenticate_caller(platform, (request.headers or {}).get("authorization"))
+            if caller is None:
+                raise ApiError(401, "Unauthorized", "a valid API key is required: Authorization: Bearer <key>")
+            tenant_id, actor = caller[0], f"api:{caller[1]}"
+            context.bind(tenant_id=tenant_id)
+            span.set_attribute("payments.tenant_id", tenant_id)
+            wait = limiter_for(platform).take(tenant_id)
+            if wait > 0:
+                raise ApiError(429, "Too many requests", "this tenant's request rate is over its limit; "
+                               "retry after the Retry-After seconds", retry_after_s=retry_after(wait))
+        return _render(fn(PaymentService(platform, actor), request, tenant_id, corr, **params), corr)
+    except ApiError as e:
+        return problem(e.status, e.title, e.detail, corr, **e.extra)
+    except Exception:  # noqa: BLE001 - never leak a stack trace to a client
+        log.exception("unhandled error")
+        return problem(500, "Internal error", "the request could not be completed; quote the correlation id", corr)
+
+
 def endpoint(authenticated: bool = True) -> Callable:
     """Wrap a route: correlation id, authentication, errors as problems."""
     def wrap(fn: Callable) -> Callable:
         def route(**params: str) -> Response:
             request = api.current_request
             corr = _correlation_id(request)
+            path = (getattr(request, "context", None) or {}).get("resourcePath") or request.path
             try:
-                if request.method == "POST" and not _is_json((request.headers or {}).get("content-type")):
-                    raise ApiError(415, "Unsupported media type", "send the request body as application/json")
-                platform = get_platform()
-                tenant_id = None
-                if authenticated:
-                    tenant_id = authenticate(platform, (request.headers or {}).get("authorization"))
-                    if tenant_id is None:
-                        raise ApiError(401, "Unauthorized", "a valid API key is required: Authorization: Bearer <key>")
-                    wait = limiter_for(platform).take(tenant_id)
-                    if wait > 0:
-                        raise ApiError(429, "Too many requests", "this tenant's request rate is over its limit; "
-                                       "retry after the Retry-After seconds", retry_after_s=retry_after(wait))
-                return _render(fn(PaymentService(platform), request, tenant_id, corr, **params), corr)
-            except ApiError as e:
-                return problem(e.status, e.title, e.detail, corr, **e.extra)
-            except Exception:  # noqa: BLE001 - never leak a stack trace to a client
-                log.exception("unhandled error", extra={"correlation_id": corr})
-                return problem(500, "Internal error", "the request could not be completed; quote the correlation id",
-                               corr)
+                get_platform()  # built (with its tracer) before the request's span starts
+            except Exception:  # noqa: BLE001 - _serve reports it as a problem
+                pass
+            with context.bound(correlation_id=corr, payment_id=params.get("payment_id")), \
+                    tracing.span(f"{request.method} {path}", kind=SpanKind.SERVER,
+                                 parent=(request.headers or {}).get(tracing.HEADER.lower()),
+                                 **{"http.request.method": request.method, "http.route": path,
+                                    "payments.correlation_id": corr,
+                                    "payments.payment_id": params.get("payment_id")}) as span:
+                response = _serve(fn, request, corr, authenticated, params, span)
+                span.set_attribute("http.response.status_code", response.status_code)
+                if response.status_code >= 500:
+                    tracing.mark_error(span, f"HTTP {response.status_code}")
+                return response
         route.__name__ = fn.__name__
         route.__doc__ = fn.__doc__
         return route
@@ -150,3 +174,10 @@ def create_refund(svc: PaymentService, request: Any, tenant_id: str, corr: str, 
 @endpoint()
 def balances(svc: PaymentService, request: Any, tenant_id: str, corr: str) -> Reply:
     return svc.balances(tenant_id)
+
+
+@api.route("/v1/reports/summary", methods=["GET"])
+@endpoint()
+def report_summary(svc: PaymentService, request: Any, tenant_id: str, corr: str) -> Reply:
+    """The caller's own aggregates, kept by the reporting consumer of the change feed."""
+    return Reply(200, orjson.dumps(reporting.summary(svc.p.store.report_counters(tenant_id))), {})

@@ -8,6 +8,8 @@ appends "/psp/{name}" itself; a base_url already ending in "/psp/{name}"
 """
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any, Mapping
 
 from ..ports import Connector
@@ -16,7 +18,34 @@ from .simulator import SimulatorConnector
 
 CONNECTOR_TYPES: dict[str, Any] = {"simulator": SimulatorConnector}
 
-__all__ = ["CONNECTOR_TYPES", "Secret", "SimulatorConnector", "build_connector"]
+__all__ = ["CONNECTOR_TYPES", "Secret", "SimulatorConnector", "build_connector", "open_config", "seal_credential"]
+PSP_KEY_OWNER = "_psp"  # KeyService owner of sealed PSP credentials (tenant ids start with "ten_")
+
+
+def seal_credential(keys: Any, credential: str) -> str:
+    """A PSP credential envelope-encrypted by the KeyService, base64: the `api_key_enc` of a PSP config."""
+    return base64.b64encode(keys.encrypt(PSP_KEY_OWNER, credential.encode())).decode()
+
+
+def open_config(cfg: Mapping[str, Any], keys: Any) -> dict[str, Any]:
+    """The config with its sealed credential (`api_key_enc`) opened into a Secret `api_key`.
+
+    Only the ciphertext is ever written down (PSP_CONFIG, infra); the clear key exists in the
+    process that calls the PSP, wrapped in a Secret that never prints itself."""
+    if "api_key_enc" not in cfg:
+        return dict(cfg)
+    name = cfg.get("name")
+    if cfg.get("api_key") is not None:
+        raise ValueError(f"PSP {name!r}: give api_key_enc or api_key, not both")
+    try:
+        blob = base64.b64decode(str(cfg["api_key_enc"]), validate=True)
+        key = keys.decrypt(PSP_KEY_OWNER, blob).decode()
+    except (binascii.Error, ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"PSP {name!r}: api_key_enc is not a sealed credential ({type(e).__name__})") from None
+    except Exception as e:  # noqa: BLE001 - the KeyService's own "cannot open" (wrong key, destroyed)
+        raise ValueError(f"PSP {name!r}: api_key_enc does not open with this platform's keys "
+                         f"({type(e).__name__})") from None
+    return {k: v for k, v in cfg.items() if k != "api_key_enc"} | {"api_key": Secret(key)}
 
 
 def build_connector(cfg: Mapping[str, Any]) -> Connector:

@@ -14,9 +14,11 @@ from typing import Any, Mapping
 from urllib.parse import quote, urlsplit
 
 import orjson
+from opentelemetry.trace import SpanKind
 
 from ..domain.psp import Outcome, PspResult
 from ..ports import AuthorizeRequest
+from ..telemetry import metrics, tracing
 from .secret import Secret
 
 log = logging.getLogger(__name__)
@@ -110,6 +112,19 @@ class SimulatorConnector:
                    "User-Agent": "payments-platform/simulator-connector"}
         if correlation_id:
             headers["X-Correlation-Id"] = correlation_id
+        with tracing.span(f"psp {op}", kind=SpanKind.CLIENT, **{"payments.psp": self.name, "payments.psp_operation": op,
+                                                               "server.address": self._host}) as span:
+            tracing.inject(headers)
+            result = self._send(method, path, body, headers, idempotency_key, op)
+            tracing.set_attributes(span, **{"payments.outcome": result.outcome.value, "payments.psp_code": result.code,
+                                            "payments.psp_latency_ms": result.latency_ms})
+            if result.outcome in (Outcome.UNAVAILABLE, Outcome.UNKNOWN):
+                tracing.mark_error(span, f"{op}: {result.outcome.value} ({result.code})")
+        metrics.psp_call(self.name, op, result.outcome.value, result.latency_ms or 0.0)
+        return result
+
+    def _send(self, method: str, path: str, body: dict | None, headers: dict[str, str], idempotency_key: str,
+              op: str) -> PspResult:
         if self._api_key is not None:
             headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
         data = None

@@ -45,13 +45,26 @@ class Event:
     occurred_at: str
     region: str
     data: dict[str, Any] = field(default_factory=dict)
+    # Transport metadata, not part of the envelope: the X-Ray header of the span that made the
+    # event. The outbox keeps it (stored()) and the relay puts it in the record's headers.
+    trace: str | None = field(default=None, compare=False)
 
     @property
     def topic(self) -> str:
         return self.type
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The envelope, as published and validated."""
+        d = asdict(self)
+        del d["trace"]
+        return d
+
+    def stored(self) -> dict[str, Any]:
+        """The envelope plus transport metadata, as the outbox keeps it."""
+        d = self.to_dict()
+        if self.trace:
+            d["trace"] = self.trace
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Event:

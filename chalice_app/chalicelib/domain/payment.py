@@ -78,6 +78,7 @@ class Payment:
     risk: dict[str, Any] = field(default_factory=dict)
     failure: dict[str, Any] | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    trace: str | None = None  # X-Ray header of the request that created it: later work joins this trace
     # New timeline entries since load; the store appends them with the state.
     pending_timeline: list[TimelineEntry] = field(default_factory=list, repr=False)
 

@@ -4,7 +4,6 @@ PLATFORM_MODE picks the adapters; nothing downstream knows which it got.
 """
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -15,9 +14,10 @@ import orjson
 from ..breaker import Breakers
 from ..clock import SystemClock
 from ..config import ConfigError, Settings
-from ..connectors import build_connector
+from ..connectors import build_connector, open_config
 from ..ports import Clock, Connector, EventBus, KeyService, PaymentStore, TenantDirectory
 from ..security import logfilter
+from ..telemetry import logs, metrics, tracing
 from ..vault import Vault
 from ..webhooks import Poster, http_post
 
@@ -71,9 +71,15 @@ def psp_configs(settings: Settings, env: dict[str, str] | None = None) -> list[d
 
 def build(settings: Settings | None = None, clock: Clock | None = None) -> Platform:
     settings = settings or Settings.from_env()
-    logging.basicConfig(level=settings.log_level)
+    logs.install(settings.log_level, settings.log_format)
     logfilter.install()  # I6, second line of defence: mask anything Luhn-valid in every log record
-    connectors = {c["name"]: build_connector(c) for c in psp_configs(settings)}
+    tracing.setup(settings)
+    metrics.METRICS.configure(settings)
+    def connectors(keys: KeyService) -> dict[str, Connector]:  # sealed PSP credentials open with the keys
+        try:
+            return {c["name"]: build_connector(open_config(c, keys)) for c in psp_configs(settings)}
+        except ValueError as e:
+            raise ConfigError(f"{PSP_CONFIG}: {e}") from None
     if settings.mode == "embedded":
         from ..adapters.local_keyring import LocalKeyring
         from ..adapters.sqlite_bus import SqliteBus
@@ -81,12 +87,12 @@ def build(settings: Settings | None = None, clock: Clock | None = None) -> Platf
         store = SqliteStore(settings.store_path)
         bus = SqliteBus(settings.bus_path, settings.partitions)
         keys = LocalKeyring(settings.keyring_path)
-        return Platform(settings, store, store, bus, keys, clock or SystemClock(), connectors)
+        return Platform(settings, store, store, bus, keys, clock or SystemClock(), connectors(keys))
     if settings.mode in ("aws-local", "aws"):
         # DynamoDB + Kafka (MSK / Tansu) + KMS; aws-local points boto3 at moto or LocalStack.
         from ..adapters.aws import build_adapters
         store, bus, keys, _ = build_adapters(settings)
-        return Platform(settings, store, store, bus, keys, clock or SystemClock(), connectors)
+        return Platform(settings, store, store, bus, keys, clock or SystemClock(), connectors(keys))
     raise ConfigError(f"PLATFORM_MODE={settings.mode} is not wired")
 
 

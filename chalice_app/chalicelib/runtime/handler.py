@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
+from opentelemetry.trace import SpanKind
+
 from .. import codec
+from ..clock import iso
 from ..errors import PermanentError
 from ..stages.base import StageContext
+from ..telemetry import context, metrics, tracing
 from . import dlq
 from .msk import MskRecord, iter_records
 
@@ -60,7 +65,13 @@ def handle_batch(event: dict[str, Any], stage: Any, platform: Any) -> dict[str, 
         dead.extend(d)
     if dead:
         platform.bus.publish([dlq.to_record(d) for d in dead])
+    metrics.METRICS.flush()
     return {"batchItemFailures": failures}
+
+
+def _header(record: MskRecord, name: str) -> str | None:
+    value = record.headers.get(name)
+    return value.decode(errors="replace") if value is not None else None
 
 
 def _handle_partition(records: list[MskRecord], stage: Any, platform: Any
@@ -76,33 +87,66 @@ def _handle_partition(records: list[MskRecord], stage: Any, platform: Any
     prepare = getattr(stage, "prepare", None)
     if prepare is not None:  # e.g. authorization: write every new attempt before any PSP call
         for record in records:
-            try:
-                prepare(_decode(record, stage), ctx)
-            except Exception:  # noqa: BLE001 - the record's own turn below meets it again and reports it
-                continue
+            with context.bound(stage=stage.NAME, tenant_id=_header(record, "tenant_id"),
+                               payment_id=record.key or None, correlation_id=_header(record, "correlation_id"),
+                               _received_at=iso(platform.clock.now())), \
+                    tracing.span(f"{stage.NAME}.prepare", parent=record.headers.get(tracing.HEADER),
+                                 **{"payments.stage": stage.NAME, "payments.payment_id": record.key or None}):
+                try:
+                    prepare(_decode(record, stage), ctx)
+                except Exception:  # noqa: BLE001 - the record's own turn below meets it again and reports it
+                    continue
         ctx.flush()
         ctx.failed.clear()  # a unit that did not commit is redone by handle(), from the store
     failures: dict[str, dict[str, str]] = {}
     dead: dict[str, dict[str, Any]] = {}
-    blocked = False
     for record in records:
-        if blocked:
+        if failures:  # an earlier record of the partition failed: keep per-payment order
             break
         ctx.item = record.item_id
-        try:
-            stage.handle(_decode(record, stage), ctx)
-        except PermanentError as e:
-            log.warning("record dead-lettered", extra={"stage": stage.NAME, "item": record.item_id, "error": str(e)})
-            dead[record.item_id] = dlq.entry(record, stage.NAME, f"permanent: {e}", 1, platform.clock.now())
-        except Exception as e:  # noqa: BLE001 - anything unexpected is retried, then dead-lettered
-            _failed(failures, stage, record, e)
-            blocked = True
+        started, outcome = time.monotonic(), "ok"
+        # The record's X-Ray header continues the payment's trace; its headers name the scope
+        # before the value is even parsed, so a poison record's log lines are attributable too.
+        with context.bound(stage=stage.NAME, tenant_id=_header(record, "tenant_id"), payment_id=record.key or None,
+                           correlation_id=_header(record, "correlation_id"), _received_at=iso(platform.clock.now())), \
+                tracing.span(f"stage {stage.NAME}", parent=record.headers.get(tracing.HEADER), kind=SpanKind.CONSUMER,
+                             **{"messaging.system": "kafka", "messaging.destination.name": record.topic,
+                                "messaging.kafka.partition": record.partition, "messaging.kafka.offset": record.offset,
+                                "payments.stage": stage.NAME, "payments.tenant_id": _header(record, "tenant_id"),
+                                "payments.payment_id": record.key or None,
+                                "payments.correlation_id": _header(record, "correlation_id")}) as span:
+            try:
+                evt = codec.decode(record.value)
+                context.bind(event_id=evt.event_id, tenant_id=evt.tenant_id, payment_id=evt.payment_id,
+                             correlation_id=evt.correlation_id)
+                span.set_attribute("payments.event_type", evt.type)
+                header_tenant = record.headers.get("tenant_id")
+                if header_tenant is not None and header_tenant.decode(errors="replace") != evt.tenant_id:
+                    raise PermanentError("tenant header does not match the event's tenant")
+                if evt.type not in stage.CONSUMES:
+                    raise PermanentError(f"stage {stage.NAME} does not consume {evt.type}")
+                stage.handle(evt, ctx)
+            except PermanentError as e:
+                outcome = "dead"
+                tracing.mark_error(span, f"dead-lettered: {e}")
+                log.warning("record dead-lettered", extra={"item": record.item_id, "error": str(e)})
+                dead[record.item_id] = dlq.entry(record, stage.NAME, f"permanent: {e}", 1, platform.clock.now())
+            except Exception as e:  # noqa: BLE001 - anything unexpected is retried, then dead-lettered
+                outcome = "retry"
+                tracing.mark_error(span, f"{type(e).__name__}: {e}")
+                _failed(failures, record, e)
+            elapsed_ms = (time.monotonic() - started) * 1000
+            span.set_attribute("payments.outcome", outcome)
+            wait_ms = time.time() * 1000 - record.timestamp_ms if record.timestamp_ms else None
+            metrics.stage_record(stage.NAME, outcome, elapsed_ms, wait_ms)
+            log.info("record handled", extra={"outcome": outcome, "topic": record.topic, "offset": record.offset,
+                                              "processing_ms": round(elapsed_ms, 3)})
     ctx.item = None
     ctx.flush()
     for record in records:
         error = ctx.failed.get(record.item_id)
         if error is not None and record.item_id not in failures:
-            _failed(failures, stage, record, error)
+            _failed(failures, record, error)
     first = next((i for i, r in enumerate(records) if r.item_id in failures), None)
     if first is None:
         return [], list(dead.values())
@@ -124,7 +168,6 @@ def _decode(record: MskRecord, stage: Any) -> Any:
     return evt
 
 
-def _failed(failures: dict[str, dict[str, str]], stage: Any, record: MskRecord, e: Exception) -> None:
-    log.warning("record failed", extra={"stage": stage.NAME, "item": record.item_id,
-                                        "error": f"{type(e).__name__}: {e}"})
+def _failed(failures: dict[str, dict[str, str]], record: MskRecord, e: Exception) -> None:
+    log.warning("record failed", extra={"item": record.item_id, "error": f"{type(e).__name__}: {e}"})
     failures[record.item_id] = {"itemIdentifier": record.item_id, "reason": f"{type(e).__name__}: {e}"[:2000]}

@@ -1,6 +1,6 @@
 """`make local` / `make local-aws`: the whole platform on one machine, no cloud, no Docker.
 
-Starts the PSP simulator, the stage worker and the API (`chalice local`),
+Starts the PSP simulator, the stage worker, the API (`chalice local`) and the dashboard,
 creates a demo tenant on first run, prints how to use it, and stops
 everything on Ctrl-C. Data lives in $DATA_DIR and survives restarts.
 PLATFORM_MODE=aws-local first starts Tansu and a moto server (data in memory)
@@ -167,6 +167,11 @@ def main() -> int:
         base = f"http://127.0.0.1:{settings.port}"
         wait_http(f"{base}/health", api, "API (chalice local)")
         print(f"  API            {base}")
+        dashboard_url = f"http://127.0.0.1:{settings.dashboard_port}/"
+        dash = sup.start("dashboard", [py, "-m", "chalicelib.dashboard.server", "--host", "127.0.0.1",
+                                       "--port", str(settings.dashboard_port)])
+        wait_http(f"{dashboard_url}health", dash, "dashboard")
+        print(f"  dashboard      {dashboard_url}  (live pipeline, DLQs, PSP health, reports, payment timelines)")
         print(("\nCreated" if created else "\nExisting") + f" demo tenant {creds['tenant_id']}:")
         print(f"  API key        {creds['api_key']}")
         print(f"  webhooks       {settings.simulator_url}/webhooks/demo\n")
@@ -179,6 +184,7 @@ def main() -> int:
               "\"capture\": \"automatic\", \"reference\": \"order-1\", \"customer\": {\"id\": \"c1\", \"country\": \"DE\"}}'\n")
         print(f"  curl -s {base}/v1/payments/<id> -H 'Authorization: Bearer {creds['api_key']}'")
         print("  .venv/bin/payctl demo --count 100      # in another terminal\n")
+        print(f"Dashboard: {dashboard_url}\n")
         print("Ctrl-C stops everything.", flush=True)
         return sup.watch()
     except KeyboardInterrupt:

@@ -53,9 +53,13 @@ class StreamRelay:
         self._described: tuple[float, list[dict[str, Any]]] | None = None
 
     DESCRIBE_EVERY_S = 10.0
+    CHECKPOINT = "stream-relay"  # each reader of the stream keeps its own checkpoints
 
     def _checkpoint_name(self, shard_id: str) -> str:
-        return f"stream-relay:{self.arn.rsplit('/', 1)[-1]}:{shard_id}"
+        return f"{self.CHECKPOINT}:{self.arn.rsplit('/', 1)[-1]}:{shard_id}"
+
+    def handle(self, records: list[dict[str, Any]]) -> int:
+        return relay_stream_records(records, self.store, self.bus)
 
     def _iterator(self, shard_id: str) -> str | None:
         if shard_id in self._iterators:
@@ -97,8 +101,22 @@ class StreamRelay:
             out = self.streams.get_records(ShardIterator=it, Limit=self.batch)
             records = out.get("Records", [])
             if records:
-                published += relay_stream_records(records, self.store, self.bus)
+                published += self.handle(records)
                 self.store.put_control(self._checkpoint_name(sid),
                                        {"sequence_number": records[-1]["dynamodb"]["SequenceNumber"]})
             self._iterators[sid] = out.get("NextShardIterator")
         return published
+
+
+class StreamReporter(StreamRelay):
+    """aws-local: the `reports` Lambda's mapping on the same stream, with its own checkpoints."""
+
+    CHECKPOINT = "stream-reports"
+
+    def __init__(self, streams: Any, stream_arn: str, store: Any, batch: int = 500):
+        super().__init__(streams, stream_arn, store, None, batch)
+
+    def handle(self, records: list[dict[str, Any]]) -> int:
+        from ..reporting import report_stream_records  # noqa: PLC0415 - keeps relay.py free of reporting
+        report_stream_records(records, self.store)
+        return len(records)

@@ -20,10 +20,11 @@ import time
 from datetime import timedelta
 from typing import Any, Callable
 
-from .. import reconciliation
+from .. import reconciliation, reporting
 from ..clock import iso
 from . import dlq
 from .msk import build_event, iter_records, parse_item_identifier
+from ..security import audit
 from .relay import relay_once
 
 log = logging.getLogger("payments.runner")
@@ -100,12 +101,14 @@ class StageWorker:
 
 
 class Runner:
-    """All stage workers, the outbox relay and reconciliation in one process.
+    """All stage workers, the outbox relay, reconciliation and reporting in one process.
 
-    `relay` (the outbox relay, due reconciliations and housekeeping) runs in
-    one worker process only: member 0."""
+    `relay` (the outbox relay, due reconciliations, the reporting consumer and
+    housekeeping) runs in one worker process only: member 0."""
 
     HOUSEKEEPING_S = 60.0
+    REPORT_EVERY_S = 0.5  # reporting is off the payment path: fewer, larger transactions (Lambda: batch window)
+    AUDIT_IDLE_S = 0.2  # after finding nothing to chain, look again this much later (spares the store)
 
     def __init__(self, platform: Any, handlers: dict[str, tuple[Any, Invoke]], member: int = 0, members: int = 1,
                  relay: bool = True):
@@ -114,10 +117,18 @@ class Runner:
         self.relay = relay
         self.stopping = False
         self._housekept = 0.0
+        register = getattr(platform.store, "register_feed_reader", None)
+        if relay and register:  # keep the change feed for the reporting consumer from now on
+            register(reporting.CONSUMER)
+        self._chain_at = 0.0
 
     def relay_step(self) -> int:
-        """Outbox relay, and now and then a purge of expired idempotency keys."""
+        """Outbox relay, the audit chainer, and now and then a purge of expired idempotency keys."""
         done = relay_once(self.platform.store, self.platform.bus)
+        if time.monotonic() >= self._chain_at:
+            chained = audit.chain_pending(self.platform)
+            self._chain_at = 0.0 if chained else time.monotonic() + self.AUDIT_IDLE_S
+            done += chained
         if time.monotonic() - self._housekept > self.HOUSEKEEPING_S:
             self._housekept = time.monotonic()
             self.platform.store.purge_expired_idempotency(int(self.platform.clock.now().timestamp()))
@@ -127,8 +138,12 @@ class Runner:
         """Due status checks of unknown PSP outcomes (slow PSPs must not hold up the relay)."""
         return reconciliation.run_due(self.platform)
 
+    def report_step(self) -> int:
+        """The reporting consumer on the embedded change feed (AWS modes: the table's stream)."""
+        return reporting.report_feed_once(self.platform.store)
+
     def step(self) -> int:
-        done = self.relay_step() + self.reconcile_step() if self.relay else 0
+        done = self.relay_step() + self.reconcile_step() + self.report_step() if self.relay else 0
         for w in self.workers:
             done += w.step()
         return done
@@ -143,6 +158,8 @@ class Runner:
                 continue
             idle += 1
             if idle >= 3 and not any(w.not_before for w in self.workers) and not self._reminders_pending():
+                if self.relay:
+                    audit.chain_all(self.platform)  # what the throttled chainer has not reached yet
                 return
             time.sleep(0.01)
 
@@ -173,12 +190,22 @@ class Runner:
         relay_wake = threading.Event()
         loops = [(_nudging(w.step, [relay_wake]), wake) for w, wake in zip(self.workers, stage_wakes)]
         if self.relay:
-            loops += [(_nudging(self.relay_step, stage_wakes), relay_wake), (self.reconcile_step, None)]
+            loops += [(_nudging(self.relay_step, stage_wakes), relay_wake), (self.reconcile_step, None),
+                      (self._paced(self.report_step, self.REPORT_EVERY_S), None)]
         threads = [threading.Thread(target=self._loop, args=(fn, wake, i < len(self.workers)), daemon=True)
                    for i, (fn, wake) in enumerate(loops)]
         for t in threads:
             t.start()
         return threads
+
+    def _paced(self, step: Callable[[], int], every_s: float) -> Callable[[], int]:
+        """`step`, then a pause: each run finds a larger batch and costs the store fewer commits."""
+        def paced() -> int:
+            moved = step()
+            if not self.stopping:
+                time.sleep(every_s)
+            return moved
+        return paced
 
     def _loop(self, step: Callable[[], int], wake: threading.Event | None = None, batching: bool = True) -> None:
         # Lambda's batching window (stage loops): after a partial batch, let records gather a moment before the

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..stages import STAGES
 from . import bootstrap
-from .relay import StreamRelay
+from .relay import StreamRelay, StreamReporter
 from .runner import Runner
 
 
@@ -56,21 +56,25 @@ def start_stream_relay(platform: Any, runner: Runner, enabled: bool = True) -> t
     from ..adapters.aws import AwsSettings, clients, stream_arn  # noqa: PLC0415 - aws-local only
     aws = AwsSettings.from_env(platform.settings.mode)
     c = clients(aws)
-    relay = StreamRelay(c["dynamodbstreams"], stream_arn(aws, c["dynamodb"]), platform.store, platform.bus)
+    arn = stream_arn(aws, c["dynamodb"])
+    relay = StreamRelay(c["dynamodbstreams"], arn, platform.store, platform.bus)
+    # The reporting consumer reads the same stream, as its own Lambda (app.reports) does in AWS.
+    reporter = StreamReporter(c["dynamodbstreams"], arn, platform.store)
     log = logging.getLogger("payments.relay")
 
-    def loop() -> None:
+    def loop(reader: StreamRelay) -> None:
         while not runner.stopping:
             try:
-                moved = relay.step()
+                moved = reader.step()
             except Exception:  # noqa: BLE001 - retried from the durable checkpoint
-                log.exception("stream relay error; retrying")
+                log.exception("%s error; retrying", reader.CHECKPOINT)
                 time.sleep(1.0)
                 continue
             if not moved:
                 time.sleep(0.05)  # Lambda polls a stream about 4 times a second; a little faster here
-    thread = threading.Thread(target=loop, name="stream-relay", daemon=True)
+    thread = threading.Thread(target=loop, args=(relay,), name="stream-relay", daemon=True)
     thread.start()
+    threading.Thread(target=loop, args=(reporter,), name="stream-reports", daemon=True).start()
     return thread
 
 

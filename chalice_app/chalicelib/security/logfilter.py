@@ -42,15 +42,40 @@ def mask_pans(text: str) -> str:
     return _GROUPED.sub(_mask, _BARE.sub(_mask, text))
 
 
-def _masked(value: Any) -> Any:
-    return mask_pans(value) if isinstance(value, str) else value
+def mask_value(value: Any, depth: int = 0) -> Any:
+    """`value` with every PAN masked, keeping its shape: strings, numbers, bytes, and dicts,
+    lists and tuples of them (recursively); any other object is replaced by its masked text
+    if its text holds a PAN. A structured formatter (JSON logs) then finds nothing either."""
+    if isinstance(value, str):
+        return mask_pans(value)
+    if value is None or isinstance(value, (bool, float)):
+        return value
+    if isinstance(value, int):
+        text = str(value)
+        masked = mask_pans(text)
+        return value if masked == text else masked
+    if isinstance(value, (bytes, bytearray)):
+        text = bytes(value).decode("utf-8", "replace")
+        masked = mask_pans(text)
+        return value if masked == text else masked
+    if depth < 8 and type(value) is dict:
+        return {mask_value(k, depth + 1): mask_value(v, depth + 1) for k, v in value.items()}
+    if depth < 8 and type(value) in (list, tuple, set, frozenset):
+        return type(value)(mask_value(v, depth + 1) for v in value)
+    try:
+        text = str(value)
+    except Exception:  # noqa: BLE001 - an object that cannot print itself cannot print a PAN
+        return value
+    masked = mask_pans(text)
+    return value if masked == text else masked
 
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
 def scrub(record: logging.LogRecord) -> logging.LogRecord:
-    """Mask the formatted message, the exception text and every string `extra` field, in place."""
+    """Mask the formatted message (args merged in), the exception and stack text, and every `extra`
+    attribute whatever its type, in place."""
     try:
         message = record.getMessage()
     except Exception:  # noqa: BLE001 - a bad format string is the formatter's problem, not ours
@@ -64,8 +89,7 @@ def scrub(record: logging.LogRecord) -> logging.LogRecord:
         record.stack_info = mask_pans(record.stack_info)
     for name, value in list(vars(record).items()):
         if name not in _STANDARD:
-            setattr(record, name, _masked(value) if not isinstance(value, (dict, list, tuple))
-                    else mask_pans(repr(value)) if any(c.isdigit() for c in repr(value)) else value)
+            setattr(record, name, mask_value(value))
     return record
 
 

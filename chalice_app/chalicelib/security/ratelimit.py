@@ -1,10 +1,16 @@
-"""Per-tenant rate limit: a token bucket per tenant, refilled at RATE_LIMIT_PER_S up to RATE_LIMIT_BURST.
+"""Per-tenant rate limit, shared by every API process (every Lambda container): 429 with Retry-After.
 
-A request takes one token; with none left it is answered 429 with Retry-After
-(whole seconds until a token is back). Buckets live in the API process: in
-Lambda that is one limit per warm container, so the effective ceiling is the
-limit times the API's concurrency (reserved concurrency bounds it); a shared
-limit would need a conditional write per request.
+SharedRateLimiter (what the API uses) counts each request in a fixed window of
+RATE_LIMIT_BURST / RATE_LIMIT_PER_S seconds, through the store: one atomic
+conditional increment per request (SQLite: an upsert in a file of its own
+without fsync; DynamoDB: a conditional ADD on "<tenant>#rate" / window, TTL
+cleans up). A window admits RATE_LIMIT_BURST requests, so the long-run rate is
+RATE_LIMIT_PER_S across all instances; a refused request waits for the next
+window (Retry-After). Like any fixed window, up to twice the burst can pass
+around a window boundary.
+
+RateLimiter, a token bucket in one process, stays as the first line in front
+of it: a single container flooding the API is refused without a store write.
 """
 from __future__ import annotations
 
@@ -35,6 +41,30 @@ class RateLimiter:
             return (1.0 - tokens) / self.rate
 
 
+class SharedRateLimiter:
+    """The tenant's limit across processes: a fixed-window counter in the store, behind a local bucket."""
+
+    def __init__(self, store: Any, rate_per_s: float, burst: int, now: Callable[[], float] = time.time,
+                 local: RateLimiter | None = None):
+        if rate_per_s <= 0 or burst < 1:
+            raise ValueError("rate must be > 0 and burst >= 1")
+        self.store, self.burst, self.now = store, int(burst), now
+        self.window_s = burst / float(rate_per_s)
+        self.local = local if local is not None else RateLimiter(rate_per_s, burst, now)
+
+    def take(self, tenant_id: str) -> float:
+        """0.0 if the request may go ahead, else the seconds until the tenant's next window."""
+        wait = self.local.take(tenant_id)
+        if wait > 0:
+            return wait
+        now = self.now()
+        window = int(now // self.window_s)
+        end = (window + 1) * self.window_s
+        if self.store.count_request(tenant_id, window, self.burst, int(end) + 60):
+            return 0.0
+        return max(end - now, 1e-3)
+
+
 def retry_after(wait_s: float) -> int:
     """Retry-After is whole seconds; never 0 for a refused request."""
     return max(1, math.ceil(wait_s))
@@ -43,12 +73,12 @@ def retry_after(wait_s: float) -> int:
 _made = threading.Lock()
 
 
-def limiter_for(platform: Any) -> RateLimiter:
+def limiter_for(platform: Any) -> Any:
     """The platform's limiter, made on first use from its settings (tests may install their own)."""
     with _made:
         limiter = getattr(platform, "rate_limiter", None)
         if limiter is None:
             s = platform.settings
-            limiter = RateLimiter(s.rate_limit_per_s, s.rate_limit_burst)
+            limiter = SharedRateLimiter(platform.store, s.rate_limit_per_s, s.rate_limit_burst)
             platform.rate_limiter = limiter
         return limiter

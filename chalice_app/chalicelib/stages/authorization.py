@@ -73,7 +73,7 @@ def prepare(event: Event, ctx: StageContext) -> None:
         return
     version = payment.version
     payment.start_attempt(ctx.now(), payment.route[0])
-    ctx.commit_attempt(payment, version)
+    ctx.commit_attempt(event, payment, version)
 
 
 def handle(event: Event, ctx: StageContext) -> None:

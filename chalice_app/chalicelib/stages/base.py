@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ from ..domain.events import Event
 from ..domain.payment import Payment
 from ..errors import PermanentError, TransientError
 from ..ports import AlreadyProcessed, Changes, ConcurrencyConflict, Posting, Reminder
+from ..telemetry import context, tracing
 
 log = logging.getLogger("payments.stage")
 
@@ -31,7 +33,7 @@ class StageContext:
     platform: Any  # runtime.bootstrap.Platform; Any to keep stages free of wiring imports
     batched: bool = False
     item: str | None = None  # the record being handled; tags its gathered commits
-    _pending: list[tuple[str | None, Changes]] = field(default_factory=list, repr=False)
+    _pending: list[tuple[str | None, Changes, str | None]] = field(default_factory=list, repr=False)
     _latest: dict[tuple[str, str], bytes] = field(default_factory=dict, repr=False)
     failed: dict[str, Exception] = field(default_factory=dict, repr=False)  # item -> why its commit failed
     prepared: set[str] = field(default_factory=set, repr=False)  # attempt keys written, not yet sent
@@ -78,9 +80,7 @@ class StageContext:
                events: list[Event] = (), postings: list[Posting] = (), final: bool = True,
                reminders: list[Reminder] = ()) -> bool:
         """Commit state + outbox (+ the processed marker when `final`). False if already done."""
-        changes = Changes(payment=payment, expected_version=expected_version, events=list(events),
-                          postings=list(postings), reminders=list(reminders),
-                          processed=(self.name, cause.event_id) if (final and cause) else None)
+        changes = self._changes(cause, payment, expected_version, events, postings, final, reminders)
         if self.batched:
             self._gather(changes)
             if final:
@@ -90,7 +90,11 @@ class StageContext:
                 raise error
             return True
         try:
-            self.store.commit(changes)
+            with tracing.span("ledger.commit" if postings else "store.commit", **{
+                    "payments.stage": self.name, "payments.postings": len(changes.postings),
+                    "payments.events": len(changes.events),
+                    "payments.status": payment.status if payment is not None else None}):
+                self.store.commit(changes)
         except AlreadyProcessed:
             log.info("duplicate delivery ignored", extra={"stage": self.name, "event_id": cause.event_id if cause else None})
             return False
@@ -98,10 +102,26 @@ class StageContext:
             raise TransientError(str(e)) from None
         return True
 
-    def commit_attempt(self, payment: Payment, expected_version: int) -> None:
+    def _changes(self, cause: Event | None, payment: Payment | None, expected_version: int | None,
+                 events: list[Event] = (), postings: list[Posting] = (), final: bool = True,
+                 reminders: list[Reminder] = ()) -> Changes:
+        changes = Changes(payment=payment, expected_version=expected_version, events=list(events),
+                          postings=list(postings), reminders=list(reminders), actor=f"stage:{self.name}",
+                          correlation_id=cause.correlation_id if cause else None,
+                          processed=(self.name, cause.event_id) if (final and cause) else None)
+        received = context.current().get("_received_at")
+        if payment is not None and received is not None:
+            # When the stage got the record: `payctl trace` splits queue time from time in the stage.
+            for entry in payment.pending_timeline:
+                entry.detail.setdefault("received_at", received)
+                if cause is not None:
+                    entry.detail.setdefault("caused_by", cause.type)
+        return changes
+
+    def commit_attempt(self, cause: Event, payment: Payment, expected_version: int) -> None:
         """A new attempt, gathered: the handler writes all of a batch's at once (flush) before any
         record of the batch is handled, so each is durable before its PSP hears of it."""
-        self._gather(Changes(payment=payment, expected_version=expected_version))
+        self._gather(self._changes(cause, payment, expected_version, final=False))
         self.prepared.add(payment.current_attempt.idempotency_key)
 
     def _gather(self, changes: Changes) -> None:
@@ -117,7 +137,7 @@ class StageContext:
             self._latest[(p.tenant_id, p.payment_id)] = body
             p.version = version
             p.pending_timeline.clear()
-        self._pending.append((self.item, changes))
+        self._pending.append((self.item, changes, tracing.current_header()))
 
     def flush(self) -> dict[str, Exception]:
         """Write the gathered commits in one transaction. Returns item -> error for
@@ -127,11 +147,18 @@ class StageContext:
         if not pending:
             return {}
         try:
-            results = self._commit_all([c for _, c in pending])
+            with ExitStack() as spans:
+                for _, c, parent in pending:  # each unit's commit in its own payment's trace
+                    spans.enter_context(tracing.span(
+                        "ledger.commit" if c.postings else "store.commit", parent=parent,
+                        **{"payments.stage": self.name, "payments.postings": len(c.postings),
+                           "payments.events": len(c.events), "payments.batch_units": len(pending),
+                           "payments.status": c.payment.status if c.payment is not None else None}))
+                results = self._commit_all([c for _, c, _ in pending])
         except Exception as e:  # noqa: BLE001 - the transaction failed: none of it was written
             results = [e] * len(pending)
         errors: dict[str, Exception] = {}
-        for (item, changes), error in zip(pending, results):
+        for (item, changes, _), error in zip(pending, results):
             if isinstance(error, AlreadyProcessed):
                 log.info("duplicate delivery ignored", extra={"stage": self.name, "event_id": changes.processed[1]})
             elif isinstance(error, ConcurrencyConflict):

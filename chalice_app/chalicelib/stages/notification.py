@@ -13,6 +13,7 @@ import orjson
 from ..domain.events import Event
 from ..domain.payment import TimelineEntry
 from ..errors import TransientError
+from ..telemetry import tracing
 from ..webhooks import SIGNATURE_HEADER, sign
 from .base import StageContext
 
@@ -43,10 +44,15 @@ def handle(event: Event, ctx: StageContext) -> None:
     timestamp = int(ctx.clock.now().timestamp())
     headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, timestamp, body),
                "X-Correlation-Id": event.correlation_id, "Webhook-Id": event.event_id}
-    try:
-        status = ctx.platform.post_webhook(hook["url"], body, headers, ctx.settings.webhook_timeout_s)
-    except OSError as e:
-        raise TransientError(f"webhook to {hook['url']} failed: {e}") from None
+    with tracing.span("webhook", kind=tracing.CLIENT, **{"payments.webhook_id": event.event_id,
+                                                          "payments.event_type": event.type}) as span:
+        tracing.inject(headers)
+        try:
+            status = ctx.platform.post_webhook(hook["url"], body, headers, ctx.settings.webhook_timeout_s)
+        except OSError as e:
+            tracing.mark_error(span, type(e).__name__)
+            raise TransientError(f"webhook to {hook['url']} failed: {e}") from None
+        span.set_attribute("http.response.status_code", status)
     if not 200 <= status < 300:
         raise TransientError(f"webhook to {hook['url']} answered {status}")
     _record(event, ctx, payment, {"delivered": True, "status_code": status, "webhook_id": event.event_id})

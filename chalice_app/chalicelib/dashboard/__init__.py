@@ -1,0 +1,1 @@
+"""The operators' dashboard for the local stack: metrics JSON and a page that draws it."""
