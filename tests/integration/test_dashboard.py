@@ -51,8 +51,9 @@ def test_snapshot_shows_every_stage_psp_report_and_payment(stack):
     for name in FLOW:
         s = stages[name]
         assert s["steps"] >= 5 or name in ("capture", "settlement"), s
-        lat = s["latency_ms"]
+        lat, wait = s["latency_ms"], s["wait_ms"]
         assert 0 <= lat["p50"] <= lat["p95"] <= lat["p99"], s
+        assert 0 <= wait["p50"] <= wait["p95"] <= wait["p99"], s
         assert s["queue_lag"] == 0  # drained: every stage's group has committed everything
         assert s["per_s"] == round(s["steps"] / 120, 3)  # all of them inside the 2-minute window
     assert stages["authorization"]["failed"] == 1 and stages["authorization"]["errors"] == 1

@@ -29,17 +29,8 @@ from .dynamodb_tenants import TenantItems
 from .dynamodb_writes import UnitOfWork
 from .cursors import decode_cursor, encode_cursor
 from .errors import StoreUnavailable
-
-def S(v: str) -> dict[str, str]:
-    return {"S": v}
-
-
-def N(v: int) -> dict[str, str]:
-    return {"N": str(v)}
-
-
-def _key(pk: str, sk: str) -> dict[str, dict[str, str]]:
-    return {"pk": S(pk), "sk": S(sk)}
+from .dynamodb_layout import N, S
+from .dynamodb_layout import key as _key
 
 
 class DynamoStore(TenantItems, DynamoReports, SecurityItems):

@@ -22,17 +22,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..security.chain import Head, HeadSigner, link
 from .errors import StoreUnavailable
+from .dynamodb_layout import S as _s
+from .dynamodb_layout import key as _key
 
 CHUNK = 45  # entries per transaction: 2 items each + the head (+ tenant index) <= 100
 RETRIES = 30  # lost races on the head, each followed by a jittered wait (at most ~0.2 s)
-
-
-def _s(v: str) -> dict[str, str]:
-    return {"S": v}
-
-
-def _key(pk: str, sk: str) -> dict[str, dict[str, str]]:
-    return {"pk": _s(pk), "sk": _s(sk)}
 
 
 class DynamoAuditLog:

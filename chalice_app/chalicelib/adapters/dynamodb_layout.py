@@ -101,3 +101,16 @@ class OutboxIds:
     def before(seconds_ago: float) -> int:
         """The smallest id a record created `seconds_ago` from now could not exceed."""
         return (time.time_ns() // 1000 - int(seconds_ago * 1_000_000)) * 1000
+
+
+# -- attribute values (shared by every DynamoDB module) ------------------------------------------
+def S(v: str) -> dict[str, str]:
+    return {"S": v}
+
+
+def N(v: int) -> dict[str, str]:
+    return {"N": str(v)}
+
+
+def key(pk: str, sk: str) -> dict[str, dict[str, str]]:
+    return {"pk": S(pk), "sk": S(sk)}

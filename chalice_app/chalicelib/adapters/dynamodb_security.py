@@ -14,18 +14,8 @@ from ..config import TTL_ATTRIBUTE
 from ..ports import AuditPending
 from . import dynamodb_layout as L
 from .errors import StoreUnavailable
-
-
-def S(v: str) -> dict[str, str]:
-    return {"S": v}
-
-
-def N(v: int) -> dict[str, str]:
-    return {"N": str(v)}
-
-
-def _key(pk: str, sk: str) -> dict[str, dict[str, str]]:
-    return {"pk": S(pk), "sk": S(sk)}
+from .dynamodb_layout import N
+from .dynamodb_layout import key as _key
 
 
 class SecurityItems:

@@ -13,14 +13,8 @@ from botocore.exceptions import ClientError
 
 from ..ports import AlreadyExists
 from .errors import StoreUnavailable
-
-
-def S(v: str) -> dict[str, str]:
-    return {"S": v}
-
-
-def _key(pk: str, sk: str) -> dict[str, dict[str, str]]:
-    return {"pk": S(pk), "sk": S(sk)}
+from .dynamodb_layout import S
+from .dynamodb_layout import key as _key
 
 
 class TenantItems:

@@ -9,16 +9,10 @@ from ..config import TTL_ATTRIBUTE
 from ..ports import AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConflict, IdempotencyRecord, Posting
 from ..security.state_audit import rows_for
 from . import dynamodb_layout as L
+from .dynamodb_layout import N as _n
+from .dynamodb_layout import S as _s
 
 MAX_ITEMS = 100  # DynamoDB's limit for one transaction
-
-
-def _s(v: str) -> dict[str, str]:
-    return {"S": v}
-
-
-def _n(v: int) -> dict[str, str]:
-    return {"N": str(v)}
 
 
 class UnitOfWork:

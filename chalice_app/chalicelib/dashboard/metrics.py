@@ -1,8 +1,8 @@
 """Live numbers for operators, read straight from the store and the bus (across tenants).
 
-Per-stage figures come from the payments' timelines: each step's time is the
-gap since the previous step, charged to the stage that took it (as `payctl
-trace` does), so it is queue wait plus processing. Queue lag is the bus's end
+Per-stage figures come from the payments' timelines, split as `payctl trace`
+splits them: time in the stage (from receiving the record to its commit) and
+queue wait before it (from the previous step to receiving the record). Queue lag is the bus's end
 offsets minus each stage's committed offsets. PSP figures come from the
 attempts of the same payments and the breakers in the store's control records.
 """
@@ -90,6 +90,7 @@ def snapshot(platform: Any, now: datetime | None = None) -> dict[str, Any]:
     dead = dlq_entries(platform)
 
     stage_ms: dict[str, list[float]] = {s: [] for s in STAGES}
+    stage_wait: dict[str, list[float]] = {s: [] for s in STAGES}
     stage_failed: dict[str, int] = {s: 0 for s in STAGES}
     stage_recent: dict[str, int] = {s: 0 for s in STAGES}  # steps inside the chart's window
     start = now.timestamp() - BUCKETS * BUCKET_S
@@ -103,7 +104,8 @@ def snapshot(platform: Any, now: datetime | None = None) -> dict[str, Any]:
         if (i := bucket(p.created_at)) is not None:
             series["accepted"][i] += 1
         for step in tr["steps"]:
-            stage_ms.setdefault(step["stage"], []).append(step["since_previous_ms"])
+            stage_ms.setdefault(step["stage"], []).append(step["in_stage_ms"])
+            stage_wait.setdefault(step["stage"], []).append(step["queued_ms"])
             if bucket(step["at"]) is not None:
                 stage_recent[step["stage"]] = stage_recent.get(step["stage"], 0) + 1
             entered = step["to"] if step["from"] != step["to"] else None  # notify keeps the state it found
@@ -120,7 +122,8 @@ def snapshot(platform: Any, now: datetime | None = None) -> dict[str, Any]:
         stages.append({"stage": name, "steps": len(stage_ms.get(name, [])),
                        "per_s": round(stage_recent.get(name, 0) / window_s, 3), "failed": stage_failed.get(name, 0),
                        "dlq": dlq_n, "errors": stage_failed.get(name, 0) + dlq_n,
-                       "latency_ms": _latency(stage_ms.get(name, [])), "queue_lag": lag.get(name)})
+                       "latency_ms": _latency(stage_ms.get(name, [])), "wait_ms": _latency(stage_wait.get(name, [])),
+                       "queue_lag": lag.get(name)})
     return {
         "generated_at": iso(now), "mode": platform.settings.mode,
         "sample": {"payments": len(traces),

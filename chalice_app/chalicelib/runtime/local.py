@@ -140,7 +140,10 @@ def main() -> int:
     def on_signal(*_: Any) -> None:
         stopping["flag"] = True
         raise KeyboardInterrupt
+    # Both, explicitly: a process started with SIGINT ignored (a background job of a script, some CI
+    # runners) would otherwise never see Ctrl-C, since Python then leaves SIGINT ignored.
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         print(f"data: {settings.data_dir}  logs: {sup.logs}  mode: {settings.mode}")
         if settings.mode == "aws-local":

@@ -91,7 +91,7 @@ function render(m) {
   drawThroughput(m.throughput);
   drawLatency(m.stages);
   fillTable("stages", m.stages.map((s) => ({cells: [s.stage, s.steps, fmt(s.per_s, 2), fmt(s.latency_ms.p50, 1), fmt(s.latency_ms.p95, 1),
-    fmt(s.latency_ms.p99, 1), s.errors, s.dlq, s.queue_lag]})));
+    fmt(s.latency_ms.p99, 1), fmt(s.wait_ms.p50, 1), fmt(s.wait_ms.p95, 1), s.errors, s.dlq, s.queue_lag]})));
   fillTable("psp-health", m.psps.map((p) => ({cells: [p.psp, {badge: p.breaker}, p.attempts, pct(p.success_rate),
     fmt(p.latency_ms.p50, 1), fmt(p.latency_ms.p95, 1)]})));
   drawReports(m.reports);
