@@ -99,3 +99,12 @@ def test_there_is_no_admin_http_api(stack):
     for path in ("/v1/tenants", "/v1/keys", "/admin/keys", "/v1/tenants/keys"):
         r = stack.post(path, {"name": "x"})
         assert r.status_code in (403, 404), (path, r.status_code)
+
+
+def test_key_ids_never_hold_a_card_number_shaped_digit_run():
+    import re
+    import secrets as _secrets
+    from chalicelib import tenancy
+    for _ in range(20000):
+        kid = tenancy.key_id(_secrets.token_hex(32))
+        assert re.fullmatch(r"key_[a-z2-7]{16}", kid) and not re.search(r"\d{13}", kid)
