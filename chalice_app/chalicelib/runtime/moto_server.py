@@ -8,7 +8,10 @@ against the state before the transaction (as DynamoDB does), and only then
 applies the writes, keeping an undo log of the touched items and the stream's
 length for the rare failure while applying. Likewise a base-table Query sorts
 the whole table to pick one partition; here it reads that partition only.
-Nothing else in moto changes.
+And every write (PutItem, UpdateItem, DeleteItem, TransactWriteItems; BatchWriteItem uses the first two) runs under
+one lock: moto's threaded server otherwise lets two conditional writes to the same item both pass
+their condition (a lost update DynamoDB never allows), which made the rate-limit counter's
+atomicity test flaky. Nothing else in moto changes.
 """
 from __future__ import annotations
 
@@ -126,11 +129,27 @@ def patch_query(table_cls: Any) -> None:
     table_cls.all_items, table_cls.query = all_items, query
 
 
+_writes = threading.RLock()
+WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")  # BatchWriteItem calls put/delete
+
+
+def serialize_writes(backend_cls: Any) -> None:
+    """Each write's condition check and write happen together, as DynamoDB guarantees per item."""
+    def locked(fn: Any) -> Any:
+        def write(self: Any, *args: Any, **kw: Any) -> Any:
+            with _writes:
+                return fn(self, *args, **kw)
+        return write
+    for name in WRITES:
+        setattr(backend_cls, name, locked(getattr(backend_cls, name)))
+
+
 def main(argv: list[str] | None = None) -> None:
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import Table
     from moto.server import main as moto_main
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    serialize_writes(DynamoDBBackend)
     patch_query(Table)
     moto_main(argv if argv is not None else sys.argv[1:])
 
