@@ -9,7 +9,6 @@ attempts of the same payments and the breakers in the store's control records.
 from __future__ import annotations
 
 import base64
-import math
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import orjson
 
 from .. import observability, reporting
+from ..telemetry.metrics import percentile
 from ..clock import iso, parse_iso
 from ..runtime import dlq_admin
 from ..security.logfilter import mask_pans
@@ -28,14 +28,6 @@ BUCKET_S = 2          # throughput chart resolution
 BUCKETS = 60          # ... over the last two minutes
 FAILED = ("failed", "declined", "requires_review")
 SUCCESS = reporting.SUCCESS
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (None for no values)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)], 2)
 
 
 def _latency(values: list[float]) -> dict[str, float | None]:

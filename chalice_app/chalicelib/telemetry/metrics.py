@@ -13,6 +13,7 @@ Namespace PaymentsPlatform:
 """
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
@@ -22,7 +23,6 @@ from typing import Any
 import orjson
 
 NAMESPACE = "PaymentsPlatform"
-SINKS = ("auto", "none", "memory", "stdout", "file")
 MAX_VALUES = 100  # EMF: at most 100 values per metric per document
 
 COUNT, MS = "Count", "Milliseconds"
@@ -122,11 +122,16 @@ def health(dlq_depth: int, open_breakers: int) -> None:
     METRICS.add({}, "OpenBreakers", open_breakers)
 
 
-def _pct(values: list[float], q: float) -> float | None:
+def percentile(values: list[float], q: float, digits: int = 2) -> float | None:
+    """Nearest-rank percentile, q in percent (None for no values)."""
     if not values:
         return None
     ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+    return round(ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)], digits)
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return percentile(values, q * 100, 3)
 
 
 def summarize(docs: list[dict[str, Any]], since_ms: int = 0) -> dict[str, Any]:

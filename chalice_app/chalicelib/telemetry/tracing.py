@@ -37,7 +37,6 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 HEADER = "X-Amzn-Trace-Id"
 CLIENT, SERVER, CONSUMER = SpanKind.CLIENT, SpanKind.SERVER, SpanKind.CONSUMER
-EXPORTERS = ("auto", "none", "memory", "console", "file", "otlp")
 _propagator = AwsXRayPropagator()
 _lock = threading.Lock()
 
