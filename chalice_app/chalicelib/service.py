@@ -20,6 +20,7 @@ from .domain.states import PUBLIC_STATUSES, IllegalTransition
 from .ports import AlreadyExists, Changes, ConcurrencyConflict, IdempotencyRecord
 from .schemas import SchemaError, validate_request
 from .security import strict_json
+from .security.logfilter import holds_pan
 from .stages.validation import RuleViolation, check_amount, check_instrument, normalize_iban
 from .telemetry import context, tracing
 
@@ -58,6 +59,35 @@ def _validate(name: str, body: Any) -> None:
     except SchemaError as e:
         detail = str(e) if e.field else f"request body {e}"
         raise ApiError(400, "Invalid request body", detail, invalid_fields=[e.field] if e.field else []) from None
+    if (field := _card_number_outside_the_card(body)) is not None:
+        raise ApiError(422, "Card number in a free-text field",
+                       f"{field} holds what looks like a card number; card data goes only in "
+                       "payment_method.card.number, where it is tokenized", code="card_number_in_text",
+                       invalid_fields=[field])
+
+
+# The instrument fields: tokenized at the edge, the one place a card number (or an IBAN's digits) belongs.
+_INSTRUMENT = ("payment_method.card.number", "payment_method.bank_account.iban")
+
+
+def _card_number_outside_the_card(value: Any, path: str = "") -> str | None:
+    """The first field (dotted path) other than the instrument whose text carries a Luhn-valid
+    13-19 digit run. Free text (reference, metadata, customer, reasons) is stored, published and
+    sent in webhooks in clear, so a card number there would break I6; refused, as card networks ask."""
+    if isinstance(value, str):
+        return path if path not in _INSTRUMENT and holds_pan(value) else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if holds_pan(str(k)):  # named by its parent: the key itself must not be echoed
+                return path or "body"
+            where = f"{path}.{k}" if path else str(k)
+            if (found := _card_number_outside_the_card(v, where)) is not None:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if (found := _card_number_outside_the_card(v, f"{path}[{i}]")) is not None:
+                return found
+    return None
 
 
 def payment_view(p: Payment, timeline: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -114,6 +144,8 @@ class PaymentService:
             raise ApiError(400, "Idempotency-Key required", "POST /v1/payments needs an Idempotency-Key header")
         if len(idempotency_key) > 255:
             raise ApiError(400, "Invalid Idempotency-Key", "Idempotency-Key must be at most 255 characters")
+        if holds_pan(idempotency_key):  # the key is stored as given
+            raise ApiError(400, "Invalid Idempotency-Key", "Idempotency-Key holds what looks like a card number")
         body = parse_json(raw)
         _validate("create_payment", body)
         request_hash = self._request_hash(body)

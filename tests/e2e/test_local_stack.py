@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 import urllib.request
 
 import pytest
@@ -115,7 +116,7 @@ def test_payctl_demo_reports_outcomes(local_stack):
 
 def test_one_id_follows_a_payment_across_processes_in_traces_logs_and_metrics(local_stack):
     """The real stack's own files: spans in traces.jsonl, JSON lines in logs/, EMF in metrics.emf.jsonl."""
-    corr = f"corr-e2e-{time.time_ns()}"
+    corr = f"corr-e2e-{uuid.uuid4().hex}"  # not a bare digit run: 1 in 10 is Luhn-valid
     status, headers, body = local_stack.call("POST", "/v1/payments", {
         "amount": 1234, "currency": "EUR", "capture": "automatic", "reference": corr,
         "payment_method": {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12,

@@ -280,6 +280,43 @@ def test_every_response_carries_a_correlation_id_and_echoes_a_given_one(stack):
     # an unusable given id is replaced, not echoed
     r = _send(stack, "GET", "/v1/payments", None, None, {"X-Correlation-Id": "x" * 129})
     assert r.headers["X-Correlation-Id"].startswith("corr_")
+    # one carrying a card number is stored and published as given, so it is replaced too
+    r = _send(stack, "GET", "/v1/payments", None, None, {"X-Correlation-Id": "order-4242424242424242"})
+    assert r.headers["X-Correlation-Id"].startswith("corr_")
+
+
+@pytest.mark.parametrize("where", ["reference", "metadata", "metadata key", "customer"])
+@pytest.mark.parametrize("pan", ["4000056655665556", "5555 5555 5555 4444", "3782-822463-10005"])
+def test_a_card_number_in_a_free_text_field_is_refused_and_kept_nowhere(stack, where, pan):
+    body = card_body()
+    field = {"reference": "reference", "metadata": "metadata.note", "metadata key": "metadata",
+             "customer": "customer.id"}[where]
+    if where == "reference":
+        body["reference"] = f"order {pan}"
+    elif where == "metadata":
+        body["metadata"] = {"note": f"card {pan}"}
+    elif where == "metadata key":
+        body["metadata"] = {pan: "x"}
+    else:
+        body["customer"] = {"id": pan.replace(" ", "").replace("-", "")}
+    r = create(stack, body)
+    problem = assert_problem(r, 422)
+    assert problem["invalid_fields"] == [field] and problem["code"] == "card_number_in_text"
+    assert pan not in r.body.decode() and pan.replace(" ", "").replace("-", "") not in r.body.decode()
+    assert stack.platform.store.pending_outbox(10) == []
+    # the same ids with no card number in them are fine; hex ids with digit runs too
+    body = card_body(reference="order-" + "1234567890123" + "abcdef" * 4)
+    assert create(stack, body).status_code == 202
+
+
+def test_a_card_number_in_a_refund_reason_or_an_idempotency_key_is_refused(stack):
+    pid = stack.pay()
+    stack.runner.drain()
+    r = stack.post(f"/v1/payments/{pid}/refunds", {"reason": "refund card 4242424242424242"},
+                   None, **{"Idempotency-Key": uuid.uuid4().hex})
+    assert assert_problem(r, 422)["invalid_fields"] == ["reason"]
+    r = create(stack, card_body(), key="4242424242424242")
+    assert "card number" in assert_problem(r, 400)["detail"]
 
 
 def test_correlation_id_reaches_the_payment_its_events_and_its_webhook(stack):

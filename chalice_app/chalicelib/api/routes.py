@@ -17,7 +17,7 @@ from opentelemetry.trace import SpanKind
 from .. import reporting
 from ..runtime.bootstrap import get_platform
 from ..schemas import schemas_dir
-from ..security.logfilter import mask_pans
+from ..security.logfilter import holds_pan, mask_pans
 from ..security.ratelimit import limiter_for, retry_after
 from ..service import ApiError, PaymentService, Reply
 from ..telemetry import context, tracing
@@ -31,7 +31,8 @@ PROBLEM_BASE = "https://docs.payments.example/problems/"
 
 def _correlation_id(request: Any) -> str:
     given = (request.headers or {}).get(CORRELATION_HEADER.lower()) or (request.headers or {}).get(CORRELATION_HEADER)
-    if given and 0 < len(given) <= 128 and given.isprintable():
+    # Stored and published as given: one that looks like a card number is replaced, not kept.
+    if given and 0 < len(given) <= 128 and given.isprintable() and not holds_pan(given):
         return given
     return f"corr_{uuid.uuid4().hex}"
 

@@ -42,6 +42,34 @@ def mask_pans(text: str) -> str:
     return _GROUPED.sub(_mask, _BARE.sub(_mask, text))
 
 
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _inside_hex_id(text: str, start: int, end: int) -> bool:
+    # uuid4 hex, digests and PSP charge ids hold decimal runs by chance (~1 in 250 of 32-hex ids
+    # holds a Luhn-valid 13+ digit run): a run inside a hex token of 24+ characters with letters
+    # in it belongs to such an id. The same rule as the PAN scan in tests/security.
+    while start > 0 and text[start - 1] in _HEX:
+        start -= 1
+    while end < len(text) and text[end] in _HEX:
+        end += 1
+    token = text[start:end]
+    return len(token) >= 24 and not token.isdigit()
+
+
+def holds_pan(text: str) -> bool:
+    """True when `text` carries a card number: a Luhn-valid 13-19 digit run, bare or grouped,
+    that is not part of a hex id. For refusing input; the log mask (mask_pans) is broader."""
+    if not any(c.isdigit() for c in text):
+        return False
+    for pattern in (_BARE, _GROUPED):
+        for m in pattern.finditer(text):
+            digits = re.sub(r"\D", "", m.group(0))
+            if 13 <= len(digits) <= 19 and luhn_ok(digits) and not _inside_hex_id(text, m.start(), m.end()):
+                return True
+    return False
+
+
 def mask_value(value: Any, depth: int = 0) -> Any:
     """`value` with every PAN masked, keeping its shape: strings, numbers, bytes, and dicts,
     lists and tuples of them (recursively); any other object is replaced by its masked text
