@@ -7,6 +7,7 @@ X-Ray trace header (X-Amzn-Trace-Id) links the consumer's span to the producer's
 """
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 import orjson
@@ -14,6 +15,7 @@ import orjson
 from . import ids
 from .clock import iso
 from .domain.events import EVENT_TYPES, Event
+from .domain.payment import Payment
 from .errors import PermanentError
 from .ports import OutRecord
 from .schemas import SchemaError, validate_event
@@ -50,3 +52,16 @@ def decode(value: bytes) -> Event:
     except SchemaError as e:
         raise PermanentError(f"schema: {e}") from None
     return Event.from_dict(doc)
+
+
+_PERSISTED = tuple(f.name for f in fields(Payment) if f.name != "pending_timeline")
+
+
+def payment_json(p: Payment, version: int | None = None) -> bytes:
+    """orjson.dumps(p.to_dict() | {"version": version}): the same bytes, without asdict's deep
+    copy (orjson writes the attempt/refund dataclasses and the state enum itself). Every store
+    write serializes the payment, so this is on every stage's path."""
+    d = {name: getattr(p, name) for name in _PERSISTED}
+    if version is not None:
+        d["version"] = version
+    return orjson.dumps(d)

@@ -54,6 +54,11 @@ def _load() -> dict[tuple[str, str, int], tuple[dict[str, Any], Callable[[Any], 
     return compiled
 
 
+def warm() -> int:
+    """Compile every validator now (bootstrap, Lambda init) rather than on the first request."""
+    return len(_load())
+
+
 def catalogue() -> dict[tuple[str, str, int], dict[str, Any]]:
     """(kind, name, version) -> schema document."""
     return {k: doc for k, (doc, _) in _load().items()}

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from chalicelib.adapters import sqlite_store
 from chalicelib.adapters.sqlite_store import SqliteStore
 from chalicelib.domain.psp import FAILOVER_OUTCOMES, Outcome
 from chalicelib.stages import authorization
@@ -43,12 +44,12 @@ def _first_failing_seed(limit: int) -> tuple[int, list[str]] | None:
 
 def test_a_store_that_forgets_processed_markers_is_caught(monkeypatch):
     """Drop the dedupe marker from every unit of work: duplicate deliveries must show up in I3/I4."""
-    apply = SqliteStore._apply  # under commit and the stages' batched commit_many alike
+    prepare = sqlite_store._prepare  # under commit and the stages' batched commit_many alike
 
-    def forgetful(self, conn, changes):
+    def forgetful(changes):
         changes.processed = None
-        return apply(self, conn, changes)
-    monkeypatch.setattr(SqliteStore, "_apply", forgetful)
+        return prepare(changes)
+    monkeypatch.setattr(sqlite_store, "_prepare", forgetful)
     found = _first_failing_seed(20)
     assert found is not None, "the simulator did not notice missing processed markers in 20 seeds"
 

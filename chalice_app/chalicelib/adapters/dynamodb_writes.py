@@ -5,6 +5,7 @@ from typing import Any
 
 import orjson
 
+from ..codec import payment_json
 from ..config import TTL_ATTRIBUTE
 from ..ports import AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConflict, IdempotencyRecord, Posting
 from ..security.state_audit import rows_for
@@ -86,7 +87,7 @@ class UnitOfWork:
         pk = L.payment_pk(p.tenant_id, p.payment_id)
         item = {"pk": _s(pk), "sk": _s("payment"), "version": _n(version), "status": _s(p.status),
                 "gsi1pk": _s(L.status_gsi(p.tenant_id, p.status)), "gsi1sk": _s(p.payment_id),
-                "body": _s(orjson.dumps(p.to_dict() | {"version": version}).decode())}
+                "body": _s(payment_json(p, version).decode())}
         if expected is None:
             self.put(item, AlreadyExists, f"payment {p.payment_id} exists", "attribute_not_exists(pk)")
             self.put({"pk": _s(pk), "sk": _s("list"), "gsi1pk": _s(L.status_gsi(p.tenant_id, None)),

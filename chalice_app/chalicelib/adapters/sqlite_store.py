@@ -6,11 +6,13 @@ read with another tenant's id finds nothing rather than being filtered after.
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import orjson
 
+from ..codec import payment_json
 from ..domain.events import Event
 from ..domain.payment import Payment
 from ..ports import (AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConflict,
@@ -85,6 +87,94 @@ def _committed(changes: Changes) -> None:
         p.pending_timeline.clear()
 
 
+@dataclass
+class _Unit:
+    """One Changes as the rows it writes, built outside the write lock."""
+    processed: tuple[str, str] | None = None
+    payment: tuple[Any, ...] | None = None  # INSERT row (created) or UPDATE parameters
+    created: bool = False
+    correlation: tuple[str, str, str] | None = None
+    timeline: list[tuple[Any, ...]] = field(default_factory=list)  # rows without their seq
+    audit: list[tuple[str, str, bytes]] = field(default_factory=list)
+    outbox: list[tuple[bytes]] = field(default_factory=list)
+    postings: list[tuple[Any, ...]] = field(default_factory=list)
+    balances: list[tuple[Any, ...]] = field(default_factory=list)
+    idempotency: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None  # (DELETE parameters, row)
+    reminders: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    secrets: list[tuple[str, str, bytes]] = field(default_factory=list)
+    what: str = ""  # names the payment in a conflict
+
+
+def _prepare(changes: Changes) -> _Unit:
+    unit = _Unit(processed=changes.processed, secrets=list(changes.secrets))
+    p = changes.payment
+    if p is not None:
+        expected = changes.expected_version
+        body = payment_json(p, (expected or 0) + 1)
+        unit.what = f"payment {p.payment_id} changed since version {expected}"
+        if expected is None:
+            unit.created = True
+            unit.payment = (p.tenant_id, p.payment_id, p.status, (p.customer or {}).get("id"), p.created_at, body)
+            unit.correlation = (p.tenant_id, p.correlation_id, p.payment_id)
+        else:
+            unit.payment = (expected + 1, p.status, body, p.tenant_id, p.payment_id, expected)
+        unit.timeline = [(p.tenant_id, p.payment_id, t.at, t.action, t.from_state, t.to_state, t.stage,
+                          orjson.dumps(t.detail)) for t in p.pending_timeline]
+        unit.audit = [(t, src, orjson.dumps(body)) for t, src, body in rows_for(changes)]
+    unit.outbox = [(orjson.dumps(e.stored()),) for e in changes.events]
+    unit.postings = [(x.txn_id, x.tenant_id, x.payment_id, x.account, x.currency, x.amount, x.batch, x.at)
+                     for x in changes.postings]
+    unit.balances = [(x.tenant_id, x.account, x.currency, x.amount) for x in changes.postings]
+    if changes.idempotency:
+        r = changes.idempotency
+        unit.idempotency = ((r.tenant_id, r.key, r.created_at, r.request_hash, r.created_at),
+                            SqliteStore._idempotency_row(r))
+    unit.reminders = [("DELETE FROM reminders WHERE tenant_id=? AND payment_id=?", (rem.tenant_id, rem.payment_id))
+                      if rem.due_at is None else
+                      ("INSERT OR REPLACE INTO reminders VALUES (?, ?, ?)", (rem.tenant_id, rem.payment_id, rem.due_at))
+                      for rem in changes.reminders]
+    return unit
+
+
+def _execute(conn: sqlite3.Connection, unit: _Unit) -> None:
+    if unit.processed:
+        cur = conn.execute("INSERT OR IGNORE INTO processed VALUES (?, ?)", unit.processed)
+        if cur.rowcount == 0:
+            raise AlreadyProcessed(f"{unit.processed[0]} already processed {unit.processed[1]}")
+    if unit.payment is not None:
+        if unit.created:
+            conn.execute("INSERT INTO payments VALUES (?, ?, 1, ?, ?, ?, ?)", unit.payment)
+            conn.execute("INSERT INTO correlations VALUES (?, ?, ?)", unit.correlation)
+        elif conn.execute("UPDATE payments SET version=?, status=?, body=? WHERE tenant_id=? AND payment_id=?"
+                          " AND version=?", unit.payment).rowcount == 0:
+            raise ConcurrencyConflict(unit.what)
+        if unit.timeline:
+            tenant_id, payment_id = unit.timeline[0][:2]
+            (start,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM timeline WHERE tenant_id=? AND payment_id=?",
+                                    (tenant_id, payment_id)).fetchone()
+            conn.executemany("INSERT INTO timeline VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             [(*row[:2], start + i + 1, *row[2:]) for i, row in enumerate(unit.timeline)])
+        conn.executemany("INSERT INTO audit_pending (tenant_id, source, body) VALUES (?, ?, ?)", unit.audit)
+    if unit.outbox:
+        conn.executemany("INSERT INTO outbox (event) VALUES (?)", unit.outbox)
+    if unit.postings:
+        conn.executemany("INSERT INTO postings (txn_id, tenant_id, payment_id, account, currency, amount, batch, at)"
+                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", unit.postings)
+        # Balances are kept, not derived, so that `payctl ledger check` can prove they match.
+        conn.executemany("INSERT INTO balances VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id, account, currency)"
+                         " DO UPDATE SET balance = balance + excluded.balance", unit.balances)
+    if unit.idempotency:
+        # Replaces our own in-flight claim (same request hash) or an expired record;
+        # a live record of another request is a conflict.
+        conn.execute("DELETE FROM idempotency WHERE tenant_id=? AND key=? AND (expires_at<=? OR"
+                     " (state='in_flight' AND (request_hash=? OR locked_until<=?)))", unit.idempotency[0])
+        conn.execute(SqliteStore._INSERT_IDEMPOTENCY, unit.idempotency[1])
+    for sql, params in unit.reminders:
+        conn.execute(sql, params)
+    for row in unit.secrets:
+        conn.execute("INSERT INTO vault VALUES (?, ?, ?)", row)
+
+
 class SqliteStore(SqliteFeed, SecurityRows):
     def __init__(self, path: Path | str):
         self.db = SqliteDatabase(path, SCHEMA)
@@ -94,11 +184,14 @@ class SqliteStore(SqliteFeed, SecurityRows):
         self.rates = SqliteDatabase(Path(path).with_name(Path(path).stem + "-ratelimit.db"), RATE_SCHEMA, "OFF")
 
     # -- unit of work ------------------------------------------------------------
+    # Every row is built (serialized, hashed, audited) before the write lock is taken: the lock
+    # is what every writer of the file waits for, so only the statements run while holding it.
     def commit(self, changes: Changes) -> None:
         """Write state, timeline, audit rows, outbox, dedupe marker, ledger and idempotency at once."""
+        unit = _prepare(changes)
         try:
             with self.db.write() as conn:
-                self._apply(conn, changes)
+                _execute(conn, unit)
         except sqlite3.IntegrityError as e:
             raise _translate(e) from None
         _committed(changes)
@@ -109,12 +202,13 @@ class SqliteStore(SqliteFeed, SecurityRows):
         Each unit still commits all or nothing, in order, inside its own savepoint:
         one that fails (already processed, a version conflict, a duplicate) is rolled
         back alone and its error is returned in its slot (None: committed)."""
+        units = [_prepare(changes) for changes in batch]
         results: list[Exception | None] = []
         with self.db.write() as conn:
-            for changes in batch:
+            for unit in units:
                 conn.execute("SAVEPOINT unit")
                 try:
-                    self._apply(conn, changes)
+                    _execute(conn, unit)
                 except (AlreadyProcessed, ConcurrencyConflict, sqlite3.IntegrityError) as e:
                     conn.execute("ROLLBACK TO unit")
                     results.append(_translate(e) if isinstance(e, sqlite3.IntegrityError) else e)
@@ -125,70 +219,6 @@ class SqliteStore(SqliteFeed, SecurityRows):
             if error is None:
                 _committed(changes)
         return results
-
-    def _apply(self, conn: sqlite3.Connection, changes: Changes) -> None:
-        p = changes.payment
-        audit_rows = rows_for(changes)
-        if changes.processed:
-            cur = conn.execute("INSERT OR IGNORE INTO processed VALUES (?, ?)", changes.processed)
-            if cur.rowcount == 0:
-                raise AlreadyProcessed(f"{changes.processed[0]} already processed {changes.processed[1]}")
-        if p is not None:
-            self._write_payment(conn, p, changes.expected_version)
-            conn.executemany("INSERT INTO audit_pending (tenant_id, source, body) VALUES (?, ?, ?)",
-                             [(t, src, orjson.dumps(body)) for t, src, body in audit_rows])
-        if changes.events:
-            conn.executemany("INSERT INTO outbox (event) VALUES (?)",
-                             [(orjson.dumps(e.stored()),) for e in changes.events])
-        if changes.postings:
-            conn.executemany(
-                "INSERT INTO postings (txn_id, tenant_id, payment_id, account, currency, amount, batch, at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(x.txn_id, x.tenant_id, x.payment_id, x.account, x.currency, x.amount, x.batch, x.at)
-                 for x in changes.postings])
-            # Balances are kept, not derived, so that `payctl ledger check` can prove they match.
-            conn.executemany(
-                "INSERT INTO balances VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id, account, currency)"
-                " DO UPDATE SET balance = balance + excluded.balance",
-                [(x.tenant_id, x.account, x.currency, x.amount) for x in changes.postings])
-        if changes.idempotency:
-            r = changes.idempotency
-            # Replaces our own in-flight claim (same request hash) or an expired record;
-            # a live record of another request is a conflict.
-            conn.execute("DELETE FROM idempotency WHERE tenant_id=? AND key=? AND (expires_at<=? OR"
-                         " (state='in_flight' AND (request_hash=? OR locked_until<=?)))",
-                         (r.tenant_id, r.key, r.created_at, r.request_hash, r.created_at))
-            conn.execute(self._INSERT_IDEMPOTENCY, self._idempotency_row(r))
-        for rem in changes.reminders:
-            if rem.due_at is None:
-                conn.execute("DELETE FROM reminders WHERE tenant_id=? AND payment_id=?",
-                             (rem.tenant_id, rem.payment_id))
-            else:
-                conn.execute("INSERT OR REPLACE INTO reminders VALUES (?, ?, ?)",
-                             (rem.tenant_id, rem.payment_id, rem.due_at))
-        for tenant_id, token, ciphertext in changes.secrets:
-            conn.execute("INSERT INTO vault VALUES (?, ?, ?)", (tenant_id, token, ciphertext))
-
-    def _write_payment(self, conn: sqlite3.Connection, p: Payment, expected: int | None) -> None:
-        body = orjson.dumps(p.to_dict() | {"version": (expected or 0) + 1})
-        customer = (p.customer or {}).get("id")
-        if expected is None:
-            conn.execute("INSERT INTO payments VALUES (?, ?, 1, ?, ?, ?, ?)",
-                         (p.tenant_id, p.payment_id, p.status, customer, p.created_at, body))
-            conn.execute("INSERT INTO correlations VALUES (?, ?, ?)", (p.tenant_id, p.correlation_id, p.payment_id))
-        else:
-            cur = conn.execute(
-                "UPDATE payments SET version=?, status=?, body=? WHERE tenant_id=? AND payment_id=? AND version=?",
-                (expected + 1, p.status, body, p.tenant_id, p.payment_id, expected))
-            if cur.rowcount == 0:
-                raise ConcurrencyConflict(f"payment {p.payment_id} changed since version {expected}")
-        if p.pending_timeline:
-            (start,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM timeline WHERE tenant_id=? AND payment_id=?",
-                                    (p.tenant_id, p.payment_id)).fetchone()
-            conn.executemany(
-                "INSERT INTO timeline VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(p.tenant_id, p.payment_id, start + i + 1, t.at, t.action, t.from_state, t.to_state, t.stage,
-                  orjson.dumps(t.detail)) for i, t in enumerate(p.pending_timeline)])
 
     # -- reads -------------------------------------------------------------------------
     def get_payment(self, tenant_id: str, payment_id: str) -> Payment | None:

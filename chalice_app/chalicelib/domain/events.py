@@ -6,7 +6,7 @@ under schemas/events/<type>.v<N>.json.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 # type -> current schema version
@@ -54,10 +54,9 @@ class Event:
         return self.type
 
     def to_dict(self) -> dict[str, Any]:
-        """The envelope, as published and validated."""
-        d = asdict(self)
-        del d["trace"]
-        return d
+        """The envelope, as published and validated. Shallow: `data` is the event's own dict
+        (events are values; every caller serializes or validates, none changes it)."""
+        return {name: getattr(self, name) for name in _ENVELOPE}
 
     def stored(self) -> dict[str, Any]:
         """The envelope plus transport metadata, as the outbox keeps it."""
@@ -69,3 +68,6 @@ class Event:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Event:
         return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})
+
+
+_ENVELOPE = tuple(f.name for f in fields(Event) if f.name != "trace")

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from .. import schemas
 from ..breaker import Breakers
 from ..clock import SystemClock
 from ..config import ConfigError, Settings
@@ -75,6 +76,7 @@ def build(settings: Settings | None = None, clock: Clock | None = None) -> Platf
     logfilter.install()  # I6, second line of defence: mask anything Luhn-valid in every log record
     tracing.setup(settings)
     metrics.METRICS.configure(settings)
+    schemas.warm()
     def connectors(keys: KeyService) -> dict[str, Connector]:  # sealed PSP credentials open with the keys
         try:
             return {c["name"]: build_connector(open_config(c, keys)) for c in psp_configs(settings)}

@@ -129,7 +129,7 @@ class StageContext:
         p = changes.payment
         if p is not None:
             version = (changes.expected_version or 0) + 1
-            body = orjson.dumps(p.to_dict() | {"version": version})
+            body = codec.payment_json(p, version)
             frozen = Payment.from_dict(orjson.loads(body))
             frozen.version = changes.expected_version or 0
             frozen.pending_timeline = list(p.pending_timeline)
