@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from chalicelib.security.logfilter import luhn_ok
+from chalicelib.security.logfilter import inside_hex_id, luhn_ok
 
 # Every card number any test or the demo sends (simulator behaviours + well-known test cards).
 TEST_PANS = ("4242424242424242", "4000000000000002", "4000000000009995", "4000000000000119",
@@ -44,26 +44,10 @@ def _epoch_ms(run: bytes) -> bool:
     return len(run) == 13 and 1_500_000_000_000 <= int(run) < 2_200_000_000_000
 
 
-_HEX = frozenset(b"0123456789abcdefABCDEF")
-
-
-def _inside_hex_digest(data: bytes, start: int, end: int) -> bool:
-    # SHA-256/HMAC hex digests, uuid4 hex ids and the PSP simulator's charge ids ("ch_" + 24 hex:
-    # about 1 in 400 holds a Luhn-valid 13-15 digit run by chance, so a crash run of thousands of
-    # payments always has a few) hold decimal runs by chance; a run inside a hex token of 24+
-    # characters with letters in it is part of such an id or digest, not a card number.
-    while start > 0 and data[start - 1] in _HEX:
-        start -= 1
-    while end < len(data) and data[end] in _HEX:
-        end += 1
-    token = data[start:end]
-    return len(token) >= 24 and not token.isdigit()
-
-
 def scan_bytes(where: str, data: bytes) -> list[Hit]:
     hits = [Hit(where, f"Luhn-valid {len(m.group(0))}-digit run ending {m.group(0)[-4:].decode()}")
             for m in _RUN.finditer(data) if luhn_ok(m.group(0).decode()) and not _epoch_ms(m.group(0))
-            and not _inside_hex_digest(data, m.start(), m.end())]
+            and not inside_hex_id(data, m.start(), m.end())]
     for secret in (*TEST_PANS, *TEST_IBANS):
         if secret.encode() in data or secret.encode("utf-16-le") in data:
             hits.append(Hit(where, f"raw test secret ending {secret[-4:]}"))

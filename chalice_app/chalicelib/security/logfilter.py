@@ -42,13 +42,14 @@ def mask_pans(text: str) -> str:
     return _GROUPED.sub(_mask, _BARE.sub(_mask, text))
 
 
-_HEX = frozenset("0123456789abcdefABCDEF")
+_HEX = frozenset("0123456789abcdefABCDEF") | frozenset(b"0123456789abcdefABCDEF")  # str and bytes
 
 
-def _inside_hex_id(text: str, start: int, end: int) -> bool:
-    # uuid4 hex, digests and PSP charge ids hold decimal runs by chance (~1 in 250 of 32-hex ids
-    # holds a Luhn-valid 13+ digit run): a run inside a hex token of 24+ characters with letters
-    # in it belongs to such an id. The same rule as the PAN scan in tests/security.
+def inside_hex_id(text: str | bytes, start: int, end: int) -> bool:
+    """uuid4 hex, SHA-256/HMAC digests and PSP charge ids ("ch_" + 24 hex) hold decimal runs by
+    chance (~1 in 250 of 32-hex ids holds a Luhn-valid 13+ digit run): a run inside a hex token
+    of 24+ characters with letters in it belongs to such an id. Used by holds_pan and by the PAN
+    scan in tests/security (on raw bytes), so input checks and the scan agree."""
     while start > 0 and text[start - 1] in _HEX:
         start -= 1
     while end < len(text) and text[end] in _HEX:
@@ -65,7 +66,7 @@ def holds_pan(text: str) -> bool:
     for pattern in (_BARE, _GROUPED):
         for m in pattern.finditer(text):
             digits = re.sub(r"\D", "", m.group(0))
-            if 13 <= len(digits) <= 19 and luhn_ok(digits) and not _inside_hex_id(text, m.start(), m.end()):
+            if 13 <= len(digits) <= 19 and luhn_ok(digits) and not inside_hex_id(text, m.start(), m.end()):
                 return True
     return False
 
