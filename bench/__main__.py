@@ -6,6 +6,7 @@ a fresh directory under --work-dir (removed afterwards unless --keep).
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import resource
 import shutil
@@ -105,6 +106,12 @@ def _run_all(args: argparse.Namespace, r: dict[str, Any], work: Path, batch: int
         r["ratio"] = round(run.rate / sub["payments_per_s"], 3)
         r["ratio_same_txns"] = round(run.rate / sub["same_txns_payments_per_s"], 3)
     if "fixed" not in args.skip:
+        # The latency run must not pay for the runs before it: their dirty pages (the disk
+        # writes them back while it runs, slowing every fsync) and their live objects (each
+        # full garbage collection would walk them all) are settled first.
+        os.sync()
+        gc.collect()
+        gc.freeze()
         rate = round(run.rate * 0.5, 1)
         n_fixed = max(50, min(n, int(rate * 30)))  # about 30 s at that rate
         fixed = _step(r, "fixed_rate", lambda: run_pipeline(

@@ -79,7 +79,9 @@ def table(r: dict[str, Any]) -> Table:
     t.add_row("embedded: accept→settled at max rate", _lat(e.get("latency_ms")), "")
     t.add_row("bare substrate payments/s (batched)", _fmt(s.get("payments_per_s")), "")
     t.add_row("bare substrate payments/s (pipeline's txns)", _fmt(s.get("same_txns_payments_per_s")), "")
-    t.add_row("ratio pipeline ÷ substrate", _fmt(r.get("ratio")), f"≥ {TARGETS['ratio']} {_check(checks.get('ratio'))}")
+    ratio = r.get("ratio")
+    t.add_row("ratio pipeline ÷ substrate", "-" if ratio is None else f"{ratio:.3f}",
+              f"≥ {TARGETS['ratio']} {_check(checks.get('ratio'))}")
     t.add_row(f"fixed rate {_fmt(f.get('rate'))}/s (50%): accept→settled", _lat(f.get("latency_ms")),
               f"p99 ≤ {TARGETS['p99_ms_at_half_load']:.0f} ms {_check(checks.get('p99'))}")
     t.add_row("peak RSS (bench process)", _fmt(r.get("peak_rss_mb"), " MB"),

@@ -192,11 +192,26 @@ class Runner:
         if self.relay:
             loops += [(_nudging(self.relay_step, stage_wakes), relay_wake), (self.reconcile_step, None),
                       (self._paced(self.report_step, self.REPORT_EVERY_S), None)]
-        threads = [threading.Thread(target=self._loop, args=(fn, wake, i < len(self.workers)), daemon=True)
-                   for i, (fn, wake) in enumerate(loops)]
+        threads = [threading.Thread(target=self._stage_loop, args=(w, fn, wake), daemon=True)
+                   for w, (fn, wake) in zip(self.workers, loops)]
+        threads += [threading.Thread(target=self._loop, args=(fn, wake, False), daemon=True)
+                    for fn, wake in loops[len(self.workers):]]
         for t in threads:
             t.start()
         return threads
+
+    def _stage_loop(self, worker: StageWorker, step: Callable[[], int], wake: threading.Event | None) -> None:
+        """A stage's polling loop; when it stops, its consumer leaves the group, so that the
+        partitions go to the group's other members now, not after the session times out."""
+        try:
+            self._loop(step, wake)
+        finally:
+            close = getattr(worker.consumer, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception as e:  # noqa: BLE001 - a broker already gone: nothing to leave
+                    log.warning("closing the consumer failed", extra={"stage": worker.stage.NAME, "error": str(e)})
 
     def _paced(self, step: Callable[[], int], every_s: float) -> Callable[[], int]:
         """`step`, then a pause: each run finds a larger batch and costs the store fewer commits."""
