@@ -59,7 +59,8 @@ class TestKmsKeys(KeyServiceContract):
     decryption_error = KmsDecryptionError
 
     @pytest.fixture(scope="class", autouse=True)
-    def platform_key(self):
+    @classmethod
+    def platform_key(cls):
         aws.create_key(services().client("kms"), KEY_ALIAS)
 
     def make_keys(self, tmp_path):
