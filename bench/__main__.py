@@ -100,6 +100,7 @@ def _run_all(args: argparse.Namespace, r: dict[str, Any], work: Path, batch: int
     if run is None:
         return
     r["embedded"] = {**run.summary(), "writes": {k: round(v, 3) for k, v in run.writes.items()}}
+    os.sync()  # the substrate, too, starts with the pipeline run's writes on disk
     sub = _step(r, "substrate", lambda: substrate_figures(work / "substrate", n, run, batch))
     if sub:
         r["substrate"] = sub

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
+from urllib.parse import quote
 
 import pytest
 
@@ -202,3 +203,22 @@ def test_payctl_trace_by_correlation_id_shows_seven_stages_in_order(traced, capf
     out = capsys.readouterr().out
     assert "notification" in out and "webhook" in out
     assert cli.main(["trace", "--correlation-id", "corr-nobody", "--json"]) == 2
+
+
+def test_a_card_number_in_the_url_reaches_no_span_and_no_log_line(traced, capfd):
+    """The path's id is the caller's text: GET /v1/payments/<a PAN> is a 404 whose span and log
+    lines carry the id masked."""
+    stack = traced
+    for method, path in (("get", "/v1/payments/4242424242424242"),
+                         ("post", "/v1/payments/4242 4242 4242 4242/capture")):
+        headers = {"Authorization": f"Bearer {stack.tenant['api_key']}", "Content-Type": "application/json"}
+        r = getattr(stack.client.http, method)(quote(path), headers=headers, **({"body": "{}"} if method == "post" else {}))
+        assert r.status_code == 404 and b"4242424242424242" not in r.body and b"4242 4242" not in r.body
+    spans = [s for s in tracing.finished_spans() if s.kind.name == "SERVER"]
+    assert len(spans) == 2
+    for s in spans:
+        attributes = json.dumps(dict(s.attributes))
+        assert "4242424242424242" not in attributes and "4242 4242" not in attributes, attributes
+        assert "[PAN ****4242]" in s.attributes["payments.payment_id"]
+    out = capfd.readouterr()
+    assert "4242424242424242" not in out.out + out.err and "4242 4242 4242" not in out.out + out.err

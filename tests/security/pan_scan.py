@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from chalicelib.security.logfilter import inside_hex_id, luhn_ok
+from chalicelib.security.logfilter import epoch_ms, inside_hex_id, luhn_ok
 
 # Every card number any test or the demo sends (simulator behaviours + well-known test cards).
 TEST_PANS = ("4242424242424242", "4000000000000002", "4000000000009995", "4000000000000119",
@@ -38,15 +38,9 @@ class Hit:
         return f"{self.where}: {self.what}"
 
 
-def _epoch_ms(run: bytes) -> bool:
-    # Epoch milliseconds of 2017-2039 are 13 digits starting 15-22; no issuer uses 13-digit
-    # numbers there (13-digit PANs are Visa, starting with 4), so they are timestamps, not cards.
-    return len(run) == 13 and 1_500_000_000_000 <= int(run) < 2_200_000_000_000
-
-
 def scan_bytes(where: str, data: bytes) -> list[Hit]:
     hits = [Hit(where, f"Luhn-valid {len(m.group(0))}-digit run ending {m.group(0)[-4:].decode()}")
-            for m in _RUN.finditer(data) if luhn_ok(m.group(0).decode()) and not _epoch_ms(m.group(0))
+            for m in _RUN.finditer(data) if luhn_ok(m.group(0).decode()) and not epoch_ms(m.group(0))
             and not inside_hex_id(data, m.start(), m.end())]
     for secret in (*TEST_PANS, *TEST_IBANS):
         if secret.encode() in data or secret.encode("utf-16-le") in data:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 from typing import Any, Callable
+from urllib.parse import unquote
 
 import orjson
 from chalice import Blueprint, Response
@@ -97,12 +98,14 @@ def endpoint(authenticated: bool = True) -> Callable:
                 get_platform()  # built (with its tracer) before the request's span starts
             except Exception:  # noqa: BLE001 - _serve reports it as a problem
                 pass
-            with context.bound(correlation_id=corr, payment_id=params.get("payment_id")), \
+            # The path's payment id is the caller's text: whatever it holds goes to logs and spans masked.
+            path_id = mask_pans(unquote(params["payment_id"])) if params.get("payment_id") else None
+            with context.bound(correlation_id=corr, payment_id=path_id), \
                     tracing.span(f"{request.method} {path}", kind=SpanKind.SERVER,
                                  parent=(request.headers or {}).get(tracing.HEADER.lower()),
                                  **{"http.request.method": request.method, "http.route": path,
                                     "payments.correlation_id": corr,
-                                    "payments.payment_id": params.get("payment_id")}) as span:
+                                    "payments.payment_id": path_id}) as span:
                 response = _serve(fn, request, corr, authenticated, params, span)
                 span.set_attribute("http.response.status_code", response.status_code)
                 if response.status_code >= 500:

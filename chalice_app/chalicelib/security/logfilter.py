@@ -13,8 +13,13 @@ import re
 from typing import Any
 
 # Bare digit runs, and 4-digit groups joined by one space or dash ("4242 4242 4242 4242").
-_BARE = re.compile(r"(?<!\d)\d{13,19}(?!\d)")
-_GROUPED = re.compile(r"(?<!\d)(?<!\d[ -])\d{4}(?:[ -]\d{2,7}){2,4}(?![ -]?\d)")
+# ASCII digits only: \d would also take other scripts' digits, which luhn_ok cannot read.
+_BARE = re.compile(r"(?<![0-9])[0-9]{13,19}(?![0-9])")
+_GROUPED = re.compile(r"(?<![0-9])(?<![0-9][ -])[0-9]{4}(?:[ -][0-9]{2,7}){2,4}(?![ -]?[0-9])")
+# IBANs, compact or printed in groups of four ("GB82 WEST 1234 ..."): their digit runs pass Luhn
+# one time in ten; holds_pan leaves out those that are valid IBANs (checksum and country format).
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)"
+                   r"(?![A-Za-z0-9])")
 
 
 def luhn_ok(digits: str) -> bool:
@@ -29,7 +34,7 @@ def luhn_ok(digits: str) -> bool:
 
 def _mask(match: re.Match) -> str:
     text = match.group(0)
-    digits = re.sub(r"\D", "", text)
+    digits = re.sub(r"[^0-9]", "", text)
     if not 13 <= len(digits) <= 19 or not luhn_ok(digits):
         return text
     return "[PAN ****" + digits[-4:] + "]"
@@ -58,16 +63,39 @@ def inside_hex_id(text: str | bytes, start: int, end: int) -> bool:
     return len(token) >= 24 and not token.isdigit()
 
 
+def epoch_ms(run: str | bytes) -> bool:
+    """Epoch milliseconds of 2017-2039 are 13 digits starting 15-22; no issuer uses 13-digit
+    numbers there (13-digit PANs are Visa, starting with 4), so they are timestamps, not cards."""
+    return len(run) == 13 and 1_500_000_000_000 <= int(run) < 2_200_000_000_000
+
+
+def _valid_iban(text: str) -> bool:
+    from schwifty import IBAN
+    from schwifty.exceptions import SchwiftyException
+    try:
+        IBAN(text)
+    except SchwiftyException:
+        return False
+    return True
+
+
 def holds_pan(text: str) -> bool:
-    """True when `text` carries a card number: a Luhn-valid 13-19 digit run, bare or grouped,
-    that is not part of a hex id. For refusing input; the log mask (mask_pans) is broader."""
+    """True when `text` carries a card number: a Luhn-valid 13-19 digit run, bare or in groups,
+    that is not an epoch-milliseconds timestamp, part of a hex id (bare runs) or of a valid IBAN.
+    The same rules as the PAN scan in tests/security. For refusing input: the log mask
+    (mask_pans) is broader, and masks those too."""
     if not any(c.isdigit() for c in text):
         return False
-    for pattern in (_BARE, _GROUPED):
-        for m in pattern.finditer(text):
-            digits = re.sub(r"\D", "", m.group(0))
-            if 13 <= len(digits) <= 19 and luhn_ok(digits) and not inside_hex_id(text, m.start(), m.end()):
-                return True
+    if any(c.isalpha() for c in text):
+        text = _IBAN.sub(lambda m: " " * len(m.group(0)) if _valid_iban(m.group(0)) else m.group(0), text)
+    for m in _BARE.finditer(text):
+        run = m.group(0)
+        if luhn_ok(run) and not epoch_ms(run) and not inside_hex_id(text, m.start(), m.end()):
+            return True
+    for m in _GROUPED.finditer(text):
+        digits = re.sub(r"[^0-9]", "", m.group(0))
+        if 13 <= len(digits) <= 19 and luhn_ok(digits):
+            return True
     return False
 
 
