@@ -98,11 +98,9 @@ class _Unit:
     audit: list[tuple[str, str, bytes]] = field(default_factory=list)
     outbox: list[tuple[bytes]] = field(default_factory=list)
     postings: list[tuple[Any, ...]] = field(default_factory=list)
-    balances: list[tuple[Any, ...]] = field(default_factory=list)
     idempotency: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None  # (DELETE parameters, row)
     reminders: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
     secrets: list[tuple[str, str, bytes]] = field(default_factory=list)
-    what: str = ""  # names the payment in a conflict
 
 
 def _prepare(changes: Changes) -> _Unit:
@@ -111,7 +109,6 @@ def _prepare(changes: Changes) -> _Unit:
     if p is not None:
         expected = changes.expected_version
         body = payment_json(p, (expected or 0) + 1)
-        unit.what = f"payment {p.payment_id} changed since version {expected}"
         if expected is None:
             unit.created = True
             unit.payment = (p.tenant_id, p.payment_id, p.status, (p.customer or {}).get("id"), p.created_at, body)
@@ -124,7 +121,6 @@ def _prepare(changes: Changes) -> _Unit:
     unit.outbox = [(orjson.dumps(e.stored()),) for e in changes.events]
     unit.postings = [(x.txn_id, x.tenant_id, x.payment_id, x.account, x.currency, x.amount, x.batch, x.at)
                      for x in changes.postings]
-    unit.balances = [(x.tenant_id, x.account, x.currency, x.amount) for x in changes.postings]
     if changes.idempotency:
         r = changes.idempotency
         unit.idempotency = ((r.tenant_id, r.key, r.created_at, r.request_hash, r.created_at),
@@ -147,7 +143,7 @@ def _execute(conn: sqlite3.Connection, unit: _Unit) -> None:
             conn.execute("INSERT INTO correlations VALUES (?, ?, ?)", unit.correlation)
         elif conn.execute("UPDATE payments SET version=?, status=?, body=? WHERE tenant_id=? AND payment_id=?"
                           " AND version=?", unit.payment).rowcount == 0:
-            raise ConcurrencyConflict(unit.what)
+            raise ConcurrencyConflict(f"payment {unit.payment[4]} changed since version {unit.payment[5]}")
         if unit.timeline:
             tenant_id, payment_id = unit.timeline[0][:2]
             (start,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM timeline WHERE tenant_id=? AND payment_id=?",
@@ -162,7 +158,9 @@ def _execute(conn: sqlite3.Connection, unit: _Unit) -> None:
                          " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", unit.postings)
         # Balances are kept, not derived, so that `payctl ledger check` can prove they match.
         conn.executemany("INSERT INTO balances VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id, account, currency)"
-                         " DO UPDATE SET balance = balance + excluded.balance", unit.balances)
+                         " DO UPDATE SET balance = balance + excluded.balance",
+                         [(tenant_id, account, currency, amount)
+                          for _, tenant_id, _, account, currency, amount, _, _ in unit.postings])
     if unit.idempotency:
         # Replaces our own in-flight claim (same request hash) or an expired record;
         # a live record of another request is a conflict.

@@ -16,11 +16,11 @@ from typing import Any
 import orjson
 
 from .. import observability, reporting
-from ..telemetry.metrics import percentile
 from ..clock import iso, parse_iso
 from ..runtime import dlq_admin
 from ..security.logfilter import mask_pans
 from ..stages import FLOW, STAGES
+from ..telemetry.metrics import percentile
 
 SAMPLE = 200          # newest payments per tenant whose timelines feed the stage and PSP figures
 SAMPLE_REMOTE = 50    # ... when each timeline is a network call (aws-local, aws)

@@ -32,12 +32,15 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _mask(match: re.Match) -> str:
-    text = match.group(0)
+def _card_digits(text: str) -> str | None:
+    """The digits of `text` when they could be a card number (13-19 of them, Luhn-valid)."""
     digits = re.sub(r"[^0-9]", "", text)
-    if not 13 <= len(digits) <= 19 or not luhn_ok(digits):
-        return text
-    return "[PAN ****" + digits[-4:] + "]"
+    return digits if 13 <= len(digits) <= 19 and luhn_ok(digits) else None
+
+
+def _mask(match: re.Match) -> str:
+    digits = _card_digits(match.group(0))
+    return match.group(0) if digits is None else "[PAN ****" + digits[-4:] + "]"
 
 
 def mask_pans(text: str) -> str:
@@ -90,13 +93,9 @@ def holds_pan(text: str) -> bool:
         text = _IBAN.sub(lambda m: " " * len(m.group(0)) if _valid_iban(m.group(0)) else m.group(0), text)
     for m in _BARE.finditer(text):
         run = m.group(0)
-        if luhn_ok(run) and not epoch_ms(run) and not inside_hex_id(text, m.start(), m.end()):
+        if _card_digits(run) and not epoch_ms(run) and not inside_hex_id(text, m.start(), m.end()):
             return True
-    for m in _GROUPED.finditer(text):
-        digits = re.sub(r"[^0-9]", "", m.group(0))
-        if 13 <= len(digits) <= 19 and luhn_ok(digits):
-            return True
-    return False
+    return any(_card_digits(m.group(0)) for m in _GROUPED.finditer(text))
 
 
 def mask_value(value: Any, depth: int = 0) -> Any:
