@@ -25,6 +25,7 @@ from chalicelib.adapters.sqlite_bus import partition_for
 from chalicelib.domain.psp import Outcome, PspResult
 from chalicelib.ports import OutRecord
 from chalicelib.runtime import dlq as dlq_mod
+from chalicelib.runtime.msk import iter_records, parse_item_identifier
 from chalicelib.runtime.relay import relay_once
 from chalicelib.stages import STAGES
 
@@ -447,3 +448,56 @@ def test_crash_between_publish_and_outbox_delete_republishes_but_applies_once(st
     assert stack.charges(pid) == {"sim-a": 1, "sim-b": 0}
     assert len([p for p in stack.platform.store.postings_for(stack.tenant_id, pid)]) == 3
     assert stack.all_dlq_entries() == []
+
+
+def test_a_stage_without_calls_out_commits_its_partitions_at_once_and_a_failure_holds_back_only_its_own(
+        stack, monkeypatch):
+    """Risk calls nothing outside the store: a batch's partitions are handled in turn and written in
+    one transaction. A record that fails holds back the records after it in its partition only."""
+    stuck = stack.pay(reference=ref())
+    behind = pays_on_same_partition(stack, stuck, "payments.validated")
+    others = [stack.pay(reference=ref()) for _ in range(6)]
+    parts = stack.platform.bus.partitions("payments.validated")
+    assert len({partition_for(p, parts) for p in [stuck, *others]}) > 1
+    risk = STAGES["risk"]
+    assert not getattr(risk, "CALLS_OUT", False)
+    real_handle, hiccups = risk.handle, []
+
+    def handle(event, ctx):
+        if event.payment_id == stuck and not hiccups:
+            hiccups.append(event.event_id)
+            raise RuntimeError("risk engine hiccup")
+        return real_handle(event, ctx)
+    monkeypatch.setattr(risk, "handle", handle)
+    commits: list[list[str]] = []
+    real_commit_many = stack.platform.store.commit_many
+
+    def commit_many(batch):
+        commits.append([c.actor for c in batch])
+        return real_commit_many(batch)
+    monkeypatch.setattr(stack.platform.store, "commit_many", commit_many)
+    calls = []
+    worker = next(w for w in stack.runner.workers if w.stage.NAME == "risk")
+
+    def invoke(event, inner=worker.invoke):
+        before = len(commits)
+        answer = inner(event)
+        calls.append(({r.key: (r.topic, r.partition, r.offset) for r in iter_records(event)}, answer,
+                      commits[before:]))
+        return answer
+    worker.invoke = invoke
+    stack.runner.drain()
+
+    records, answer, batch_commits = next(c for c in calls if stuck in c[0])
+    failed = {parse_item_identifier(f["itemIdentifier"]) for f in answer["batchItemFailures"]}
+    _, part, offset = records[stuck]
+    held_back = {where for where in records.values() if where[1] == part and where[2] >= offset}
+    assert behind in records and records[behind] in held_back
+    assert failed == held_back  # stuck and what follows it in its partition; other partitions went on
+    assert len({where[1] for where in records.values()}) > 1  # the batch spanned partitions...
+    assert len(batch_commits) == 1  # ...and was written in one transaction
+    assert len(batch_commits[0]) == len(records) - len(held_back)
+    for pid in [stuck, behind, *others]:  # the retry went through: each screened once, all settled
+        assert stack.payment(pid)["status"] == "settled"
+        actions = [t for t in stack.platform.store.timeline(stack.tenant_id, pid) if t["stage"] == "risk"]
+        assert len(actions) == 1, actions

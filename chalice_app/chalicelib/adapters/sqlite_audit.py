@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+import orjson
+
 from ..security.chain import Head, HeadSigner, link
 from .sqlite_base import SqliteDatabase
 
@@ -40,8 +42,11 @@ class SqliteAuditLog:
         self.signer.ready()
         with self.db.write() as conn:
             row = conn.execute("SELECT seq, hash, mac FROM audit_heads WHERE tenant_id=?", (tenant_id,)).fetchone()
-            todo = [(s, b) for s, b in entries if s is None or conn.execute(
-                "SELECT 1 FROM audit_sources WHERE tenant_id=? AND source=?", (tenant_id, s)).fetchone() is None]
+            sources = [s for s, _ in entries if s is not None]
+            chained = {r[0] for r in conn.execute(  # one lookup for the batch, not one per entry
+                "SELECT source FROM audit_sources WHERE tenant_id=? AND source IN (SELECT value FROM json_each(?))",
+                (tenant_id, orjson.dumps(sources)))} if sources else set()
+            todo = [(s, b) for s, b in entries if s is None or s not in chained]
             if not todo:
                 return []
             linked, (seq, digest, mac) = link(tenant_id, tuple(row) if row else None, todo, self.signer)

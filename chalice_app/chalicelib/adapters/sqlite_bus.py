@@ -65,16 +65,20 @@ class SqliteBus:
         """Append all records in one transaction (all or nothing)."""
         if not records:
             return
-        placed = [(r, partition_for(r.key, self.partitions(r.topic))) for r in records]
+        by_partition: dict[tuple[str, int], list[OutRecord]] = {}
+        for r in records:  # in order within each partition, as given
+            by_partition.setdefault((r.topic, partition_for(r.key, self.partitions(r.topic))), []).append(r)
         now = int(time.time() * 1000)
         with self.db.write() as conn:
-            for r, p in placed:
-                (offset,) = conn.execute(
-                    "UPDATE heads SET next_offset=next_offset+1 WHERE topic=? AND partition=?"
-                    " RETURNING next_offset - 1", (r.topic, p)).fetchone()
-                conn.execute("INSERT INTO log VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             (r.topic, p, offset, r.key, r.value,
-                              orjson.dumps([[k, v.decode("latin-1")] for k, v in r.headers]), now))
+            rows = []
+            for (topic, p), placed in by_partition.items():  # one head move per partition, not per record
+                (first,) = conn.execute(
+                    "UPDATE heads SET next_offset=next_offset+? WHERE topic=? AND partition=?"
+                    " RETURNING next_offset - ?", (len(placed), topic, p, len(placed))).fetchone()
+                rows += [(topic, p, first + i, r.key, r.value,
+                          orjson.dumps([[k, v.decode("latin-1")] for k, v in r.headers]), now)
+                         for i, r in enumerate(placed)]
+            conn.executemany("INSERT INTO log VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     def consumer(self, group: str, topics: Sequence[str], member: int = 0, members: int = 1) -> SqliteConsumer:
         """A group member owning partitions p where p % members == member."""
@@ -113,15 +117,22 @@ class SqliteConsumer:
             "SELECT topic, partition, next_offset FROM offsets WHERE grp=?", (group,))}
         self.position = {tp: committed.get(tp, 0) for tp in self.assigned}
         self._next = 0  # round-robin start, so one busy partition cannot starve the rest
+        self._topics = orjson.dumps(sorted({t for t, _ in self.assigned}))
 
     def poll(self, max_records: int) -> list[BusRecord]:
         conn = self.bus.db.conn()
+        # One look at the heads first: only partitions with records past our position are read.
+        heads = {(t, p): o for t, p, o in conn.execute(
+            "SELECT topic, partition, next_offset FROM heads WHERE topic IN (SELECT value FROM json_each(?))",
+            (self._topics,))}
         out: list[BusRecord] = []
         n = len(self.assigned)
         for i in range(n):
             if len(out) >= max_records:
                 break
             topic, part = self.assigned[(self._next + i) % n]
+            if heads.get((topic, part), 0) <= self.position[(topic, part)]:
+                continue
             rows = conn.execute(
                 "SELECT topic, partition, offset, key, value, headers, ts FROM log"
                 " WHERE topic=? AND partition=? AND offset>=? ORDER BY offset LIMIT ?",

@@ -144,12 +144,9 @@ def _execute(conn: sqlite3.Connection, unit: _Unit) -> None:
         elif conn.execute("UPDATE payments SET version=?, status=?, body=? WHERE tenant_id=? AND payment_id=?"
                           " AND version=?", unit.payment).rowcount == 0:
             raise ConcurrencyConflict(f"payment {unit.payment[4]} changed since version {unit.payment[5]}")
-        if unit.timeline:
-            tenant_id, payment_id = unit.timeline[0][:2]
-            (start,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM timeline WHERE tenant_id=? AND payment_id=?",
-                                    (tenant_id, payment_id)).fetchone()
-            conn.executemany("INSERT INTO timeline VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                             [(*row[:2], start + i + 1, *row[2:]) for i, row in enumerate(unit.timeline)])
+        if unit.timeline:  # each entry numbered after the payment's last (a statement per entry, not two)
+            conn.executemany("INSERT INTO timeline SELECT ?1, ?2, COALESCE(MAX(seq), 0) + 1, ?3, ?4, ?5, ?6, ?7, ?8"
+                             " FROM timeline WHERE tenant_id=?1 AND payment_id=?2", unit.timeline)
         conn.executemany("INSERT INTO audit_pending (tenant_id, source, body) VALUES (?, ?, ?)", unit.audit)
     if unit.outbox:
         conn.executemany("INSERT INTO outbox (event) VALUES (?)", unit.outbox)
@@ -199,8 +196,25 @@ class SqliteStore(SqliteFeed, SecurityRows):
 
         Each unit still commits all or nothing, in order, inside its own savepoint:
         one that fails (already processed, a version conflict, a duplicate) is rolled
-        back alone and its error is returned in its slot (None: committed)."""
+        back alone and its error is returned in its slot (None: committed). Savepoints
+        are taken only when needed: the batch is first written without them (the usual
+        case, every unit commits), and only if a unit fails is the whole transaction
+        rolled back and written again, unit by unit."""
         units = [_prepare(changes) for changes in batch]
+        try:
+            with self.db.write() as conn:
+                for unit in units:
+                    _execute(conn, unit)
+            results: list[Exception | None] = [None] * len(units)
+        except (AlreadyProcessed, ConcurrencyConflict, sqlite3.IntegrityError):
+            results = self._commit_units(units)
+        for changes, error in zip(batch, results):
+            if error is None:
+                _committed(changes)
+        return results
+
+    def _commit_units(self, units: list[_Unit]) -> list[Exception | None]:
+        """Each unit in its own savepoint: one that fails is rolled back alone."""
         results: list[Exception | None] = []
         with self.db.write() as conn:
             for unit in units:
@@ -213,9 +227,6 @@ class SqliteStore(SqliteFeed, SecurityRows):
                 else:
                     results.append(None)
                 conn.execute("RELEASE unit")
-        for changes, error in zip(batch, results):
-            if error is None:
-                _committed(changes)
         return results
 
     # -- reads -------------------------------------------------------------------------

@@ -7,9 +7,10 @@ batch item failure; later records of the same partition are not attempted,
 keeping per-payment order. The event source retries with backoff and
 dead-letters after MAX_ATTEMPTS.
 
-Partitions are independent, so they are worked on concurrently (records of
-one partition stay in order): one slow PSP answer holds up its own
-partition, not the whole batch.
+In a stage that calls out (CALLS_OUT: PSPs, webhooks) partitions are worked on
+concurrently (records of one partition stay in order): one slow PSP answer holds
+up its own partition, not the whole batch. The other stages take the partitions
+in turn and write the whole batch's commits in one transaction.
 """
 from __future__ import annotations
 
@@ -56,10 +57,11 @@ def handle_batch(event: dict[str, Any], stage: Any, platform: Any) -> dict[str, 
     failures: list[dict[str, str]] = []
     dead: list[dict[str, Any]] = []
     groups = list(partitions.values())
-    if len(groups) == 1:
-        results = [_handle_partition(groups[0], stage, platform)]
+    if len(groups) == 1 or not getattr(stage, "CALLS_OUT", False):
+        # Nothing outside the store to wait for: partitions one after the other, one commit for all.
+        results = [_handle_partitions(groups, stage, platform)]
     else:
-        results = list(partition_pool(stage.NAME).map(lambda g: _handle_partition(g, stage, platform), groups))
+        results = list(partition_pool(stage.NAME).map(lambda g: _handle_partitions([g], stage, platform), groups))
     for f, d in results:
         failures.extend(f)
         dead.extend(d)
@@ -74,19 +76,19 @@ def _header(record: MskRecord, name: str) -> str | None:
     return value.decode(errors="replace") if value is not None else None
 
 
-def _handle_partition(records: list[MskRecord], stage: Any, platform: Any
-                      ) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
-    """Records of one partition, in order; stops at the first retryable failure.
+def _handle_partitions(groups: list[list[MskRecord]], stage: Any, platform: Any
+                       ) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+    """Records of each partition, in order; a partition stops at its first retryable failure.
 
-    The stage's commits for the whole partition batch are written in one
-    transaction at the end (StageContext.batched), before the event source may
-    move the offsets. A record whose commit failed is retried with every later
-    record of its partition; those that did commit are dropped as duplicates
-    when they come back (the processed marker was written with them)."""
+    The stage's commits for all the groups are written in one transaction at the
+    end (StageContext.batched), before the event source may move the offsets. A
+    record whose commit failed is retried with every later record of its
+    partition; those that did commit are dropped as duplicates when they come
+    back (the processed marker was written with them)."""
     ctx = StageContext(stage.NAME, platform, batched=True)
     prepare = getattr(stage, "prepare", None)
     if prepare is not None:  # e.g. authorization: write every new attempt before any PSP call
-        for record in records:
+        for record in (r for records in groups for r in records):
             with context.bound(stage=stage.NAME, tenant_id=_header(record, "tenant_id"),
                                payment_id=record.key or None, correlation_id=_header(record, "correlation_id"),
                                _received_at=iso(platform.clock.now())), \
@@ -100,9 +102,30 @@ def _handle_partition(records: list[MskRecord], stage: Any, platform: Any
         ctx.failed.clear()  # a unit that did not commit is redone by handle(), from the store
     failures: dict[str, dict[str, str]] = {}
     dead: dict[str, dict[str, Any]] = {}
+    for records in groups:
+        _handle_records(records, stage, platform, ctx, failures, dead)
+    ctx.item = None
+    ctx.flush()
+    out: list[dict[str, str]] = []
+    for records in groups:
+        for record in records:
+            error = ctx.failed.get(record.item_id)
+            if error is not None and record.item_id not in failures:
+                _failed(failures, record, error)
+        first = next((i for i, r in enumerate(records) if r.item_id in failures), None)
+        if first is None:
+            continue
+        for record in records[first:]:
+            dead.pop(record.item_id, None)  # it comes back, and is dead-lettered then if it still must be
+            out.append(failures.get(record.item_id)
+                       or {"itemIdentifier": record.item_id, "reason": "earlier record of partition failed"})
+    return out, list(dead.values())
+
+
+def _handle_records(records: list[MskRecord], stage: Any, platform: Any, ctx: StageContext,
+                    failures: dict[str, dict[str, str]], dead: dict[str, dict[str, Any]]) -> None:
+    """One partition's records, in order, into `ctx`; stops at the first retryable failure."""
     for record in records:
-        if failures:  # an earlier record of the partition failed: keep per-payment order
-            break
         ctx.item = record.item_id
         started, outcome = time.monotonic(), "ok"
         # The record's X-Ray header continues the payment's trace; its headers name the scope
@@ -141,21 +164,8 @@ def _handle_partition(records: list[MskRecord], stage: Any, platform: Any
             metrics.stage_record(stage.NAME, outcome, elapsed_ms, wait_ms)
             log.info("record handled", extra={"outcome": outcome, "topic": record.topic, "offset": record.offset,
                                               "processing_ms": round(elapsed_ms, 3)})
-    ctx.item = None
-    ctx.flush()
-    for record in records:
-        error = ctx.failed.get(record.item_id)
-        if error is not None and record.item_id not in failures:
-            _failed(failures, record, error)
-    first = next((i for i, r in enumerate(records) if r.item_id in failures), None)
-    if first is None:
-        return [], list(dead.values())
-    out: list[dict[str, str]] = []
-    for record in records[first:]:
-        dead.pop(record.item_id, None)  # it comes back, and is dead-lettered then if it still must be
-        out.append(failures.get(record.item_id)
-                   or {"itemIdentifier": record.item_id, "reason": "earlier record of partition failed"})
-    return out, list(dead.values())
+        if outcome == "retry":  # the rest of the partition waits: per-payment order
+            break
 
 
 def _decode(record: MskRecord, stage: Any) -> Any:

@@ -1,6 +1,10 @@
 """Stages: one module per stage, each a function from an event + stored state to a decision.
 
 Every stage module exposes NAME, CONSUMES (its input topics) and handle(event, ctx).
+A stage that waits on something outside the store (a PSP, a merchant's webhook) sets
+CALLS_OUT = True: the handler then works on a batch's partitions concurrently, so one
+slow answer holds up only its own partition; the others take a batch's partitions in
+turn and commit them in one transaction.
 """
 from . import authorization, capture, notification, refund, risk, routing, settlement, validation
 

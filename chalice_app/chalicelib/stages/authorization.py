@@ -23,6 +23,7 @@ from .base import StageContext
 
 NAME = "authorization"
 CONSUMES = ("payments.routed",)
+CALLS_OUT = True  # PSP calls: partitions of a batch run concurrently, a slow answer holds up only its own
 ACTIVE = (State.ROUTED, State.AUTHORIZING, State.OUTCOME_UNKNOWN)
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,10 +32,11 @@ class StageContext:
     platform: Any  # runtime.bootstrap.Platform; Any to keep stages free of wiring imports
     batched: bool = False
     item: str | None = None  # the record being handled; tags its gathered commits
-    _pending: list[tuple[str | None, Changes, str | None]] = field(default_factory=list, repr=False)
+    _pending: list[tuple[str | None, Changes, Any]] = field(default_factory=list, repr=False)
     _latest: dict[tuple[str, str], bytes] = field(default_factory=dict, repr=False)
     failed: dict[str, Exception] = field(default_factory=dict, repr=False)  # item -> why its commit failed
     prepared: set[str] = field(default_factory=set, repr=False)  # attempt keys written, not yet sent
+    _tenants: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     @property
     def store(self):
@@ -54,9 +54,13 @@ class StageContext:
         return iso(self.clock.now())
 
     def tenant(self, tenant_id: str) -> dict[str, Any]:
-        tenant = self.platform.tenants.get_tenant(tenant_id)
+        """The tenant's settings, read once per batch (a context lives for one batch)."""
+        tenant = self._tenants.get(tenant_id)
         if tenant is None:
-            raise PermanentError(f"unknown tenant {tenant_id}")
+            tenant = self.platform.tenants.get_tenant(tenant_id)
+            if tenant is None:
+                raise PermanentError(f"unknown tenant {tenant_id}")
+            self._tenants[tenant_id] = tenant
         return tenant
 
     def load(self, event: Event) -> Payment:
@@ -137,7 +141,7 @@ class StageContext:
             self._latest[(p.tenant_id, p.payment_id)] = body
             p.version = version
             p.pending_timeline.clear()
-        self._pending.append((self.item, changes, tracing.current_header()))
+        self._pending.append((self.item, changes, tracing.current_context()))
 
     def flush(self) -> dict[str, Exception]:
         """Write the gathered commits in one transaction. Returns item -> error for
@@ -147,13 +151,12 @@ class StageContext:
         if not pending:
             return {}
         try:
-            with ExitStack() as spans:
-                for _, c, parent in pending:  # each unit's commit in its own payment's trace
-                    spans.enter_context(tracing.span(
-                        "ledger.commit" if c.postings else "store.commit", parent=parent,
-                        **{"payments.stage": self.name, "payments.postings": len(c.postings),
-                           "payments.events": len(c.events), "payments.batch_units": len(pending),
-                           "payments.status": c.payment.status if c.payment is not None else None}))
+            with tracing.spans_under([  # each unit's commit in its own payment's trace
+                    ("ledger.commit" if c.postings else "store.commit", parent,
+                     {"payments.stage": self.name, "payments.postings": len(c.postings),
+                      "payments.events": len(c.events), "payments.batch_units": len(pending),
+                      "payments.status": c.payment.status if c.payment is not None else None})
+                    for _, c, parent in pending]):
                 results = self._commit_all([c for _, c, _ in pending])
         except Exception as e:  # noqa: BLE001 - the transaction failed: none of it was written
             results = [e] * len(pending)

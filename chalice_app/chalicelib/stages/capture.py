@@ -11,6 +11,7 @@ from .base import StageContext
 
 NAME = "capture"
 CONSUMES = ("payments.authorized", "payments.capture_requested", "payments.cancel_requested")
+CALLS_OUT = True  # PSP calls: partitions of a batch run concurrently, a slow answer holds up only its own
 
 
 def _definite(result: PspResult, what: str, payment: Payment) -> PspResult:

@@ -19,6 +19,7 @@ from .base import StageContext
 
 NAME = "notification"
 CONSUMES = ("payments.settled", "payments.failed", "payments.cancelled")
+CALLS_OUT = True  # webhooks: partitions of a batch run concurrently, a slow merchant holds up only its own
 
 
 def _record(event: Event, ctx: StageContext, payment, detail: dict) -> None:

@@ -8,6 +8,7 @@ from .base import StageContext
 
 NAME = "refund"
 CONSUMES = ("payments.refund_requested",)
+CALLS_OUT = True  # PSP calls: partitions of a batch run concurrently, a slow answer holds up only its own
 
 
 def handle(event: Event, ctx: StageContext) -> None:

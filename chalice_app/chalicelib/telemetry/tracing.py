@@ -117,11 +117,20 @@ def xray_id(trace_id: int) -> str:
     return f"1-{h[:8]}-{h[8:]}"
 
 
+_second: tuple[int, str] = (-1, "")
+
+
 def _iso_ns(ns: int | None) -> str | None:
-    """Nanosecond epochs are 19-digit runs (PAN-shaped); files get ISO times instead."""
+    """Nanosecond epochs are 19-digit runs (PAN-shaped); files get ISO times instead
+    (the date and time to the second are formatted once per second: spans end thousands a second)."""
+    global _second
     if ns is None:
         return None
-    return datetime.fromtimestamp(ns // 1000 / 1e6, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    sec, micros = divmod(ns // 1000, 1_000_000)
+    cached = _second
+    if cached[0] != sec:
+        cached = _second = (sec, datetime.fromtimestamp(sec, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{cached[1]}.{micros:06d}Z"
 
 
 def span_dict(s: ReadableSpan) -> dict[str, Any]:
@@ -187,8 +196,16 @@ def clear_spans() -> None:
         _switch.memory.clear()
 
 
+_tracer: tuple[Any, trace.Tracer] | None = None
+
+
 def tracer() -> trace.Tracer:
-    return trace.get_tracer("payments")
+    """The platform's tracer, made once per provider (get_tracer builds a new one on every call)."""
+    global _tracer
+    provider = trace.get_tracer_provider()
+    if _tracer is None or _tracer[0] is not provider:
+        _tracer = (provider, trace.get_tracer("payments"))
+    return _tracer[1]
 
 
 # -- propagation ------------------------------------------------------------------------------
@@ -224,12 +241,10 @@ def current_ids() -> tuple[str | None, str | None]:
     return xray_id(sc.trace_id), f"{sc.span_id:016x}"
 
 
-@contextmanager
 def span(name: str, *, parent: str | bytes | None = None, kind: SpanKind = SpanKind.INTERNAL,
-         links: Sequence[str | bytes | None] = (), **attributes: Any) -> Iterator[Span]:
-    """A span; `parent` is an X-Ray header to continue (else the current span is the parent).
-
-    An exception marks the span as an error and propagates."""
+         links: Sequence[str | bytes | None] = (), **attributes: Any) -> _Scope:
+    """A span, current inside the `with` block; `parent` is an X-Ray header to continue (else the
+    current span is the parent). An exception marks the span as an error and propagates."""
     ctx = context_from(parent) if parent else None
     span_links = []
     for header in links:
@@ -237,9 +252,53 @@ def span(name: str, *, parent: str | bytes | None = None, kind: SpanKind = SpanK
         if linked is not None:
             span_links.append(trace.Link(trace.get_current_span(linked).get_span_context()))
     attrs = {k: v for k, v in attributes.items() if v is not None}
-    with tracer().start_as_current_span(name, context=ctx, kind=kind, attributes=attrs, links=span_links,
-                                        record_exception=True, set_status_on_exception=True) as s:
-        yield s
+    return _Scope(tracer().start_span(name, context=ctx, kind=kind, attributes=attrs, links=span_links))
+
+
+class _Scope:
+    """What start_as_current_span(record_exception=True, set_status_on_exception=True) does, without
+    its two generator layers: every stage record and every commit opens one of these."""
+    __slots__ = ("span", "_token")
+
+    def __init__(self, s: Span):
+        self.span, self._token = s, None
+
+    def __enter__(self) -> Span:
+        self._token = otel_context.attach(trace.set_span_in_context(self.span))
+        return self.span
+
+    def __exit__(self, etype: Any, exc: BaseException | None, tb: Any) -> None:
+        try:
+            if exc is not None and self.span.is_recording():
+                self.span.record_exception(exc)
+                self.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        finally:
+            otel_context.detach(self._token)
+            self.span.end()
+
+
+def current_context() -> otel_context.Context:
+    """The current trace context, kept to parent spans made later (no header round trip)."""
+    return otel_context.get_current()
+
+
+@contextmanager
+def spans_under(items: Sequence[tuple[str, otel_context.Context | None, dict[str, Any]]]) -> Iterator[list[Span]]:
+    """One span per (name, parent context, attributes), open around the block but not made current:
+    a batched commit that belongs to several payments' traces at once. An exception marks them all."""
+    t = tracer()
+    opened = [t.start_span(name, context=parent, attributes={k: v for k, v in attrs.items() if v is not None})
+              for name, parent, attrs in items]
+    try:
+        yield opened
+    except BaseException as e:
+        for s in opened:
+            s.record_exception(e)
+            mark_error(s, f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        for s in opened:
+            s.end()
 
 
 def set_attributes(s: Span, **attributes: Any) -> None:
