@@ -1,15 +1,19 @@
-"""One pipeline run in this process: the service layer ingests, the real runner moves, we watch.
+"""One pipeline run: the service layer ingests, the real runner moves, we watch.
 
-Ingestion calls PaymentService.create_payment, the code behind POST /v1/payments.
-The stage workers are the local event source mapping (runtime.runner) invoking
+Ingestion calls PaymentService.create_payment, the code behind POST /v1/payments,
+from API client threads in an API process of its own (bench/ingest.py, as `make
+local` runs the API apart from the worker) or in this process. The stage workers are the local event source mapping (runtime.runner) invoking
 app.py's stage Lambdas, one polling thread per stage plus the outbox relay, as
-`make local`'s worker runs them. Probes only wrap: the store (to time the commit
+`make local`'s worker runs them, in this process. Probes only wrap: the store (to time the commit
 that settles each payment), each stage's invoke (processing time, queue wait) and
 the SQLite write transactions (to count writes for the substrate baseline).
 """
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -162,6 +166,8 @@ class RunResult:
     writes: dict[str, Any]
     store_row_bytes: float = 0.0
     log_value_bytes: float = 0.0
+    ingest: str = "threads"
+    ingest_peak_rss_mb: float | None = None
 
     @property
     def rate(self) -> float:
@@ -171,15 +177,128 @@ class RunResult:
         return {"payments": self.n, "elapsed_s": round(self.elapsed_s, 3),
                 "payments_per_s": round(self.rate, 1),
                 "ingest_per_s": round(self.n / self.ingest_s, 1) if self.ingest_s else None,
-                "latency_ms": percentiles(self.latencies_ms), "stages": self.stages}
+                "latency_ms": percentiles(self.latencies_ms), "stages": self.stages,
+                "ingest": self.ingest, "ingest_peak_rss_mb": self.ingest_peak_rss_mb}
+
+
+class ThreadFeed:
+    """API clients as threads of this process, calling the service layer directly."""
+
+    def __init__(self, platform: Any, tenant_id: str, n: int, rate: float | None, clients: int):
+        self.service, self.tenant_id, self.n, self.rate = PaymentService(platform), tenant_id, n, rate
+        self.accepted: dict[str, float] = {}
+        self.error: BaseException | None = None
+        self.ended: float | None = None
+        self.writes: dict[str, int] = {}
+        self.peak_rss_mb: float | None = None
+        self._tickets, self._lock = iter(range(n)), threading.Lock()
+        self._threads = [threading.Thread(target=self._client, name=f"bench-client-{k}", daemon=True)
+                         for k in range(clients)]
+
+    def start(self, t0: float) -> None:
+        self._t0 = t0
+        for t in self._threads:
+            t.start()
+
+    def _client(self) -> None:
+        """One API client: takes the next payment number, waits for its slot when paced, posts it."""
+        try:
+            while True:
+                with self._lock:
+                    i = next(self._tickets, None)
+                if i is None or self.error:
+                    return
+                if self.rate:
+                    delay = self._t0 + i / self.rate - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+                reply = self.service.create_payment(self.tenant_id, uuid.uuid4().hex, payment_body(i), f"bench-{i}")
+                if reply.status != 202:
+                    raise RuntimeError(f"ingest answered {reply.status}: {reply.body[:200]!r}")
+                self.accepted[orjson.loads(reply.body)["id"]] = time.perf_counter()
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            self.error = e
+
+    def poll(self) -> None:
+        if self.error:
+            raise self.error
+        if self.ended is None and not any(t.is_alive() for t in self._threads):
+            self.ended = time.perf_counter()
+
+    def stop(self) -> None:
+        self.error = self.error or RuntimeError("stopped")
+        for t in self._threads:
+            t.join(timeout=30)
+
+
+class ProcessFeed:
+    """API clients in a process of their own (bench/ingest.py), as `make local` runs the API apart
+    from the stage worker: this process then holds only what a stage worker holds."""
+
+    def __init__(self, data_dir: Path, mode: str, extra_env: dict[str, str] | None, tenant_id: str, n: int,
+                 rate: float | None, clients: int):
+        root = Path(__file__).resolve().parents[1]
+        env = settings_env(data_dir, mode, extra_env)
+        env["PYTHONPATH"] = os.pathsep.join([str(root / "chalice_app"), str(root), env.get("PYTHONPATH", "")])
+        cmd = [sys.executable, "-m", "bench.ingest", "--data-dir", str(data_dir), "--mode", mode,
+               "--tenant", tenant_id, "--n", str(n), "--clients", str(clients),
+               "--extra-env", json.dumps(extra_env or {})]
+        if rate:
+            cmd += ["--rate", str(rate)]
+        self.proc = subprocess.Popen(cmd, cwd=root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, bufsize=1)
+        self.accepted: dict[str, float] = {}
+        self.error: BaseException | None = None
+        self.ended: float | None = None
+        self.writes: dict[str, int] = {}
+        self.peak_rss_mb: float | None = None
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the ingest process exited with {self.proc.wait()} before it was ready")
+        self._reader = threading.Thread(target=self._read, name="bench-ingest-reader", daemon=True)
+
+    def start(self, t0: float) -> None:
+        self._reader.start()
+        self.proc.stdin.write(f"go {t0!r}\n")
+        self.proc.stdin.flush()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            kind, _, rest = line.rstrip("\n").partition(" ")
+            if kind == "a":
+                pid, t = rest.split()
+                self.accepted[pid] = float(t)
+            elif kind == "done":
+                done = json.loads(rest)
+                self.writes, self.peak_rss_mb = done["writes"], done["peak_rss_mb"]
+                self.ended = done["ingest_end"]
+            elif kind == "error":
+                self.error = RuntimeError(f"ingest process: {rest}")
+        if self.ended is None and self.error is None:
+            self.error = RuntimeError(f"the ingest process exited with {self.proc.wait()} before it was done")
+
+    def poll(self) -> None:
+        if self.error:
+            raise self.error
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self._reader.is_alive():
+            self._reader.join(timeout=10)
 
 
 def run_pipeline(data_dir: Path, n: int, mode: str = "embedded", rate: float | None = None,
                  progress: Callable[[str, int], None] | None = None, stall_s: float = 120.0,
-                 extra_env: dict[str, str] | None = None, clients: int = 8) -> RunResult:
+                 extra_env: dict[str, str] | None = None, clients: int = 8, ingest: str = "threads") -> RunResult:
     """Push n payments through; `rate` paces ingestion (payments/s), None = as fast as it goes.
 
-    `clients` threads call the service at once, as concurrent API requests would."""
+    `clients` API clients call the service at once, as concurrent API requests would: threads of
+    this process (`ingest="threads"`), or of an API process of their own (`"process"`)."""
     progress = progress or (lambda what, k: None)
     platform = build_platform(data_dir, mode, extra_env)
     counter = WriteCounter()
@@ -196,50 +315,20 @@ def run_pipeline(data_dir: Path, n: int, mode: str = "embedded", rate: float | N
     stream = start_stream_relay(platform, runner)
     base_txns, base_rows = dict(counter.txns), dict(counter.rows)
     base_sample = (counter.payload.get("store", 0), counter.sampled_rows.get("store", 0))
-    service = PaymentService(platform)
-    accepted: dict[str, float] = {}
-    feeder_error: list[BaseException] = []
-
-    tickets = iter(range(n))
-    tickets_lock = threading.Lock()
-
-    def feed() -> None:
-        """One API client: takes the next payment number, waits for its slot when paced, posts it."""
-        try:
-            while True:
-                with tickets_lock:
-                    i = next(tickets, None)
-                if i is None or feeder_error:
-                    return
-                if rate:
-                    delay = t0 + i / rate - time.perf_counter()
-                    if delay > 0:
-                        time.sleep(delay)
-                reply = service.create_payment(tenant["tenant_id"], uuid.uuid4().hex, payment_body(i),
-                                               f"bench-{i}")
-                if reply.status != 202:
-                    raise RuntimeError(f"ingest answered {reply.status}: {reply.body[:200]!r}")
-                accepted[orjson.loads(reply.body)["id"]] = time.perf_counter()
-        except BaseException as e:  # noqa: BLE001 - reported by the main thread
-            feeder_error.append(e)
-
-    start = t0 = time.perf_counter()
+    feed: ThreadFeed | ProcessFeed = (
+        ProcessFeed(data_dir, mode, extra_env, tenant["tenant_id"], n, rate, clients) if ingest == "process"
+        else ThreadFeed(platform, tenant["tenant_id"], n, rate, clients))
+    start = time.perf_counter()
     threads = runner.start()
-    feeders = [threading.Thread(target=feed, name=f"bench-client-{k}", daemon=True) for k in range(clients)]
-    for f in feeders:
-        f.start()
-    ingest_done = None
+    feed.start(start)
     last_count, last_move = 0, time.monotonic()
     try:
         while True:
             time.sleep(0.05)
-            if feeder_error:
-                raise feeder_error[0]
+            feed.poll()
             done = len(observed.settled)
-            progress("accepted", len(accepted))
+            progress("accepted", len(feed.accepted))
             progress("settled", done)
-            if ingest_done is None and not any(f.is_alive() for f in feeders):
-                ingest_done = time.perf_counter()
             if done >= n:
                 break
             if done != last_count:
@@ -250,20 +339,29 @@ def run_pipeline(data_dir: Path, n: int, mode: str = "embedded", rate: float | N
         # Let the tail finish (the last settled events through notification): the write counts
         # for the substrate must cover the whole of every payment.
         tail_end = time.monotonic() + 30
-        while stats["notification"].records < n and time.monotonic() < tail_end and mode != "aws-local":
+        while ((stats["notification"].records < n and mode != "aws-local") or feed.ended is None) \
+                and time.monotonic() < tail_end:
             time.sleep(0.05)
+            feed.poll()
     finally:
+        feed.stop()
         runner.stopping = True
         for t in threads:
             t.join(timeout=30)
         if stream is not None:
             stream.join(timeout=10)
         bootstrap.set_platform(None)
+    accepted, ingest_done = feed.accepted, feed.ended
+    for name, into in (("txns", counter.txns), ("rows", counter.rows), ("payload", counter.payload),
+                       ("sampled_rows", counter.sampled_rows)):  # what the API process wrote
+        if "store" in into:
+            into["store"] += feed.writes.get(name, 0)
     end = max(observed.settled.values())
     latencies = [(observed.settled[p] - t) * 1000 for p, t in accepted.items() if p in observed.settled]
     writes: dict[str, Any] = {}
     result = RunResult(n, end - start, (ingest_done or end) - start, latencies,
-                       {k: v.summary() for k, v in stats.items() if v.records}, writes)
+                       {k: v.summary() for k, v in stats.items() if v.records}, writes,
+                       ingest=ingest, ingest_peak_rss_mb=feed.peak_rss_mb)
     if mode == "embedded":
         writes.update(count_writes(platform, counter, base_txns, base_rows, n))
         # The substrate writes each store row at the mean size the pipeline's rows had (bytes bound

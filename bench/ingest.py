@@ -1,0 +1,96 @@
+"""The API side of a bench run, in a process of its own, as `make local` runs the API apart from
+the stage worker (and AWS runs the API Lambda apart from the stage Lambdas).
+
+`python -m bench.ingest --data-dir D --mode M --tenant T --n N [--rate R] [--clients C]`
+(PYTHONPATH=chalice_app plus the repository root). Prints `ready`, waits for `go <t0>` on stdin
+(t0: the parent's time.perf_counter(), which is CLOCK_MONOTONIC and so shared by both
+processes), then `clients` threads call PaymentService.create_payment -- the code behind
+POST /v1/payments -- for payments 0..N-1, paced at `rate`/s from t0 when given. Each accepted
+payment is printed as `a <payment id> <perf_counter at acceptance>`; at the end one line
+`done <json>` carries when ingestion ended, the process's peak RSS and the SQLite writes it
+made (for the substrate's counts). A refusal prints `error <why>` and exits 1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+
+from chalicelib.service import PaymentService
+
+from .embedded import WriteCounter, build_platform, payment_body
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", type=Path, required=True)
+    p.add_argument("--mode", default="embedded")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--rate", type=float, default=None)
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--extra-env", default="{}", help="JSON: settings the parent's platform was built with")
+    args = p.parse_args(argv)
+    platform = build_platform(args.data_dir, args.mode, json.loads(args.extra_env))
+    counter = WriteCounter()
+    if args.mode == "embedded":
+        counter.install("store", platform.store.db)
+    service = PaymentService(platform)
+    out = sys.stdout
+    out_lock = threading.Lock()
+    print("ready", flush=True)
+    go = sys.stdin.readline().split()
+    if not go or go[0] != "go":
+        return 2
+    t0 = float(go[1])
+    tickets = iter(range(args.n))
+    tickets_lock = threading.Lock()
+    errors: list[str] = []
+
+    def client() -> None:
+        try:
+            while not errors:
+                with tickets_lock:
+                    i = next(tickets, None)
+                if i is None:
+                    return
+                if args.rate:
+                    delay = t0 + i / args.rate - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+                reply = service.create_payment(args.tenant, uuid.uuid4().hex, payment_body(i), f"bench-{i}")
+                if reply.status != 202:
+                    raise RuntimeError(f"ingest answered {reply.status}: {reply.body[:200]!r}")
+                line = f"a {orjson.loads(reply.body)['id']} {time.perf_counter():.6f}\n"
+                with out_lock:
+                    out.write(line)
+                    out.flush()
+        except Exception as e:  # noqa: BLE001 - reported to the parent, which stops the run
+            errors.append(f"{type(e).__name__}: {e}")
+
+    threads = [threading.Thread(target=client, name=f"bench-client-{k}", daemon=True) for k in range(args.clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        print(f"error {errors[0]}", flush=True)
+        return 1
+    done = {"ingest_end": time.perf_counter(),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "writes": {k: v.get("store", 0) for k, v in (("txns", counter.txns), ("rows", counter.rows),
+                                                         ("payload", counter.payload),
+                                                         ("sampled_rows", counter.sampled_rows))}}
+    print(f"done {json.dumps(done)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
