@@ -452,6 +452,30 @@ def test_crash_between_publish_and_outbox_delete_republishes_but_applies_once(st
     assert stack.all_dlq_entries() == []
 
 
+def record_invocations(stack, monkeypatch, stage: str) -> list[tuple[dict[str, tuple[str, int, int]], Any, list]]:
+    """Wrap one stage's handler and the store's batched commit; returns a list the drain fills with
+    (the batch's records by payment id -> (topic, partition, offset), its answer, the commit_many
+    calls made while it ran -- each a list of the units' actors)."""
+    commits: list[list[str]] = []
+    real_commit_many = stack.platform.store.commit_many
+
+    def commit_many(batch):
+        commits.append([c.actor for c in batch])
+        return real_commit_many(batch)
+    monkeypatch.setattr(stack.platform.store, "commit_many", commit_many)
+    calls: list[tuple[dict[str, tuple[str, int, int]], Any, list]] = []
+    worker = next(w for w in stack.runner.workers if w.stage.NAME == stage)
+
+    def invoke(event, inner=worker.invoke):
+        before = len(commits)
+        answer = inner(event)
+        calls.append(({r.key: (r.topic, r.partition, r.offset) for r in iter_records(event)}, answer,
+                      commits[before:]))
+        return answer
+    worker.invoke = invoke
+    return calls
+
+
 def test_a_stage_without_calls_out_commits_its_partitions_at_once_and_a_failure_holds_back_only_its_own(
         stack, monkeypatch):
     """Risk calls nothing outside the store: a batch's partitions are handled in turn and written in
@@ -471,23 +495,7 @@ def test_a_stage_without_calls_out_commits_its_partitions_at_once_and_a_failure_
             raise RuntimeError("risk engine hiccup")
         return real_handle(event, ctx)
     monkeypatch.setattr(risk, "handle", handle)
-    commits: list[list[str]] = []
-    real_commit_many = stack.platform.store.commit_many
-
-    def commit_many(batch):
-        commits.append([c.actor for c in batch])
-        return real_commit_many(batch)
-    monkeypatch.setattr(stack.platform.store, "commit_many", commit_many)
-    calls = []
-    worker = next(w for w in stack.runner.workers if w.stage.NAME == "risk")
-
-    def invoke(event, inner=worker.invoke):
-        before = len(commits)
-        answer = inner(event)
-        calls.append(({r.key: (r.topic, r.partition, r.offset) for r in iter_records(event)}, answer,
-                      commits[before:]))
-        return answer
-    worker.invoke = invoke
+    calls = record_invocations(stack, monkeypatch, "risk")
     stack.runner.drain()
 
     records, answer, batch_commits = next(c for c in calls if stuck in c[0])
@@ -549,3 +557,23 @@ def test_a_hanging_psp_holds_up_only_the_stage_that_waits_for_it(stack, monkeypa
         stack.runner.stopping = True
         for t in threads:
             t.join(timeout=30)
+
+
+def test_a_stage_that_calls_out_works_on_partitions_at_once_and_commits_them_together(stack, monkeypatch):
+    """Capture calls a PSP: a batch's partitions run concurrently on the stage's pool (a slow answer
+    holds up only its own partition), and what they all did is still written in one transaction."""
+    pids = [stack.pay(reference=ref()) for _ in range(12)]
+    parts = stack.platform.bus.partitions("payments.authorized")
+    assert len({partition_for(p, parts) for p in pids}) > 1
+    calls = record_invocations(stack, monkeypatch, "capture")
+    stack.runner.drain()
+
+    spanning = [c for c in calls if len({where[1] for where in c[0].values()}) > 1]
+    assert spanning, "no capture batch spanned partitions"
+    for _, answer, batch_commits in spanning:
+        assert answer["batchItemFailures"] == []
+        assert len(batch_commits) == 1  # every partition's captures in one transaction
+    assert sum(len(c) for _, _, cs in calls for c in cs) == len(pids)
+    for pid in pids:
+        assert stack.payment(pid)["status"] == "settled"
+        assert stack.charges(pid) == {"sim-a": 1, "sim-b": 0}

@@ -10,7 +10,7 @@ dead-letters after MAX_ATTEMPTS.
 In a stage that calls out (CALLS_OUT: PSPs, webhooks) partitions are worked on
 concurrently (records of one partition stay in order): one slow PSP answer holds
 up its own partition, not the whole batch. The other stages take the partitions
-in turn and write the whole batch's commits in one transaction.
+in turn. Either way the whole batch's commits are written in one transaction.
 """
 from __future__ import annotations
 
@@ -57,11 +57,8 @@ def handle_batch(event: dict[str, Any], stage: Any, platform: Any) -> dict[str, 
     failures: list[dict[str, str]] = []
     dead: list[dict[str, Any]] = []
     groups = list(partitions.values())
-    if len(groups) == 1 or not getattr(stage, "CALLS_OUT", False):
-        # Nothing outside the store to wait for: partitions one after the other, one commit for all.
-        results = [_handle_partitions(groups, stage, platform)]
-    else:
-        results = list(partition_pool(stage.NAME).map(lambda g: _handle_partitions([g], stage, platform), groups))
+    concurrent = len(groups) > 1 and getattr(stage, "CALLS_OUT", False)
+    results = [_handle_partitions(groups, stage, platform, concurrent)]
     for f, d in results:
         failures.extend(f)
         dead.extend(d)
@@ -76,15 +73,17 @@ def _header(record: MskRecord, name: str) -> str | None:
     return value.decode(errors="replace") if value is not None else None
 
 
-def _handle_partitions(groups: list[list[MskRecord]], stage: Any, platform: Any
+def _handle_partitions(groups: list[list[MskRecord]], stage: Any, platform: Any, concurrent: bool = False
                        ) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
     """Records of each partition, in order; a partition stops at its first retryable failure.
 
-    The stage's commits for all the groups are written in one transaction at the
-    end (StageContext.batched), before the event source may move the offsets. A
-    record whose commit failed is retried with every later record of its
-    partition; those that did commit are dropped as duplicates when they come
-    back (the processed marker was written with them)."""
+    `concurrent` (a stage that calls out): the partitions are worked on at once, on the
+    stage's pool, each in a context of its own; otherwise one after the other. Either
+    way the commits of all the groups are written in one transaction at the end
+    (StageContext.batched), before the event source may move the offsets. A record
+    whose commit failed is retried with every later record of its partition; those
+    that did commit are dropped as duplicates when they come back (the processed
+    marker was written with them)."""
     ctx = StageContext(stage.NAME, platform, batched=True)
     prepare = getattr(stage, "prepare", None)
     if prepare is not None:  # e.g. authorization: write every new attempt before any PSP call
@@ -102,8 +101,20 @@ def _handle_partitions(groups: list[list[MskRecord]], stage: Any, platform: Any
         ctx.failed.clear()  # a unit that did not commit is redone by handle(), from the store
     failures: dict[str, dict[str, str]] = {}
     dead: dict[str, dict[str, Any]] = {}
-    for records in groups:
-        _handle_records(records, stage, platform, ctx, failures, dead)
+    if concurrent:
+        def work(records: list[MskRecord]) -> tuple[StageContext, dict[str, Any], dict[str, Any]]:
+            own = StageContext(stage.NAME, platform, batched=True, prepared=set(ctx.prepared))
+            f: dict[str, dict[str, str]] = {}
+            d: dict[str, dict[str, Any]] = {}
+            _handle_records(records, stage, platform, own, f, d)
+            return own, f, d
+        for own, f, d in partition_pool(stage.NAME).map(work, groups):
+            ctx.adopt(own)
+            failures.update(f)
+            dead.update(d)
+    else:
+        for records in groups:
+            _handle_records(records, stage, platform, ctx, failures, dead)
     ctx.item = None
     ctx.flush()
     out: list[dict[str, str]] = []

@@ -6,17 +6,21 @@ between the two re-publishes it (consumers dedupe by event id).
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 from .. import codec
 
 
-def relay_once(store: Any, bus: Any, limit: int = 500) -> int:
+def relay_once(store: Any, bus: Any, limit: int = 500, published: Callable[[set[str]], None] | None = None) -> int:
+    """Publish up to `limit` outbox events, oldest first; `published` hears which topics got records."""
     pending = store.pending_outbox(limit)
     if not pending:
         return 0
-    bus.publish([codec.to_record(r.event) for r in pending])
+    records = [codec.to_record(r.event) for r in pending]
+    bus.publish(records)
     store.mark_published([r.id for r in pending])
+    if published is not None:
+        published({r.topic for r in records})
     return len(pending)
 
 

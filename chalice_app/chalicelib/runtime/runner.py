@@ -122,10 +122,24 @@ class Runner:
         if relay and register:  # keep the change feed for the reporting consumer from now on
             register(reporting.CONSUMER)
         self._chain_at = 0.0
+        self._relay_lock = threading.Lock()
+        self._wakes: dict[str, list[threading.Event]] = {}  # topic -> the loops of this process polling it
+
+    def _published(self, topics: set[str]) -> None:
+        """Wake the loops whose stages consume what the relay just published (start() fills the map)."""
+        for topic in topics:
+            for wake in self._wakes.get(topic, ()):
+                wake.set()
+
+    def publish_step(self) -> int:
+        """The outbox relay alone. Loops that committed events call it at once, so the next stage
+        gets them now; one relay at a time (two would publish the same rows twice)."""
+        with self._relay_lock:
+            return relay_once(self.platform.store, self.platform.bus, published=self._published)
 
     def relay_step(self) -> int:
         """Outbox relay, the audit chainer, and now and then a purge of expired idempotency keys."""
-        done = relay_once(self.platform.store, self.platform.bus)
+        done = self.publish_step()
         if time.monotonic() >= self._chain_at:
             chained = audit.chain_pending(self.platform)
             self._chain_at = 0.0 if chained else time.monotonic() + self.AUDIT_IDLE_S
@@ -169,7 +183,7 @@ class Runner:
         return bool(self.relay and self.platform.store.due_reminders(far, 1))
 
     def run_forever(self) -> None:
-        """One polling thread per stage (and one for the relay) until SIGTERM/SIGINT."""
+        """The polling threads (see start) until SIGTERM/SIGINT."""
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         threads = self.start()
@@ -190,22 +204,43 @@ class Runner:
         Each stage that calls out (CALLS_OUT: PSPs, webhooks) polls in a thread of its
         own, so a slow PSP or merchant holds up only that stage.
 
-        Loops in this process nudge each other instead of waiting out their idle
-        back-off: a loop that committed events wakes the others. Polling stays the
-        fallback for what other processes (the API, other workers) write."""
+        Each loop relays the events it committed at once, and the relay wakes only the
+        loops whose stages consume the topics it published to, instead of letting
+        them wait out their idle back-off. Polling stays the fallback for what other
+        processes (the API, other workers) write."""
         inline = [w for w in self.workers if not getattr(w.stage, "CALLS_OUT", False)]
         apart = [w for w in self.workers if getattr(w.stage, "CALLS_OUT", False)]
         shared_wake = threading.Event()
         apart_wakes = [threading.Event() for _ in apart]
 
-        steps = [self._guarded(self.relay_step, "relay")] if self.relay else []
-        steps += [self._guarded(w.step, w.stage.NAME) for w in inline]
+        relay = self._guarded(self.relay_step, "relay") if self.relay else (lambda: 0)
+        publish = self._guarded(self.publish_step, "relay") if self.relay else (lambda: 0)
+        steps = [self._guarded(w.step, w.stage.NAME) for w in inline]
 
         def shared() -> int:
-            return sum(step() for step in steps)
-        threads = [threading.Thread(target=self._stage_loop, args=(inline, _nudging(shared, apart_wakes), shared_wake),
+            # The relay runs again after each stage that moved: its events reach the next stage
+            # in this same turn (validation -> risk -> routing), not one batching window later.
+            moved = relay()
+            for step in steps:
+                done = step()
+                if done:
+                    moved += done + publish()
+            return moved
+
+        def apart_step(w: StageWorker) -> Callable[[], int]:
+            def step() -> int:  # its events published by this thread too, before it sleeps
+                moved = w.step()
+                if moved:
+                    publish()
+                return moved
+            return step
+        self._wakes = {}
+        for ws, wake in [(inline, shared_wake), *(([w], x) for w, x in zip(apart, apart_wakes))]:
+            for topic in {t for w in ws for t in w.stage.CONSUMES}:
+                self._wakes.setdefault(topic, []).append(wake)
+        threads = [threading.Thread(target=self._stage_loop, args=(inline, shared, shared_wake),
                                     name="runner-shared", daemon=True)]
-        threads += [threading.Thread(target=self._stage_loop, args=([w], _nudging(w.step, [shared_wake]), wake),
+        threads += [threading.Thread(target=self._stage_loop, args=([w], apart_step(w), wake),
                                      name=f"runner-{w.stage.NAME}", daemon=True) for w, wake in zip(apart, apart_wakes)]
         if self.relay:
             threads += [threading.Thread(target=self._loop, args=(fn, None, False), name=name, daemon=True)
@@ -272,7 +307,12 @@ class Runner:
             if moved:
                 idle_sleep = 0.002
                 if moved < full and window:
-                    time.sleep(window)
+                    # Gather for the window, unless another loop of this process published meanwhile.
+                    if wake is not None:
+                        if wake.wait(window):
+                            wake.clear()
+                    else:
+                        time.sleep(window)
             elif wake is not None:
                 if wake.wait(idle_sleep):
                     wake.clear()
@@ -285,14 +325,3 @@ class Runner:
 
     def _stop(self, *_: Any) -> None:
         self.stopping = True
-
-
-def _nudging(step: Callable[[], int], wakes: list[threading.Event]) -> Callable[[], int]:
-    """`step`, waking `wakes` whenever it moved something."""
-    def run() -> int:
-        moved = step()
-        if moved:
-            for w in wakes:
-                w.set()
-        return moved
-    return run

@@ -143,6 +143,13 @@ class StageContext:
             p.pending_timeline.clear()
         self._pending.append((self.item, changes, tracing.current_context()))
 
+    def adopt(self, other: StageContext) -> None:
+        """Take over what `other` gathered and did not write (a partition handled on another thread),
+        so that one flush writes both; what `other` already found failed is kept too."""
+        self._pending.extend(other._pending)
+        other._pending = []
+        self.failed.update(other.failed)
+
     def flush(self) -> dict[str, Exception]:
         """Write the gathered commits in one transaction. Returns item -> error for
         the records whose commit failed (a duplicate is not a failure); also kept in `failed`."""
