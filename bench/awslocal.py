@@ -42,7 +42,7 @@ def run_aws_local(data_dir: Path, n: int, progress: Callable[[str, int], None]) 
             settings = Settings.from_env()
             provision(AwsSettings.from_env("aws-local"), topics(), settings.partitions)
             return run_pipeline(data_dir, n, mode="aws-local", progress=progress, extra_env=env, clients=2,
-                                stall_s=180.0)
+                                stall_s=float(os.environ.get("STALL_S", "180")))
         finally:
             for k, v in saved.items():
                 if v is None:

@@ -577,3 +577,20 @@ def test_a_stage_that_calls_out_works_on_partitions_at_once_and_commits_them_tog
     for pid in pids:
         assert stack.payment(pid)["status"] == "settled"
         assert stack.charges(pid) == {"sim-a": 1, "sim-b": 0}
+
+
+def test_a_bus_whose_poll_waits_gets_a_thread_per_stage(stack, monkeypatch):
+    """Kafka's poll waits and drives the consumer's group protocol: no stage shares a loop on it."""
+    def loops() -> set[str]:
+        threads = stack.runner.start()
+        try:
+            return {t.name for t in threads}
+        finally:
+            stack.runner.stopping = True
+            for t in threads:
+                t.join(timeout=30)
+            stack.runner.stopping = False
+    shared = loops()
+    assert "runner-shared" in shared and "runner-validation" not in shared and "runner-capture" in shared
+    monkeypatch.setattr(stack.platform.bus, "POLL_BLOCKS", True, raising=False)
+    assert {f"runner-{name}" for name in STAGES} <= loops()

@@ -90,6 +90,10 @@ def _record(r: Any) -> BusRecord:
 class KafkaBus:
     """EventBus over Kafka. One producer and one admin client per bus, created on first use."""
 
+    # A poll waits up to poll_timeout_ms and keeps the consumer's group membership going: the local
+    # runner gives each stage's consumer a thread of its own instead of a turn in a shared loop.
+    POLL_BLOCKS = True
+
     def __init__(self, bootstrap: str, security: str = "plaintext", region: str | None = None,
                  partitions: int = 4, replication_factor: int = -1, client_id: str = "payments",
                  session_timeout_ms: int = 6_000, heartbeat_interval_ms: int = 1_000, poll_timeout_ms: int = 100,

@@ -202,14 +202,18 @@ class Runner:
         and one loop makes larger batches and spares the GIL and the store's write lock
         the hand-offs of a thread per stage (measured: ~40 % more CPU per payment).
         Each stage that calls out (CALLS_OUT: PSPs, webhooks) polls in a thread of its
-        own, so a slow PSP or merchant holds up only that stage.
+        own, so a slow PSP or merchant holds up only that stage; so does every stage on a
+        bus whose poll waits (Kafka, in aws-local).
 
         Each loop relays the events it committed at once, and the relay wakes only the
         loops whose stages consume the topics it published to, instead of letting
         them wait out their idle back-off. Polling stays the fallback for what other
         processes (the API, other workers) write."""
-        inline = [w for w in self.workers if not getattr(w.stage, "CALLS_OUT", False)]
-        apart = [w for w in self.workers if getattr(w.stage, "CALLS_OUT", False)]
+        # A bus whose poll waits (Kafka) gets a thread per stage: a turn each in one loop would
+        # add up the waits and starve the consumers' group protocol.
+        blocking = getattr(self.platform.bus, "POLL_BLOCKS", False)
+        inline = [w for w in self.workers if not (blocking or getattr(w.stage, "CALLS_OUT", False))]
+        apart = [w for w in self.workers if w not in inline]
         shared_wake = threading.Event()
         apart_wakes = [threading.Event() for _ in apart]
 
