@@ -184,8 +184,10 @@ class RunResult:
 class ThreadFeed:
     """API clients as threads of this process, calling the service layer directly."""
 
-    def __init__(self, platform: Any, tenant_id: str, n: int, rate: float | None, clients: int):
+    def __init__(self, platform: Any, tenant_id: str, n: int, rate: float | None, clients: int,
+                 on_accept: Callable[[str, float], None] | None = None):
         self.service, self.tenant_id, self.n, self.rate = PaymentService(platform), tenant_id, n, rate
+        self.on_accept = on_accept
         self.accepted: dict[str, float] = {}
         self.error: BaseException | None = None
         self.ended: float | None = None
@@ -215,9 +217,16 @@ class ThreadFeed:
                 reply = self.service.create_payment(self.tenant_id, uuid.uuid4().hex, payment_body(i), f"bench-{i}")
                 if reply.status != 202:
                     raise RuntimeError(f"ingest answered {reply.status}: {reply.body[:200]!r}")
-                self.accepted[orjson.loads(reply.body)["id"]] = time.perf_counter()
+                pid, at = orjson.loads(reply.body)["id"], time.perf_counter()
+                self.accepted[pid] = at
+                if self.on_accept is not None:
+                    self.on_accept(pid, at)
         except BaseException as e:  # noqa: BLE001 - reported by the main thread
             self.error = e
+
+    def wait(self) -> None:
+        for t in self._threads:
+            t.join()
 
     def poll(self) -> None:
         if self.error:

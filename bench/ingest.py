@@ -18,14 +18,9 @@ import resource
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
-import orjson
-
-from chalicelib.service import PaymentService
-
-from .embedded import WriteCounter, build_platform, payment_body
+from .embedded import ThreadFeed, WriteCounter, build_platform
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,46 +37,21 @@ def main(argv: list[str] | None = None) -> int:
     counter = WriteCounter()
     if args.mode == "embedded":
         counter.install("store", platform.store.db)
-    service = PaymentService(platform)
-    out = sys.stdout
     out_lock = threading.Lock()
+
+    def accepted(pid: str, at: float) -> None:
+        with out_lock:
+            sys.stdout.write(f"a {pid} {at:.6f}\n")
+            sys.stdout.flush()
+    feed = ThreadFeed(platform, args.tenant, args.n, args.rate, args.clients, on_accept=accepted)
     print("ready", flush=True)
     go = sys.stdin.readline().split()
     if not go or go[0] != "go":
         return 2
-    t0 = float(go[1])
-    tickets = iter(range(args.n))
-    tickets_lock = threading.Lock()
-    errors: list[str] = []
-
-    def client() -> None:
-        try:
-            while not errors:
-                with tickets_lock:
-                    i = next(tickets, None)
-                if i is None:
-                    return
-                if args.rate:
-                    delay = t0 + i / args.rate - time.perf_counter()
-                    if delay > 0:
-                        time.sleep(delay)
-                reply = service.create_payment(args.tenant, uuid.uuid4().hex, payment_body(i), f"bench-{i}")
-                if reply.status != 202:
-                    raise RuntimeError(f"ingest answered {reply.status}: {reply.body[:200]!r}")
-                line = f"a {orjson.loads(reply.body)['id']} {time.perf_counter():.6f}\n"
-                with out_lock:
-                    out.write(line)
-                    out.flush()
-        except Exception as e:  # noqa: BLE001 - reported to the parent, which stops the run
-            errors.append(f"{type(e).__name__}: {e}")
-
-    threads = [threading.Thread(target=client, name=f"bench-client-{k}", daemon=True) for k in range(args.clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        print(f"error {errors[0]}", flush=True)
+    feed.start(float(go[1]))
+    feed.wait()
+    if feed.error is not None:
+        print(f"error {type(feed.error).__name__}: {feed.error}", flush=True)
         return 1
     done = {"ingest_end": time.perf_counter(),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

@@ -54,14 +54,9 @@ def handle_batch(event: dict[str, Any], stage: Any, platform: Any) -> dict[str, 
     partitions: dict[tuple[str, int], list[MskRecord]] = {}
     for record in iter_records(event):
         partitions.setdefault((record.topic, record.partition), []).append(record)
-    failures: list[dict[str, str]] = []
-    dead: list[dict[str, Any]] = []
     groups = list(partitions.values())
     concurrent = len(groups) > 1 and getattr(stage, "CALLS_OUT", False)
-    results = [_handle_partitions(groups, stage, platform, concurrent)]
-    for f, d in results:
-        failures.extend(f)
-        dead.extend(d)
+    failures, dead = _handle_partitions(groups, stage, platform, concurrent)
     if dead:
         platform.bus.publish([dlq.to_record(d) for d in dead])
     metrics.METRICS.flush()
