@@ -156,6 +156,44 @@ def test_a_dead_lettered_record_keeps_its_correlation_id_and_its_span_is_an_erro
     assert summary["stages"]["validation"]["dead_lettered"] == 1
 
 
+def test_a_stage_span_ends_with_the_batch_commit_of_its_record_and_carries_its_outcome(traced, monkeypatch):
+    """Batched stages write a batch's commits after the records: each record's stage span stays open
+    until then, ends after the commit returned and names the status written; a commit that fails
+    makes the span an error (outcome retry), and the redelivered record succeeds in a new span."""
+    from chalicelib.ports import ConcurrencyConflict
+    stack = traced
+    pid = pay(stack, "corr-held")
+    real = stack.platform.store.commit_many
+    returned: list[int] = []
+    failed_once: list[bool] = []
+
+    def commit_many(batch):
+        if not failed_once and any(c.processed and c.processed[0] == "risk" for c in batch):
+            failed_once.append(True)
+            return [ConcurrencyConflict("injected") for _ in batch]
+        results = real(batch)
+        returned.append(__import__("time").time_ns())
+        return results
+    monkeypatch.setattr(stack.platform.store, "commit_many", commit_many)
+    stack.runner.drain()
+    assert stack.payment(pid)["status"] == "settled"
+    spans = [s for s in tracing.finished_spans() if s.attributes.get("payments.payment_id") == pid]
+    assert not [s for s in spans if s.name == "store.commit"]  # the stage span holds the commit
+    validation = next(s for s in spans if s.name == "stage validation")
+    assert validation.attributes["payments.status"] == "processing"
+    assert validation.attributes["payments.batch_units"] >= 1
+    assert validation.end_time >= min(returned)  # ended once its commit had returned
+    risk = [s for s in spans if s.name == "stage risk"]
+    assert [s.attributes["payments.outcome"] for s in risk] == ["retry", "ok"]
+    assert risk[0].status.status_code.name == "ERROR" and "commit failed" in risk[0].status.description
+    assert "payments.status" not in risk[0].attributes and risk[1].attributes["payments.status"] == "processing"
+    settlement = next(s for s in spans if s.name == "stage settlement")
+    assert settlement.attributes["payments.status"] == "settled"
+    ledger = [s for s in tracing.finished_spans() if s.name == "ledger.commit"
+              and s.context.trace_id == settlement.context.trace_id]
+    assert ledger and ledger[0].parent.span_id == settlement.context.span_id
+
+
 def test_capture_requested_later_joins_the_payments_trace(traced):
     stack = traced
     r = stack.post("/v1/payments", card_body(capture="manual", reference=uuid.uuid4().hex),

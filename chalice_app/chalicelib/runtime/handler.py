@@ -139,7 +139,7 @@ def _handle_records(records: list[MskRecord], stage: Any, platform: Any, ctx: St
         with context.bound(stage=stage.NAME, tenant_id=_header(record, "tenant_id"), payment_id=record.key or None,
                            correlation_id=_header(record, "correlation_id"), _received_at=iso(platform.clock.now())), \
                 tracing.span(f"stage {stage.NAME}", parent=record.headers.get(tracing.HEADER), kind=SpanKind.CONSUMER,
-                             **{"messaging.system": "kafka", "messaging.destination.name": record.topic,
+                             keep=True, **{"messaging.system": "kafka", "messaging.destination.name": record.topic,
                                 "messaging.kafka.partition": record.partition, "messaging.kafka.offset": record.offset,
                                 "payments.stage": stage.NAME, "payments.tenant_id": _header(record, "tenant_id"),
                                 "payments.payment_id": record.key or None,
@@ -170,6 +170,10 @@ def _handle_records(records: list[MskRecord], stage: Any, platform: Any, ctx: St
             metrics.stage_record(stage.NAME, outcome, elapsed_ms, wait_ms)
             log.info("record handled", extra={"outcome": outcome, "topic": record.topic, "offset": record.offset,
                                               "processing_ms": round(elapsed_ms, 3)})
+        # Open until the batch commit writes what the record gathered (StageContext.hold), so the
+        # span ends when its effects are durable; a record with nothing left to write ends it now.
+        if outcome != "ok" or not ctx.hold(record.item_id, span):
+            span.end()
         if outcome == "retry":  # the rest of the partition waits: per-payment order
             break
 

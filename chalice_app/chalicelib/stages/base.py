@@ -26,7 +26,10 @@ class StageContext:
     (the handler flushes before the event source moves the offsets). A commit
     that must be durable before something leaves the process (final=False: an
     attempt before the PSP hears of it) flushes at once. Until flushed, load()
-    returns what this context committed last, as the store would.
+    returns what this context committed last, as the store would. A record's
+    stage span is held open (hold) until the flush that writes its commits, so
+    the span ends when its effects are durable and carries the commit's outcome;
+    only ledger commits get a span of their own.
     """
     name: str
     platform: Any  # runtime.bootstrap.Platform; Any to keep stages free of wiring imports
@@ -37,6 +40,8 @@ class StageContext:
     failed: dict[str, Exception] = field(default_factory=dict, repr=False)  # item -> why its commit failed
     prepared: set[str] = field(default_factory=set, repr=False)  # attempt keys written, not yet sent
     _tenants: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    _pending_items: set[str | None] = field(default_factory=set, repr=False)
+    _held: list[tuple[str, Any]] = field(default_factory=list, repr=False)  # (item, open stage span)
 
     @property
     def store(self):
@@ -142,32 +147,46 @@ class StageContext:
             p.version = version
             p.pending_timeline.clear()
         self._pending.append((self.item, changes, tracing.current_context()))
+        self._pending_items.add(self.item)
+
+    def hold(self, item: str, span: Any) -> bool:
+        """Keep `item`'s open span until the flush that writes its gathered commits (False: nothing
+        of the item is waiting to be written, the caller ends the span now)."""
+        if item not in self._pending_items:
+            return False
+        self._held.append((item, span))
+        return True
 
     def adopt(self, other: StageContext) -> None:
         """Take over what `other` gathered and did not write (a partition handled on another thread),
         so that one flush writes both; what `other` already found failed is kept too."""
         self._pending.extend(other._pending)
-        other._pending = []
+        self._pending_items.update(other._pending_items)
+        self._held.extend(other._held)
+        other._pending, other._pending_items, other._held = [], set(), []
         self.failed.update(other.failed)
 
     def flush(self) -> dict[str, Exception]:
         """Write the gathered commits in one transaction. Returns item -> error for
         the records whose commit failed (a duplicate is not a failure); also kept in `failed`."""
         pending, self._pending = self._pending, []
+        held, self._held = self._held, []
         self._latest.clear()
+        self._pending_items.clear()
         if not pending:
             return {}
         try:
-            with tracing.spans_under([  # each unit's commit in its own payment's trace
-                    ("ledger.commit" if c.postings else "store.commit", parent,
+            with tracing.spans_under([  # a ledger write in its own payment's trace
+                    ("ledger.commit", parent,
                      {"payments.stage": self.name, "payments.postings": len(c.postings),
                       "payments.events": len(c.events), "payments.batch_units": len(pending),
                       "payments.status": c.payment.status if c.payment is not None else None})
-                    for _, c, parent in pending]):
+                    for _, c, parent in pending if c.postings]):
                 results = self._commit_all([c for _, c, _ in pending])
         except Exception as e:  # noqa: BLE001 - the transaction failed: none of it was written
             results = [e] * len(pending)
         errors: dict[str, Exception] = {}
+        status: dict[str | None, str] = {}
         for (item, changes, _), error in zip(pending, results):
             if isinstance(error, AlreadyProcessed):
                 log.info("duplicate delivery ignored", extra={"stage": self.name, "event_id": changes.processed[1]})
@@ -175,7 +194,16 @@ class StageContext:
                 errors.setdefault(item, TransientError(str(error)))
             elif error is not None:
                 errors.setdefault(item, error)
+            elif changes.payment is not None:
+                status[item] = changes.payment.status
         self.failed.update(errors)
+        for item, span in held:  # each record's stage span ends with the commit of its effects
+            error = errors.get(item)
+            tracing.set_attributes(span, **{"payments.batch_units": len(pending), "payments.status": status.get(item)})
+            if error is not None:
+                span.set_attribute("payments.outcome", "retry")
+                tracing.mark_error(span, f"commit failed: {type(error).__name__}: {error}")
+            span.end()
         return errors
 
     def _commit_all(self, batch: list[Changes]) -> list[Exception | None]:

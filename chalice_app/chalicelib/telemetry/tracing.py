@@ -242,9 +242,11 @@ def current_ids() -> tuple[str | None, str | None]:
 
 
 def span(name: str, *, parent: str | bytes | None = None, kind: SpanKind = SpanKind.INTERNAL,
-         links: Sequence[str | bytes | None] = (), **attributes: Any) -> _Scope:
+         links: Sequence[str | bytes | None] = (), keep: bool = False, **attributes: Any) -> _Scope:
     """A span, current inside the `with` block; `parent` is an X-Ray header to continue (else the
-    current span is the parent). An exception marks the span as an error and propagates."""
+    current span is the parent). An exception marks the span as an error, ends it and propagates.
+    `keep`: a block that ends without an exception leaves the span open, for the caller to end
+    (a stage record's span stays open until the batch commit that makes its effects durable)."""
     ctx = context_from(parent) if parent else None
     span_links = []
     for header in links:
@@ -252,16 +254,16 @@ def span(name: str, *, parent: str | bytes | None = None, kind: SpanKind = SpanK
         if linked is not None:
             span_links.append(trace.Link(trace.get_current_span(linked).get_span_context()))
     attrs = {k: v for k, v in attributes.items() if v is not None}
-    return _Scope(tracer().start_span(name, context=ctx, kind=kind, attributes=attrs, links=span_links))
+    return _Scope(tracer().start_span(name, context=ctx, kind=kind, attributes=attrs, links=span_links), keep)
 
 
 class _Scope:
     """What start_as_current_span(record_exception=True, set_status_on_exception=True) does, without
     its two generator layers: every stage record and every commit opens one of these."""
-    __slots__ = ("span", "_token")
+    __slots__ = ("span", "_token", "_keep")
 
-    def __init__(self, s: Span):
-        self.span, self._token = s, None
+    def __init__(self, s: Span, keep: bool = False):
+        self.span, self._token, self._keep = s, None, keep
 
     def __enter__(self) -> Span:
         self._token = otel_context.attach(trace.set_span_in_context(self.span))
@@ -274,7 +276,8 @@ class _Scope:
                 self.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
         finally:
             otel_context.detach(self._token)
-            self.span.end()
+            if exc is not None or not self._keep:
+                self.span.end()
 
 
 def current_context() -> otel_context.Context:
