@@ -83,6 +83,9 @@ class Changes:
     # the commit writes one unchained audit row per change (security/state_audit.py), chained later.
     actor: str | None = None
     correlation_id: str | None = None
+    # The payment as stored at its new version, when the caller serialized it already (a batched
+    # stage's frozen copy is made from these bytes): the store writes them instead of serializing again.
+    payment_body: bytes | None = None
 
 
 @dataclass(frozen=True)

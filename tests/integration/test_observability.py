@@ -187,6 +187,11 @@ def test_a_stage_span_ends_with_the_batch_commit_of_its_record_and_carries_its_o
     assert [s.attributes["payments.outcome"] for s in risk] == ["retry", "ok"]
     assert risk[0].status.status_code.name == "ERROR" and "commit failed" in risk[0].status.description
     assert "payments.status" not in risk[0].attributes and risk[1].attributes["payments.status"] == "processing"
+    prepare = next(s for s in spans if s.name == "authorization.prepare")  # the attempt, before the PSP call
+    assert prepare.attributes["payments.status"] == "processing" and prepare.attributes["payments.batch_units"] >= 1
+    psp = next(s for s in tracing.finished_spans() if s.name == "psp authorize"
+               and s.context.trace_id == prepare.context.trace_id)
+    assert prepare.end_time <= psp.start_time
     settlement = next(s for s in spans if s.name == "stage settlement")
     assert settlement.attributes["payments.status"] == "settled"
     ledger = [s for s in tracing.finished_spans() if s.name == "ledger.commit"

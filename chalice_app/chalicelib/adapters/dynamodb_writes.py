@@ -50,7 +50,7 @@ class UnitOfWork:
                      f"{consumer} already processed {event_id}", "attribute_not_exists(pk)")
         if c.payment is not None:
             audit_rows = rows_for(c)  # before add_payment: it reads the pending timeline
-            self.add_payment(c.payment, c.expected_version)
+            self.add_payment(c.payment, c.expected_version, c.payment_body)
             for tenant_id, source, body in audit_rows:
                 aid = self.ids.next()
                 self.put({**L.audit_queue_key(aid), "kind": _s(L.AUDIT_KIND), "id": _n(aid),
@@ -82,12 +82,12 @@ class UnitOfWork:
             self.put({"pk": _s(f"{tenant_id}#vault#{token}"), "sk": _s("secret"), "ciphertext": {"B": ciphertext}},
                      AlreadyExists, f"vault token {token} exists", "attribute_not_exists(pk)")
 
-    def add_payment(self, p: Any, expected: int | None) -> None:
+    def add_payment(self, p: Any, expected: int | None, body: bytes | None = None) -> None:
         version = (expected or 0) + 1
         pk = L.payment_pk(p.tenant_id, p.payment_id)
         item = {"pk": _s(pk), "sk": _s("payment"), "version": _n(version), "status": _s(p.status),
                 "gsi1pk": _s(L.status_gsi(p.tenant_id, p.status)), "gsi1sk": _s(p.payment_id),
-                "body": _s(payment_json(p, version).decode())}
+                "body": _s((body or payment_json(p, version)).decode())}
         if expected is None:
             self.put(item, AlreadyExists, f"payment {p.payment_id} exists", "attribute_not_exists(pk)")
             self.put({"pk": _s(pk), "sk": _s("list"), "gsi1pk": _s(L.status_gsi(p.tenant_id, None)),

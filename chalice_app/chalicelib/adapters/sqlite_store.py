@@ -108,7 +108,7 @@ def _prepare(changes: Changes) -> _Unit:
     p = changes.payment
     if p is not None:
         expected = changes.expected_version
-        body = payment_json(p, (expected or 0) + 1)
+        body = changes.payment_body or payment_json(p, (expected or 0) + 1)
         if expected is None:
             unit.created = True
             unit.payment = (p.tenant_id, p.payment_id, p.status, (p.customer or {}).get("id"), p.created_at, body)

@@ -83,15 +83,19 @@ def _handle_partitions(groups: list[list[MskRecord]], stage: Any, platform: Any,
     prepare = getattr(stage, "prepare", None)
     if prepare is not None:  # e.g. authorization: write every new attempt before any PSP call
         for record in (r for records in groups for r in records):
+            ctx.item, prepared = record.item_id, True
             with context.bound(stage=stage.NAME, tenant_id=_header(record, "tenant_id"),
                                payment_id=record.key or None, correlation_id=_header(record, "correlation_id"),
                                _received_at=iso(platform.clock.now())), \
-                    tracing.span(f"{stage.NAME}.prepare", parent=record.headers.get(tracing.HEADER),
-                                 **{"payments.stage": stage.NAME, "payments.payment_id": record.key or None}):
+                    tracing.span(f"{stage.NAME}.prepare", parent=record.headers.get(tracing.HEADER), keep=True,
+                                 **{"payments.stage": stage.NAME, "payments.payment_id": record.key or None}) as span:
                 try:
                     prepare(_decode(record, stage), ctx)
                 except Exception:  # noqa: BLE001 - the record's own turn below meets it again and reports it
-                    continue
+                    prepared = False
+            if not prepared or not ctx.hold(record.item_id, span):  # else it ends once the attempt is written
+                span.end()
+        ctx.item = None
         ctx.flush()
         ctx.failed.clear()  # a unit that did not commit is redone by handle(), from the store
     failures: dict[str, dict[str, str]] = {}

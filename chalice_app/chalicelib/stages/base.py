@@ -142,7 +142,7 @@ class StageContext:
             frozen = Payment.from_dict(orjson.loads(body))
             frozen.version = changes.expected_version or 0
             frozen.pending_timeline = list(p.pending_timeline)
-            changes.payment = frozen
+            changes.payment, changes.payment_body = frozen, body
             self._latest[(p.tenant_id, p.payment_id)] = body
             p.version = version
             p.pending_timeline.clear()
