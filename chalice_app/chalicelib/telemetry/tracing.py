@@ -259,7 +259,7 @@ def span(name: str, *, parent: str | bytes | None = None, kind: SpanKind = SpanK
 
 class _Scope:
     """What start_as_current_span(record_exception=True, set_status_on_exception=True) does, without
-    its two generator layers: every stage record and every commit opens one of these."""
+    its two generator layers: every stage record opens one of these."""
     __slots__ = ("span", "_token", "_keep")
 
     def __init__(self, s: Span, keep: bool = False):
