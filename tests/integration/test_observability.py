@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 import uuid
 from urllib.parse import quote
 
@@ -172,7 +173,7 @@ def test_a_stage_span_ends_with_the_batch_commit_of_its_record_and_carries_its_o
             failed_once.append(True)
             return [ConcurrencyConflict("injected") for _ in batch]
         results = real(batch)
-        returned.append(__import__("time").time_ns())
+        returned.append(time.time_ns())
         return results
     monkeypatch.setattr(stack.platform.store, "commit_many", commit_many)
     stack.runner.drain()

@@ -93,7 +93,9 @@ def _handle_partitions(groups: list[list[MskRecord]], stage: Any, platform: Any,
                     prepare(_decode(record, stage), ctx)
                 except Exception:  # noqa: BLE001 - the record's own turn below meets it again and reports it
                     prepared = False
-            if not prepared or not ctx.hold(record.item_id, span):  # else it ends once the attempt is written
+            if prepared:  # the span ends once the attempt is written
+                ctx.end_after_commit(record.item_id, span)
+            else:
                 span.end()
         ctx.item = None
         ctx.flush()
@@ -174,9 +176,11 @@ def _handle_records(records: list[MskRecord], stage: Any, platform: Any, ctx: St
             metrics.stage_record(stage.NAME, outcome, elapsed_ms, wait_ms)
             log.info("record handled", extra={"outcome": outcome, "topic": record.topic, "offset": record.offset,
                                               "processing_ms": round(elapsed_ms, 3)})
-        # Open until the batch commit writes what the record gathered (StageContext.hold), so the
-        # span ends when its effects are durable; a record with nothing left to write ends it now.
-        if outcome != "ok" or not ctx.hold(record.item_id, span):
+        # Open until the batch commit writes what the record gathered, so the span ends when its
+        # effects are durable; a dead-lettered or retried record's span ends now.
+        if outcome == "ok":
+            ctx.end_after_commit(record.item_id, span)
+        else:
             span.end()
         if outcome == "retry":  # the rest of the partition waits: per-payment order
             break

@@ -27,7 +27,7 @@ class StageContext:
     that must be durable before something leaves the process (final=False: an
     attempt before the PSP hears of it) flushes at once. Until flushed, load()
     returns what this context committed last, as the store would. A record's
-    stage span is held open (hold) until the flush that writes its commits, so
+    stage span is held open (end_after_commit) until the flush that writes its commits, so
     the span ends when its effects are durable and carries the commit's outcome;
     only ledger commits get a span of their own.
     """
@@ -40,7 +40,6 @@ class StageContext:
     failed: dict[str, Exception] = field(default_factory=dict, repr=False)  # item -> why its commit failed
     prepared: set[str] = field(default_factory=set, repr=False)  # attempt keys written, not yet sent
     _tenants: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
-    _pending_items: set[str | None] = field(default_factory=set, repr=False)
     _held: list[tuple[str, Any]] = field(default_factory=list, repr=False)  # (item, open stage span)
 
     @property
@@ -147,23 +146,21 @@ class StageContext:
             p.version = version
             p.pending_timeline.clear()
         self._pending.append((self.item, changes, tracing.current_context()))
-        self._pending_items.add(self.item)
 
-    def hold(self, item: str, span: Any) -> bool:
-        """Keep `item`'s open span until the flush that writes its gathered commits (False: nothing
-        of the item is waiting to be written, the caller ends the span now)."""
-        if item not in self._pending_items:
-            return False
-        self._held.append((item, span))
-        return True
+    def end_after_commit(self, item: str, span: Any) -> None:
+        """End `item`'s open span with the flush that writes what it gathered, or now if nothing of
+        it is waiting to be written. Its units are the last gathered: the search starts there."""
+        if any(i == item for i, _, _ in reversed(self._pending)):
+            self._held.append((item, span))
+        else:
+            span.end()
 
     def adopt(self, other: StageContext) -> None:
         """Take over what `other` gathered and did not write (a partition handled on another thread),
         so that one flush writes both; what `other` already found failed is kept too."""
         self._pending.extend(other._pending)
-        self._pending_items.update(other._pending_items)
         self._held.extend(other._held)
-        other._pending, other._pending_items, other._held = [], set(), []
+        other._pending, other._held = [], []
         self.failed.update(other.failed)
 
     def flush(self) -> dict[str, Exception]:
@@ -172,7 +169,6 @@ class StageContext:
         pending, self._pending = self._pending, []
         held, self._held = self._held, []
         self._latest.clear()
-        self._pending_items.clear()
         if not pending:
             return {}
         try:
