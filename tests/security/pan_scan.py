@@ -2,7 +2,8 @@
 
 A hit is either
 - a run of 13-19 ASCII digits, not part of a longer digit run, that passes Luhn (except epoch
-  milliseconds and runs inside 32+ character hex digests, see below), or
+  milliseconds and runs inside ids: hex digests and this platform's ULIDs, see
+  logfilter.inside_id), or
 - any occurrence of one of the raw test PANs (even inside a longer run).
 ULIDs, epoch milliseconds and ISO timestamps make digit runs too; only these two
 kinds count. Base64 (DLQ entries carry the original record base64-encoded) is
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from chalicelib.security.logfilter import epoch_ms, inside_hex_id, luhn_ok
+from chalicelib.security.logfilter import epoch_ms, inside_id, luhn_ok
 
 # Every card number any test or the demo sends (simulator behaviours + well-known test cards).
 TEST_PANS = ("4242424242424242", "4000000000000002", "4000000000009995", "4000000000000119",
@@ -41,7 +42,7 @@ class Hit:
 def scan_bytes(where: str, data: bytes) -> list[Hit]:
     hits = [Hit(where, f"Luhn-valid {len(m.group(0))}-digit run ending {m.group(0)[-4:].decode()}")
             for m in _RUN.finditer(data) if luhn_ok(m.group(0).decode()) and not epoch_ms(m.group(0))
-            and not inside_hex_id(data, m.start(), m.end())]
+            and not inside_id(data, m.start(), m.end())]
     for secret in (*TEST_PANS, *TEST_IBANS):
         if secret.encode() in data or secret.encode("utf-16-le") in data:
             hits.append(Hit(where, f"raw test secret ending {secret[-4:]}"))

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chalicelib.security import logfilter
-from chalicelib.security.logfilter import PanMaskingFilter, mask_pans
+from chalicelib.security.logfilter import PanMaskingFilter, holds_pan, luhn_ok, mask_pans
 from chalicelib.stages.validation import luhn_valid
 
 TEST_PANS = ["4242424242424242", "4000000000000002", "4000000000009995", "4000000000000119",
@@ -44,6 +44,18 @@ def test_grouped_card_numbers_are_masked(text):
     "2026-11-25T10:00:00.000000Z"])
 def test_other_digit_runs_are_left_alone(text):
     assert mask_pans(text) == text
+
+
+def test_a_run_inside_a_platform_id_is_no_card_number_but_one_shaped_like_it_is():
+    run = "8890112345000"
+    assert luhn_ok(run) and holds_pan(run)
+    ulid = "01M" + run + "ABCDEFGHJK"  # its first 10 characters spell a time of 2026
+    from ulid import ULID
+    assert ULID.from_str(ulid).datetime.year == 2026
+    assert not holds_pan("evt_" + ulid) and not holds_pan(f'{{"causation_id": "evt_{ulid}"}}')
+    for text in ("order_4242424242424242ABCDEFGHJK", "x" + ulid, "evt_" + ulid[:-1], "evt_01M" + run,
+                 "evt_" + ulid.lower()):
+        assert holds_pan(text), text
 
 
 @settings(max_examples=300, deadline=None, database=None)

@@ -184,9 +184,15 @@ def test_no_pan_anywhere_after_the_e2e_suite_the_crash_test_and_the_demo(runs_ro
     assert not hits, "\n".join(map(str, hits[:20]))
 
 
+_RUN13 = b"8890112345000"  # Luhn-valid
+
+
 # -- the scanner can fail ------------------------------------------------------------------------
 @pytest.mark.parametrize("planted", [b"x 4242424242424242 y", b"abcdef5555555555554444", b'{"n":"378282246310005"}',
-                                     b"4000000000000002", b"pay 6011111111111117\n", b"\x004111111111111111\x00"])
+                                     b"4000000000000002", b"pay 6011111111111117\n", b"\x004111111111111111\x00",
+                                     # not ULIDs: a card number can't spell a ULID's time, needs "_" before, 26 chars
+                                     b"order_4242424242424242ABCDEFGHJK", b"x01M" + _RUN13 + b"ABCDEFGHJK",
+                                     b"evt_01M" + _RUN13 + b"ABCDEFGHJ", b"evt_01M" + _RUN13])
 def test_scanner_finds_a_planted_pan(planted):
     assert scan_bytes("planted", planted)
 
@@ -212,6 +218,10 @@ def test_scanner_finds_a_pan_in_a_sqlite_row_and_in_wal_bytes(tmp_path):
 @pytest.mark.parametrize("clean", [b"pay_01JD0000000000000000000001", b"1764030000123", b"2026-11-25T10:00:00Z",
                                    b"1764030000127", b"4242424242424241", b"last4 4242 bin 424242",
                                    b"v1=ab5555555555554449cdef0123456789abcdef0123456789abcdef01234567",
-                                   b'"psp_reference":"ch_2ef724100000000000017abc"'])
+                                   b'"psp_reference":"ch_2ef724100000000000017abc"',
+                                   # a ULID whose time and random characters happen to make a Luhn-valid run
+                                   # (CI met one in an event id), in JSON and in raw SQLite bytes
+                                   b'"event_id":"evt_01M' + _RUN13 + b'ABCDEFGHJK"',
+                                   b"riskevt_01M" + _RUN13 + b"ABCDEFGHJK2026-12-04T00:00:00.000000Z"])
 def test_scanner_ignores_ids_timestamps_and_non_luhn_runs(clean):
     assert not scan_bytes("clean", clean)

@@ -51,19 +51,41 @@ def mask_pans(text: str) -> str:
 
 
 _HEX = frozenset("0123456789abcdefABCDEF") | frozenset(b"0123456789abcdefABCDEF")  # str and bytes
+_BASE32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's, as ULIDs spell it
+_CROCKFORD = frozenset(_BASE32) | frozenset(_BASE32.encode())
+_UNDERSCORE = frozenset(("_", ord("_")))
+_ULID_MS = (1_500_000_000_000, 4_100_000_000_000)  # a ULID's first 10 characters: its ms, 2017-2099
 
 
-def inside_hex_id(text: str | bytes, start: int, end: int) -> bool:
-    """uuid4 hex, SHA-256/HMAC digests and PSP charge ids ("ch_" + 24 hex) hold decimal runs by
-    chance (~1 in 250 of 32-hex ids holds a Luhn-valid 13+ digit run): a run inside a hex token
-    of 24+ characters with letters in it belongs to such an id. Used by holds_pan and by the PAN
-    scan in tests/security (on raw bytes), so input checks and the scan agree."""
-    while start > 0 and text[start - 1] in _HEX:
-        start -= 1
-    while end < len(text) and text[end] in _HEX:
-        end += 1
-    token = text[start:end]
-    return len(token) >= 24 and not token.isdigit()
+def inside_id(text: str | bytes, start: int, end: int) -> bool:
+    """Ids hold decimal runs by chance, so a Luhn-valid 13+ digit run inside one is no card number:
+    - a hex token of 24+ characters with letters in it: uuid4 hex, SHA-256/HMAC digests, PSP
+      charge ids ("ch_" + 24 hex); ~1 in 250 of 32-hex ids holds such a run;
+    - this platform's ids (ids.py: prefix, "_", a ULID): a run inside the 26 Crockford base32
+      characters after the underscore, when their first 10 spell a millisecond time of 2017-2099
+      (so they start "01"-"03", and no card number, which never starts with 0, can stand for the
+      ULID's head). Rare and time-dependent: the ULID's time characters must be decimal too.
+    Used by holds_pan and by the PAN scan in tests/security (on raw bytes too, where a column's
+    bytes may follow the id without a separator), so input checks and the scan agree."""
+    lo, hi = start, end
+    while lo > 0 and text[lo - 1] in _HEX:
+        lo -= 1
+    while hi < len(text) and text[hi] in _HEX:
+        hi += 1
+    if hi - lo >= 24 and not text[lo:hi].isdigit():
+        return True
+    lo = start
+    while lo > 0 and text[lo - 1] in _CROCKFORD:
+        lo -= 1
+    ulid = text[lo:lo + 26]
+    if not (lo > 0 and text[lo - 1] in _UNDERSCORE and end <= lo + 26 and len(ulid) == 26
+            and all(c in _CROCKFORD for c in ulid) and not ulid.isdigit()):
+        return False
+    head = ulid[:10].decode() if isinstance(ulid, bytes) else ulid[:10]
+    ms = 0
+    for c in head:
+        ms = ms * 32 + _BASE32.index(c)
+    return _ULID_MS[0] <= ms < _ULID_MS[1]
 
 
 def epoch_ms(run: str | bytes) -> bool:
@@ -84,7 +106,8 @@ def _valid_iban(text: str) -> bool:
 
 def holds_pan(text: str) -> bool:
     """True when `text` carries a card number: a Luhn-valid 13-19 digit run, bare or in groups,
-    that is not an epoch-milliseconds timestamp, part of a hex id (bare runs) or of a valid IBAN.
+    that is not an epoch-milliseconds timestamp, part of an id (bare runs: hex, or this platform's
+    ULIDs) or of a valid IBAN.
     The same rules as the PAN scan in tests/security. For refusing input: the log mask
     (mask_pans) is broader, and masks those too."""
     if not any(c.isdigit() for c in text):
@@ -93,7 +116,7 @@ def holds_pan(text: str) -> bool:
         text = _IBAN.sub(lambda m: " " * len(m.group(0)) if _valid_iban(m.group(0)) else m.group(0), text)
     for m in _BARE.finditer(text):
         run = m.group(0)
-        if _card_digits(run) and not epoch_ms(run) and not inside_hex_id(text, m.start(), m.end()):
+        if _card_digits(run) and not epoch_ms(run) and not inside_id(text, m.start(), m.end()):
             return True
     return any(_card_digits(m.group(0)) for m in _GROUPED.finditer(text))
 
