@@ -7,6 +7,7 @@ import logging
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ulid import ULID
 
 from chalicelib.security import logfilter
 from chalicelib.security.logfilter import PanMaskingFilter, holds_pan, luhn_ok, mask_pans
@@ -50,7 +51,6 @@ def test_a_run_inside_a_platform_id_is_no_card_number_but_one_shaped_like_it_is(
     run = "8890112345000"
     assert luhn_ok(run) and holds_pan(run)
     ulid = "01M" + run + "ABCDEFGHJK"  # its first 10 characters spell a time of 2026
-    from ulid import ULID
     assert ULID.from_str(ulid).datetime.year == 2026
     assert not holds_pan("evt_" + ulid) and not holds_pan(f'{{"causation_id": "evt_{ulid}"}}')
     for text in ("order_4242424242424242ABCDEFGHJK", "x" + ulid, "evt_" + ulid[:-1], "evt_01M" + run,

@@ -12,6 +12,8 @@ import logging
 import re
 from typing import Any
 
+from ulid import ULID
+
 # Bare digit runs, and 4-digit groups joined by one space or dash ("4242 4242 4242 4242").
 # ASCII digits only: \d would also take other scripts' digits, which luhn_ok cannot read.
 _BARE = re.compile(r"(?<![0-9])[0-9]{13,19}(?![0-9])")
@@ -81,10 +83,10 @@ def inside_id(text: str | bytes, start: int, end: int) -> bool:
     if not (lo > 0 and text[lo - 1] in _UNDERSCORE and end <= lo + 26 and len(ulid) == 26
             and all(c in _CROCKFORD for c in ulid) and not ulid.isdigit()):
         return False
-    head = ulid[:10].decode() if isinstance(ulid, bytes) else ulid[:10]
-    ms = 0
-    for c in head:
-        ms = ms * 32 + _BASE32.index(c)
+    try:
+        ms = ULID.from_str(ulid.decode() if isinstance(ulid, bytes) else ulid).milliseconds
+    except ValueError:  # a head past 7: more than a ULID's 128 bits
+        return False
     return _ULID_MS[0] <= ms < _ULID_MS[1]
 
 
