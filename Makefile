@@ -31,21 +31,24 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-infra.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt -r requirements-infra.txt
-	@printf '#!/bin/sh\n# payctl: installed by make; reads DATA_DIR/PORT like the running stack.\n: "$${DATA_DIR:=%s}"\n: "$${TENANTS_FILE:=%s}"\nexport DATA_DIR TENANTS_FILE\nPYTHONPATH="%s$${PYTHONPATH:+:$$PYTHONPATH}" exec "%s" -m chalicelib.cli "$$@"\n' \
-		"$(CURDIR)/.data" "$(CURDIR)/infra/tenants.json" "$(CURDIR)/chalice_app" "$(CURDIR)/$(BIN)/python" > $(BIN)/payctl
-	@chmod +x $(BIN)/payctl
 	@touch $@
 
-install: $(STAMP)
+install: $(STAMP) $(BIN)/payctl
+
+# payctl: its own target, so a checkout whose venv predates a change here gets the new script.
+$(BIN)/payctl: $(STAMP) Makefile
+	@printf '#!/bin/sh\n# payctl: installed by make; reads DATA_DIR/PORT like the running stack.\n: "$${DATA_DIR:=%s}"\n: "$${TENANTS_FILE:=%s}"\nexport DATA_DIR TENANTS_FILE\nPYTHONPATH="%s$${PYTHONPATH:+:$$PYTHONPATH}" exec "%s" -m payctl.cli "$$@"\n' \
+		"$(CURDIR)/.data" "$(CURDIR)/infra/tenants.json" "$(CURDIR)/chalice_app" "$(CURDIR)/$(BIN)/python" > $(BIN)/payctl
+	@chmod +x $(BIN)/payctl
 
 local: install
-	$(BIN)/python -m chalicelib.runtime.local
+	$(BIN)/python -m laptop.stack
 
 # The same stack on the AWS protocols: Tansu (Kafka) and a moto server (DynamoDB, KMS) on loopback;
 # KAFKA_BOOTSTRAP_SERVERS and AWS_ENDPOINT_URL pick the ports (defaults 9092 and 4566).
 .PHONY: local-aws
 local-aws: install
-	PLATFORM_MODE=aws-local $(BIN)/python -m chalicelib.runtime.local
+	PLATFORM_MODE=aws-local $(BIN)/python -m laptop.stack
 
 # Seeded whole-pipeline simulation (tests/fault/simulation.py, VOPR-style): checks I1-I4 per seed.
 .PHONY: simulate

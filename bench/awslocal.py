@@ -6,9 +6,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from chalicelib.adapters.aws import AwsSettings, provision
+from chalicelib.adapters.aws.setup import AwsSettings, provision
 from chalicelib.config import Settings
-from chalicelib.runtime import aws_local
+from laptop import aws_local
 from chalicelib.stages import topics
 
 from .embedded import RunResult, run_pipeline

@@ -24,12 +24,12 @@ from typing import Any, Callable, Iterator
 
 import orjson
 
-from chalicelib import tenancy
+from chalicelib.services import tenants as tenancy
 from chalicelib.config import Settings
-from chalicelib.runtime import bootstrap
-from chalicelib.runtime.runner import Runner
-from chalicelib.runtime.worker import app_handlers, start_stream_relay
-from chalicelib.service import PaymentService
+from chalicelib import bootstrap
+from laptop.runner import Runner
+from laptop.worker import app_handlers, start_stream_relay
+from chalicelib.services.payments import PaymentService
 from chalicelib.stages import topics
 
 from .psp import accept_webhook, in_process_psps

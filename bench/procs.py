@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-from chalicelib import tenancy
-from chalicelib.runtime import aws_local, bootstrap
-from chalicelib.service import PaymentService
+from chalicelib.services import tenants as tenancy
+from laptop import aws_local
+from chalicelib import bootstrap
+from chalicelib.services.payments import PaymentService
 
 from .embedded import build_platform, payment_body
 
@@ -127,7 +128,7 @@ def http_ingest(data_dir: Path, n: int, clients: int, progress: Callable[[int], 
     tenant = tenancy.create_tenant(platform, "bench-http")
     port = aws_local.free_port()
     log = open(data_dir / "api.log", "wb")
-    api = subprocess.Popen([sys.executable, "-m", "chalicelib.runtime.api_server", "--host", "127.0.0.1",
+    api = subprocess.Popen([sys.executable, "-m", "laptop.api_server", "--host", "127.0.0.1",
                             "--port", str(port), "--stage", "dev", "--no-autoreload"],
                            cwd=APP_DIR, env=_env(data_dir), stdout=log, stderr=subprocess.STDOUT)
     headers = {"Authorization": f"Bearer {tenant['api_key']}", "Content-Type": "application/json"}

@@ -11,9 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from chalicelib.runtime import bootstrap
-from chalicelib.runtime.runner import Runner
-from chalicelib.runtime.worker import app_handlers
+from chalicelib import bootstrap
+from laptop.runner import Runner
+from laptop.worker import app_handlers
 
 from .embedded import build_platform
 

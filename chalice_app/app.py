@@ -1,22 +1,23 @@
 """Chalice entry points. Only wiring: the API blueprint and one Lambda per stage.
 
 Each stage Lambda is fed by the MSK event source mapping infra/ creates
-(Chalice has no MSK trigger); locally `chalicelib.runtime.local` plays that part.
+(Chalice has no MSK trigger); locally `laptop.stack` plays that part.
 """
 import logging
 import os
 
 from chalice import Chalice
 
-from chalicelib import reconciliation, reporting
+from chalicelib.stages import reconciliation
+from chalicelib.services import reporting
 from chalicelib.api.routes import api
 from chalicelib.config import OUTBOX_STREAM_ARN
-from chalicelib.runtime.bootstrap import get_platform
-from chalicelib.runtime.handler import handle_batch
-from chalicelib.runtime.relay import relay_stream_records
-from chalicelib.security import audit
+from chalicelib.bootstrap import get_platform
+from chalicelib.handlers.batch import handle_batch
+from chalicelib.handlers.relay import relay_stream_records
+from chalicelib.services import audit
 from chalicelib.stages import STAGES
-from chalicelib.telemetry import tracing
+from chalicelib.observability import tracing
 
 # Placeholder so `chalice local` and tests can load the app; infra/ sets the real ARN.
 LOCAL_STREAM_ARN = "arn:aws:dynamodb:us-east-1:000000000000:table/payments-platform/stream/local"
@@ -88,7 +89,7 @@ def notification(event, context):
 
 @app.schedule("rate(1 minute)", name="reconciliation")
 def reconcile_unknown_outcomes(event):
-    """Status checks of unknown PSP outcomes that are due (see chalicelib/reconciliation.py), then
+    """Status checks of unknown PSP outcomes that are due (see chalicelib/stages/reconciliation.py), then
     the audit chainer: committed payment state changes into their tenants' hash chains."""
     platform = get_platform()
     return {"handled": reconciliation.run_due(platform, limit=500), "audited": audit.chain_all(platform)}

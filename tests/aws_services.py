@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.runtime import aws_local
+from laptop import aws_local
 
 REGION = "us-east-1"
 

@@ -1,7 +1,7 @@
 """The real local stack as separate processes, driven over HTTP (tests/e2e, tests/fault).
 
 Two shapes:
-- `start_local(...)`: `python -m chalicelib.runtime.local`, exactly what `make local` runs.
+- `start_local(...)`: `python -m laptop.stack`, exactly what `make local` runs.
 - `start_processes(...)`: the same parts started one by one (simulator, API, N stage
   workers), so a test can SIGKILL and restart workers.
 Both answer with a `Stack` that calls the API, asks the simulator for its records and
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chalicelib.runtime import local
+from laptop import stack as local
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_DIR = ROOT / "chalice_app"
@@ -108,7 +108,7 @@ class Stack:
                 return out
 
     def payctl(self, *args: str) -> Any:
-        out = subprocess.run([sys.executable, "-m", "chalicelib.cli", *args, "--json"], env=self.env, cwd=ROOT,
+        out = subprocess.run([sys.executable, "-m", "payctl.cli", *args, "--json"], env=self.env, cwd=ROOT,
                              capture_output=True, text=True, timeout=180)
         assert out.returncode == 0, out.stderr + out.stdout
         return json.loads(out.stdout)
@@ -148,9 +148,9 @@ class LocalStack(Stack):
 
 
 def start_local(data: Path, **extra_env: str) -> LocalStack:
-    """Run `python -m chalicelib.runtime.local` and wait until it says it is ready."""
+    """Run `python -m laptop.stack` and wait until it says it is ready."""
     env = stack_env(data, **extra_env)
-    proc = subprocess.Popen([sys.executable, "-m", "chalicelib.runtime.local"], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "laptop.stack"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     output: list[str] = []
     # A thread drains stdout: select() on a buffered text pipe misses lines already read ahead.
@@ -209,7 +209,7 @@ class ProcessStack(Stack):
         return proc
 
     def start_worker(self, member: int) -> subprocess.Popen:
-        return self._start(f"worker-{member}", [sys.executable, "-m", "chalicelib.runtime.worker",
+        return self._start(f"worker-{member}", [sys.executable, "-m", "laptop.worker",
                                                 "--member", str(member), "--members", str(self.members)])
 
     def worker_ready(self, member: int) -> bool:
@@ -252,7 +252,7 @@ def start_processes(data: Path, members: int = 2, simulator_args: tuple[str, ...
     data.mkdir(parents=True, exist_ok=True)
     stack = ProcessStack(f"http://127.0.0.1:{env['PORT']}", "", "", env, data, members)
     try:
-        sim = stack._start("simulator", [sys.executable, "-m", "chalicelib.connectors.simulator_server",
+        sim = stack._start("simulator", [sys.executable, "-m", "laptop.psp_simulator",
                                          "--port", env["SIMULATOR_PORT"], "--db", str(data / "simulator.db"),
                                          *simulator_args])
         wait_http(f"{stack.sim_url}/health", sim, "PSP simulator", data)
@@ -264,7 +264,7 @@ def start_processes(data: Path, members: int = 2, simulator_args: tuple[str, ...
         stack.api_key, stack.tenant_id = creds["api_key"], creds["tenant_id"]
         for member in range(members):
             stack.start_worker(member)
-        api = stack._start("api", [sys.executable, "-m", "chalicelib.runtime.api_server", "--host", "127.0.0.1",
+        api = stack._start("api", [sys.executable, "-m", "laptop.api_server", "--host", "127.0.0.1",
                                    "--port", env["PORT"], "--stage", "dev", "--no-autoreload"])
         wait_http(f"{stack.base}/health", api, "API (chalice local)", data)
     except BaseException:
@@ -273,7 +273,7 @@ def start_processes(data: Path, members: int = 2, simulator_args: tuple[str, ...
     return stack
 
 
-# What runtime/local.py does before starting workers: every topic, and a tenant whose
+# What laptop/stack.py does before starting workers: every topic, and a tenant whose
 # webhooks go to the simulator's sink.
 SETUP = """
 import json, orjson

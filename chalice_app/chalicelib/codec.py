@@ -19,7 +19,7 @@ from .domain.payment import Payment
 from .errors import PermanentError
 from .ports import OutRecord
 from .schemas import SchemaError, validate_event
-from .telemetry import tracing
+from .observability import tracing
 
 
 def new_event(etype: str, *, tenant_id: str, payment_id: str, correlation_id: str,

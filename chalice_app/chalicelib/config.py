@@ -88,7 +88,7 @@ DEFAULTS: dict[str, str] = {
     OUTBOX_STREAM_ARN: "",  # derived: the table's latest stream
 }
 
-# DynamoDB single-table layout, shared by adapters/dynamodb.py and infra/.
+# DynamoDB single-table layout, shared by adapters/aws/dynamodb.py and infra/.
 TABLE_PK, TABLE_SK = "pk", "sk"                  # pk always begins with the tenant id
 STATUS_INDEX = "by-status"                       # GSI: list payments by status, newest first
 STATUS_INDEX_PK, STATUS_INDEX_SK = "gsi1pk", "gsi1sk"

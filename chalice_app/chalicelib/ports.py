@@ -80,7 +80,7 @@ class Changes:
     secrets: list[tuple[str, str, bytes]] = field(default_factory=list)  # (tenant, token, ciphertext)
     reminders: list[Reminder] = field(default_factory=list)  # set (due_at) or clear (None) per payment
     # Who made the payment's state change (a stage or an API key) and under which correlation id:
-    # the commit writes one unchained audit row per change (security/state_audit.py), chained later.
+    # the commit writes one unchained audit row per change (audit/rows.py), chained later.
     actor: str | None = None
     correlation_id: str | None = None
     # The payment as stored at its new version, when the caller serialized it already (a batched
@@ -238,7 +238,7 @@ class AuditTampered(Exception):
 
 
 class AuditLog(Protocol):
-    """Append-only, hash-chained entries per tenant (security/chain.py holds the chain rules)."""
+    """Append-only, hash-chained entries per tenant (audit/chain.py holds the chain rules)."""
 
     signer: Any  # security.chain.HeadSigner: signs and checks the head
 

@@ -48,7 +48,7 @@ class Api(Construct):
                                    parent_id=self.rest_api.root_resource_id, path_part="{proxy+}")
         integrations = []
         for label, resource_id in (("root", self.rest_api.root_resource_id), ("proxy", proxy.id)):
-            # The app authenticates tenants itself (Bearer API keys, chalicelib.tenancy).
+            # The app authenticates tenants itself (Bearer API keys, chalicelib.services.tenants).
             method = ApiGatewayMethod(self, f"any-{label}", rest_api_id=self.rest_api.id, resource_id=resource_id,
                                       http_method="ANY", authorization="NONE",
                                       request_validator_id=validator.id)

@@ -33,7 +33,7 @@ from ..settings import platform_config as pc
 from .artifacts import source_hash, tf_path
 from .common import structs, ACCOUNT, PARTITION, allow, assume_role, name, policy, tags
 
-# The ADOT layer's collector extension listens on localhost:4318; chalicelib.telemetry.tracing runs
+# The ADOT layer's collector extension listens on localhost:4318; chalicelib.observability.tracing runs
 # its own SDK (X-Ray id generator and propagator) and exports OTLP to it -- no exec wrapper, so
 # the layer's auto-instrumentation does not install a second tracer provider.
 OTEL_ENV = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:4318", "OTEL_PROPAGATORS": "xray"}
@@ -179,7 +179,7 @@ class Functions(Construct):
         fn = self.functions["reconciliation"]
         self.reconciliation_rule = CloudwatchEventRule(
             self, "reconciliation-schedule", name="payments-reconciliation", schedule_expression="rate(1 minute)",
-            description="due status checks of unknown PSP outcomes (chalicelib/reconciliation.py)", tags=tags())
+            description="due status checks of unknown PSP outcomes (chalicelib/stages/reconciliation.py)", tags=tags())
         CloudwatchEventTarget(self, "reconciliation-target", rule=self.reconciliation_rule.name, arn=fn.arn)
         LambdaPermission(self, "reconciliation-invoke", statement_id="AllowEventBridge", action="lambda:InvokeFunction",
                          function_name=fn.function_name, principal="events.amazonaws.com",

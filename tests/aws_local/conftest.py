@@ -16,14 +16,15 @@ from typing import Any, Callable
 import pytest
 from chalice.test import Client
 
-from chalicelib import tenancy
-from chalicelib.adapters.aws import AwsSettings, clients, provision
-from chalicelib.adapters.dynamodb import DynamoStore
+from chalicelib.services import tenants as tenancy
+from chalicelib.adapters.aws.setup import AwsSettings, clients, provision
+from chalicelib.adapters.aws.dynamodb import DynamoStore
 from chalicelib.config import Settings
-from chalicelib.connectors.simulator_server import SimulatorServer
-from chalicelib.runtime import aws_local, bootstrap
-from chalicelib.runtime.relay import StreamRelay, StreamReporter
-from chalicelib.runtime.runner import Runner
+from laptop.psp_simulator import SimulatorServer
+from laptop import aws_local
+from chalicelib import bootstrap
+from chalicelib.handlers.relay import StreamRelay, StreamReporter
+from laptop.runner import Runner
 from chalicelib.stages import STAGES, topics
 
 from ..aws_services import services

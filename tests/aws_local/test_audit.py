@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 import uuid
 
-from chalicelib.adapters.dynamodb_audit import DynamoAuditLog
-from chalicelib.security import audit
+from chalicelib.adapters.aws.dynamodb_audit import DynamoAuditLog
+from chalicelib.services import audit
 
 from .conftest import card_body
 

@@ -74,7 +74,7 @@ def test_poison_record_lands_in_the_dlq_naming_it(aws_stack):
 
 
 def test_dashboard_metrics_read_the_aws_local_adapters(aws_stack):
-    from chalicelib.dashboard import metrics
+    from laptop.dashboard import metrics
     s = aws_stack
     tid = s.tenant["tenant_id"]
     r = s.post("/v1/payments", card_body(), **{"Idempotency-Key": uuid.uuid4().hex})

@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from chalicelib.ports import AuditLog, AuditTampered
-from chalicelib.security.audit import verify_tenant
-from chalicelib.security.chain import GENESIS, HeadSigner, chain_hash
+from chalicelib.services.audit import verify_tenant
+from chalicelib.audit.chain import GENESIS, HeadSigner, chain_hash
 
 from .factories import KnownBugs, close_quietly
 

@@ -9,11 +9,11 @@ import hashlib
 
 import pytest
 
-from chalicelib.adapters import aws
-from chalicelib.adapters.dynamodb import DynamoStore
-from chalicelib.adapters.dynamodb_audit import DynamoAuditLog
-from chalicelib.adapters.kafka import KafkaBus
-from chalicelib.adapters.kms import KmsDecryptionError, KmsKeys
+from chalicelib.adapters.aws import setup as aws
+from chalicelib.adapters.aws.dynamodb import DynamoStore
+from chalicelib.adapters.aws.dynamodb_audit import DynamoAuditLog
+from chalicelib.adapters.aws.kafka import KafkaBus
+from chalicelib.adapters.aws.kms import KmsDecryptionError, KmsKeys
 
 from ..aws_services import services
 from .audit_contract import AuditLogContract

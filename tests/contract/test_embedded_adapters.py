@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import orjson
 
-from chalicelib.adapters import sqlite_bus
-from chalicelib.adapters.sqlite_audit import SqliteAuditLog
-from chalicelib.adapters.local_keyring import DecryptionError, LocalKeyring
-from chalicelib.adapters.sqlite_bus import SqliteBus
-from chalicelib.adapters.sqlite_store import SqliteStore
+from chalicelib.adapters.sqlite import bus as sqlite_bus
+from chalicelib.adapters.sqlite.audit import SqliteAuditLog
+from chalicelib.adapters.keyring import DecryptionError, LocalKeyring
+from chalicelib.adapters.sqlite.bus import SqliteBus
+from chalicelib.adapters.sqlite.store import SqliteStore
 from chalicelib.ports import Changes, OutRecord
 
 from .audit_contract import AuditLogContract

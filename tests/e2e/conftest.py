@@ -1,4 +1,4 @@
-"""The real local stack (`python -m chalicelib.runtime.local`, what `make local` runs) as processes."""
+"""The real local stack (`python -m laptop.stack`, what `make local` runs) as processes."""
 from __future__ import annotations
 
 import pytest

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.adapters.sqlite_bus import SqliteBus
+from chalicelib.adapters.sqlite.bus import SqliteBus
 from chalicelib.ports import OutRecord
 from chalicelib.stages import FLOW
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from chalicelib import ids
-from chalicelib.runtime import handler
+from chalicelib.handlers import batch as handler
 
 
 class SimCrash(BaseException):

@@ -30,15 +30,16 @@ from typing import Any
 
 import orjson
 
-from chalicelib import reconciliation, reporting, tenancy
-from chalicelib.adapters.local_keyring import LocalKeyring
-from chalicelib.adapters.sqlite_bus import SqliteBus
-from chalicelib.adapters.sqlite_store import SqliteStore
+from chalicelib.stages import reconciliation
+from chalicelib.services import reporting, tenants as tenancy
+from chalicelib.adapters.keyring import LocalKeyring
+from chalicelib.adapters.sqlite.bus import SqliteBus
+from chalicelib.adapters.sqlite.store import SqliteStore
 from chalicelib.config import Settings
-from chalicelib.runtime import bootstrap
-from chalicelib.runtime.relay import relay_once
-from chalicelib.runtime.runner import StageWorker
-from chalicelib.service import PaymentService
+from chalicelib import bootstrap
+from chalicelib.handlers.relay import relay_once
+from laptop.runner import StageWorker
+from chalicelib.services.payments import PaymentService
 from chalicelib.stages import STAGES
 
 from ..fakes import FakeClock

@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from chalicelib.domain.states import State
-from chalicelib.runtime import bootstrap
+from chalicelib import bootstrap
 
 from .sim_faults import SimCrash, deterministic
 from .simulation import Simulation

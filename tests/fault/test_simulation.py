@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from chalicelib.adapters import sqlite_store
-from chalicelib.adapters.sqlite_store import SqliteStore
+from chalicelib.adapters.sqlite import store as sqlite_store
+from chalicelib.adapters.sqlite.store import SqliteStore
 from chalicelib.domain.psp import FAILOVER_OUTCOMES, Outcome
 from chalicelib.stages import authorization
 

@@ -21,6 +21,11 @@ def test_chalice_package_ships_schemas_beside_chalicelib(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     names = set(zipfile.ZipFile(out / "deployment.zip").namelist())
     assert "app.py" in names and "chalicelib/stages/authorization.py" in names
+    # Exactly the Lambda package: every module of chalicelib/, none of the laptop tooling beside it.
+    ours = {n for n in names if n.endswith(".py") and n.split("/")[0] in ("chalicelib", "laptop", "payctl")}
+    source = {str(p.relative_to(ROOT / "chalice_app")) for p in (ROOT / "chalice_app" / "chalicelib").rglob("*.py")}
+    assert ours == source, sorted(ours ^ source)
+    assert not [n for n in names if n.startswith(("laptop/", "payctl/", "tests/", "bench/"))]
     for schema in (ROOT / "schemas").rglob("*.json"):
         assert f"schemas/{schema.relative_to(ROOT / 'schemas')}" in names, schema.name
     assert "orjson/__init__.py" in names or any(n.startswith("orjson/") for n in names)

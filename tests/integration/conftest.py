@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from chalicelib import tenancy
+from chalicelib.services import tenants as tenancy
 from chalicelib.config import Settings
-from chalicelib.connectors.simulator_server import SimulatorServer
-from chalicelib.runtime import bootstrap
-from chalicelib.runtime.runner import Runner
+from laptop.psp_simulator import SimulatorServer
+from chalicelib import bootstrap
+from laptop.runner import Runner
 from chalicelib.stages import STAGES
 
 from ..fakes import RecordingPoster

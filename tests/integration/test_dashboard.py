@@ -1,4 +1,4 @@
-"""The dashboard's numbers (dashboard/metrics.py) and its server, on the in-process stack."""
+"""The dashboard's numbers (laptop/dashboard/metrics.py) and its server, on the in-process stack."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from chalicelib.dashboard import metrics, server
+from laptop.dashboard import metrics, server
 from chalicelib.ports import OutRecord
 from chalicelib.stages import FLOW
 

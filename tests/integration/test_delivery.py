@@ -23,12 +23,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chalicelib import codec
-from chalicelib.adapters.sqlite_bus import partition_for
+from chalicelib.adapters.sqlite.bus import partition_for
 from chalicelib.domain.psp import Outcome, PspResult
 from chalicelib.ports import OutRecord
-from chalicelib.runtime import dlq as dlq_mod
-from chalicelib.runtime.msk import iter_records, parse_item_identifier
-from chalicelib.runtime.relay import relay_once
+from chalicelib.handlers import dlq as dlq_mod
+from chalicelib.handlers.msk import iter_records, parse_item_identifier
+from chalicelib.handlers.relay import relay_once
 from chalicelib.stages import STAGES
 
 from ..fakes import RecordingPoster

@@ -13,9 +13,9 @@ from urllib.parse import quote
 
 import pytest
 
-from chalicelib.observability import trace_id_of
+from chalicelib.observability.timeline import trace_id_of
 from chalicelib.stages import STAGES
-from chalicelib.telemetry import metrics, tracing
+from chalicelib.observability import metrics, tracing
 
 from .conftest import card_body
 
@@ -221,7 +221,7 @@ def test_capture_requested_later_joins_the_payments_trace(traced):
 
 def test_payctl_trace_by_correlation_id_shows_seven_stages_in_order(traced, capfd):
     capsys = capfd
-    from chalicelib import cli
+    from payctl import cli
     stack = traced
     first, second = pay(stack, "corr-shared"), pay(stack, "corr-shared")
     pay(stack, "corr-unrelated")

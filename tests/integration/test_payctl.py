@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from chalicelib import cli
+from payctl import cli
 from chalicelib.ports import OutRecord
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from chalicelib import reporting
+from chalicelib.services import reporting
 from chalicelib.schemas import schemas_dir
 
 from .conftest import body_of

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from chalicelib.security.logfilter import epoch_ms, inside_id, luhn_ok
+from chalicelib.observability.logmask import epoch_ms, inside_id, luhn_ok
 
 # Every card number any test or the demo sends (simulator behaviours + well-known test cards).
 TEST_PANS = ("4242424242424242", "4000000000000002", "4000000000009995", "4000000000000119",
@@ -132,7 +132,7 @@ def scan_topics(bus: Any, label: str = "") -> tuple[list[Hit], int, int]:
 def scan_tree(root: Path) -> tuple[list[Hit], dict[str, int]]:
     """Every file under `root`: SQLite files row by row (and raw bytes), each SQLite bus topic by
     topic (DLQ entries decoded), every other file (logs, -wal, JSON) as raw bytes. Returns figures."""
-    from chalicelib.adapters.sqlite_bus import SqliteBus
+    from chalicelib.adapters.sqlite.bus import SqliteBus
     hits: list[Hit] = []
     figures = dict.fromkeys(("sqlite_files", "rows", "topic_records", "dlq_records", "log_files", "other_files",
                              "bytes"), 0)

@@ -8,7 +8,8 @@ import sqlite3
 import pytest
 
 import app as app_module
-from chalicelib import cli, tenancy
+from payctl import cli
+from chalicelib.services import tenants as tenancy
 
 from ..integration.conftest import stack  # noqa: F401 - the in-process platform fixture
 
@@ -104,7 +105,7 @@ def test_there_is_no_admin_http_api(stack):
 def test_key_ids_never_hold_a_card_number_shaped_digit_run():
     import re
     import secrets as _secrets
-    from chalicelib import tenancy
+    from chalicelib.services import tenants as tenancy
     for _ in range(20000):
         kid = tenancy.key_id(_secrets.token_hex(32))
         assert re.fullmatch(r"key_[a-z2-7]{16}", kid) and not re.search(r"\d{13}", kid)

@@ -7,8 +7,9 @@ import sqlite3
 
 import pytest
 
-from chalicelib import cli, tenancy
-from chalicelib.security import audit
+from payctl import cli
+from chalicelib.services import tenants as tenancy
+from chalicelib.services import audit
 
 from ..integration.conftest import stack  # noqa: F401 - the in-process platform fixture
 

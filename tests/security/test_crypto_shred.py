@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from chalicelib import cli
-from chalicelib.adapters.local_keyring import DecryptionError, LocalKeyring
+from payctl import cli
+from chalicelib.adapters.keyring import DecryptionError, LocalKeyring
 
 from ..integration.conftest import stack  # noqa: F401 - the in-process platform fixture
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.security.strict_json import MAX_BODY_BYTES
+from chalicelib.strict_json import MAX_BODY_BYTES
 
 from ..integration.conftest import card_body, stack  # noqa: F401 - the in-process platform fixture
 

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ulid import ULID
 
-from chalicelib.security import logfilter
-from chalicelib.security.logfilter import PanMaskingFilter, holds_pan, luhn_ok, mask_pans
+from chalicelib.observability import logmask as logfilter
+from chalicelib.observability.logmask import PanMaskingFilter, holds_pan, luhn_ok, mask_pans
 from chalicelib.stages.validation import luhn_valid
 
 TEST_PANS = ["4242424242424242", "4000000000000002", "4000000000009995", "4000000000000119",

@@ -20,7 +20,7 @@ import uuid
 import pytest
 
 from chalicelib.ports import OutRecord
-from chalicelib.security import logfilter
+from chalicelib.observability import logmask as logfilter
 
 from ..integration.conftest import card_body, stack  # noqa: F401 - the in-process platform fixture
 from ..runs import mark_run, new_run, runs_in

@@ -15,11 +15,12 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from chalicelib import tenancy, webhooks
+from chalicelib.services import tenants as tenancy
+from chalicelib import webhooks
 from chalicelib.api.routes import _correlation_id
-from chalicelib.security import strict_json
-from chalicelib.security.logfilter import holds_pan
-from chalicelib.security.strict_json import MAX_SAFE_INTEGER, StrictJsonError
+from chalicelib import strict_json
+from chalicelib.observability.logmask import holds_pan
+from chalicelib.strict_json import MAX_SAFE_INTEGER, StrictJsonError
 from chalicelib.stages.validation import RuleViolation, check_amount, check_instrument, luhn_valid, normalize_iban
 
 FUZZ = settings(max_examples=300, deadline=None, database=None)

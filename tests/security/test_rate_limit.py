@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chalicelib.config import ConfigError, Settings
-from chalicelib.security.ratelimit import RateLimiter, retry_after
+from chalicelib.api.ratelimit import RateLimiter, retry_after
 
 from ..integration.conftest import stack  # noqa: F401 - the in-process platform fixture
 
@@ -88,8 +88,8 @@ def test_over_the_limit_is_a_429_with_retry_after_and_other_tenants_carry_on(sta
 
 def test_the_limit_is_shared_by_every_api_process(stack):
     """Two API processes (two Lambda containers) on one store: together they get the tenant's burst, not twice it."""
-    from chalicelib.runtime import bootstrap
-    from chalicelib.security.ratelimit import SharedRateLimiter, limiter_for
+    from chalicelib import bootstrap
+    from chalicelib.api.ratelimit import SharedRateLimiter, limiter_for
     clock = Clock()
     second = bootstrap.build(Settings.from_env())  # another process's platform on the same data
     a = SharedRateLimiter(stack.platform.store, 0.5, 3, clock)
@@ -105,7 +105,7 @@ def test_the_limit_is_shared_by_every_api_process(stack):
 
 
 def test_shared_limit_answers_429_over_http(stack):
-    from chalicelib.security.ratelimit import SharedRateLimiter
+    from chalicelib.api.ratelimit import SharedRateLimiter
     clock = Clock()
     clock.t = 1_000_000.0
     stack.platform.rate_limiter = SharedRateLimiter(stack.platform.store, 1, 2, clock)

@@ -9,11 +9,12 @@ import json
 import orjson
 import pytest
 
-from chalicelib import cli, tenancy
-from chalicelib.adapters.local_keyring import DecryptionError
+from payctl import cli
+from chalicelib.services import tenants as tenancy
+from chalicelib.adapters.keyring import DecryptionError
 from chalicelib.config import ConfigError, Settings
 from chalicelib.connectors import open_config, seal_credential
-from chalicelib.runtime import bootstrap
+from chalicelib import bootstrap
 
 from ..integration.conftest import stack  # noqa: F401 - the in-process platform fixture
 from .pan_scan import sqlite_files

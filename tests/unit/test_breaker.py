@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.adapters.sqlite_store import SqliteStore
+from chalicelib.adapters.sqlite.store import SqliteStore
 from chalicelib.breaker import Breakers
 from chalicelib.domain.psp import Outcome
 

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from botocore.credentials import CredentialProvider, Credentials
 
-from chalicelib.adapters.kafka import MskIamTokenProvider, client_config
+from chalicelib.adapters.aws.kafka import MskIamTokenProvider, client_config
 
 
 class StaticCredentials(CredentialProvider):

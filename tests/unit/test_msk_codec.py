@@ -1,4 +1,4 @@
-"""runtime/msk.py: the Lambda MSK event shape, built and read back.
+"""handlers/msk.py: the Lambda MSK event shape, built and read back.
 
 tests/events/msk_batch.json is a recorded-style batch (two partitions, three
 payments.initiated v2 events). Regenerate it with
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from chalicelib import codec
 from chalicelib.ports import BusRecord
-from chalicelib.runtime.msk import build_event, item_identifier, iter_records, parse_item_identifier
+from chalicelib.handlers.msk import build_event, item_identifier, iter_records, parse_item_identifier
 
 FIXTURE = Path(__file__).resolve().parents[1] / "events" / "msk_batch.json"
 FAST = settings(max_examples=150, deadline=None, database=None)
@@ -210,7 +210,7 @@ if __name__ == "__main__":  # regenerate the fixture
 
 
 def test_trace_ids_never_look_like_card_numbers():
-    from chalicelib.telemetry.tracing import XRayIds
+    from chalicelib.observability.tracing import XRayIds
     ids = XRayIds()
     import re
     for _ in range(20000):

@@ -47,3 +47,27 @@ def test_schema_loader_finds_schemas_in_the_lambda_layout(tmp_path, monkeypatch)
                          env={"PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(tmp_path / "schemas")
+
+
+def test_the_lambda_package_runs_without_the_laptop_tooling(tmp_path):
+    """app.py and every chalicelib module import from a copy holding only what deployment.zip holds
+    (app.py, chalicelib/, schemas/): nothing Lambda runs reaches into laptop/ or payctl/."""
+    import shutil
+    import subprocess
+    import sys
+    shutil.copy(ROOT / "chalice_app" / "app.py", tmp_path / "app.py")
+    shutil.copytree(ROOT / "chalice_app" / "chalicelib", tmp_path / "chalicelib")
+    shutil.copytree(ROOT / "schemas", tmp_path / "schemas")
+    code = ("import importlib, pathlib, app\n"
+            "mods = ['.'.join(p.with_suffix('').parts).removesuffix('.__init__')\n"
+            "        for p in pathlib.Path('chalicelib').rglob('*.py')]\n"
+            "for m in sorted(mods): importlib.import_module(m)\n"
+            "import sys\n"
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('laptop', 'payctl')]\n"
+            "assert not bad, bad\n"
+            "print(len(mods))")
+    env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path / "data"), "TRACE_EXPORTER": "none"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert int(out.stdout.strip()) > 50

@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 from chalicelib import config
-from chalicelib.connectors.simulator_server import TEST_CARDS
+from laptop.psp_simulator import TEST_CARDS
 from chalicelib.domain.states import mermaid
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from chalicelib import tenancy, webhooks
+from chalicelib.services import tenants as tenancy
+from chalicelib import webhooks
 from chalicelib.domain.payment import Payment
 from chalicelib.ports import Posting
 from chalicelib.stages import risk, routing, settlement

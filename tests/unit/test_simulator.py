@@ -15,7 +15,7 @@ import pytest
 from chalicelib.connectors import build_connector
 from chalicelib.connectors.secret import Secret
 from chalicelib.connectors.simulator import SimulatorConnector
-from chalicelib.connectors.simulator_server import TEST_CARDS, luhn_valid, serve
+from laptop.psp_simulator import TEST_CARDS, luhn_valid, serve
 from chalicelib.domain.psp import Outcome
 from chalicelib.ports import AuthorizeRequest
 
@@ -335,7 +335,7 @@ def test_capture_faults_are_opt_in_and_replayed_by_key(faulty):
 
 
 def test_fault_options_are_validated():
-    from chalicelib.connectors.simulator_server import Faults
+    from laptop.psp_simulator import Faults
     with pytest.raises(ValueError):
         Faults(lose_request=0.7, lose_response=0.5)
     with pytest.raises(ValueError):

@@ -15,14 +15,14 @@ import orjson
 from chalice import Blueprint, Response
 from opentelemetry.trace import SpanKind
 
-from .. import reporting
-from ..runtime.bootstrap import get_platform
+from ..services import reporting
+from ..bootstrap import get_platform
 from ..schemas import schemas_dir
-from ..security.logfilter import holds_pan, mask_pans
-from ..security.ratelimit import limiter_for, retry_after
-from ..service import ApiError, PaymentService, Reply
-from ..telemetry import context, tracing
-from ..tenancy import authenticate_caller
+from ..observability.logmask import holds_pan, mask_pans
+from .ratelimit import limiter_for, retry_after
+from ..services.payments import ApiError, PaymentService, Reply
+from ..observability import context, tracing
+from ..services.tenants import authenticate_caller
 
 api = Blueprint(__name__)
 log = logging.getLogger("payments.api")

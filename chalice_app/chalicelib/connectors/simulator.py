@@ -18,7 +18,7 @@ from opentelemetry.trace import SpanKind
 
 from ..domain.psp import Outcome, PspResult
 from ..ports import AuthorizeRequest
-from ..telemetry import metrics, tracing
+from ..observability import metrics, tracing
 from .secret import Secret
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from ..domain.psp import FAILOVER_OUTCOMES, Outcome, PspResult
 from ..domain.states import State
 from ..errors import PermanentError, TransientError
 from ..ports import AuthorizeRequest, Reminder
-from .base import StageContext
+from .context import StageContext
 
 NAME = "authorization"
 CONSUMES = ("payments.routed",)

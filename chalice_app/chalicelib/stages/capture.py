@@ -7,7 +7,7 @@ from ..domain.payment import Payment
 from ..domain.psp import Outcome, PspResult
 from ..domain.states import State
 from ..errors import TransientError
-from .base import StageContext
+from .context import StageContext
 
 NAME = "capture"
 CONSUMES = ("payments.authorized", "payments.capture_requested", "payments.cancel_requested")

@@ -13,9 +13,9 @@ import orjson
 from ..domain.events import Event
 from ..domain.payment import TimelineEntry
 from ..errors import TransientError
-from ..telemetry import tracing
+from ..observability import tracing
 from ..webhooks import SIGNATURE_HEADER, sign
-from .base import StageContext
+from .context import StageContext
 
 NAME = "notification"
 CONSUMES = ("payments.settled", "payments.failed", "payments.cancelled")

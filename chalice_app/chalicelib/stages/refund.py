@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..domain.events import Event
 from ..domain.psp import Outcome
 from ..errors import TransientError
-from .base import StageContext
+from .context import StageContext
 
 NAME = "refund"
 CONSUMES = ("payments.refund_requested",)

@@ -8,7 +8,7 @@ from ..clock import iso
 from ..domain.events import Event
 from ..domain.payment import Payment
 from ..domain.states import State
-from .base import StageContext
+from .context import StageContext
 
 NAME = "risk"
 CONSUMES = ("payments.validated",)

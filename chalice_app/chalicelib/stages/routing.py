@@ -11,7 +11,7 @@ from typing import Any, Callable
 from ..domain.events import Event
 from ..domain.payment import Payment
 from ..domain.states import State
-from .base import StageContext
+from .context import StageContext
 
 NAME = "routing"
 CONSUMES = ("payments.screened",)

@@ -11,7 +11,7 @@ from ..domain.events import Event
 from ..domain.payment import Payment, TimelineEntry
 from ..domain.states import State
 from ..ports import Posting
-from .base import StageContext
+from .context import StageContext
 
 NAME = "settlement"
 CONSUMES = ("payments.captured", "payments.refunded")

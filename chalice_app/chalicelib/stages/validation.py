@@ -14,8 +14,8 @@ from ..domain.events import Event
 from ..domain.money import is_currency
 from ..domain.states import State
 from ..errors import PermanentError
-from ..security.logfilter import luhn_ok
-from .base import StageContext
+from ..observability.logmask import luhn_ok
+from .context import StageContext
 
 NAME = "validation"
 CONSUMES = ("payments.initiated",)

@@ -1,0 +1,147 @@
+"""AuditLog on the platform's DynamoDB table (aws-local and aws modes).
+
+    <t>#audit               <seq, 12 digits>  chained entry: body (canonical JSON bytes), hash
+    <t>#audithead           head              last seq, its hash, HMAC of both (audit/chain.py)
+    <t>#auditsrc#<source>   -                 a state change already chained (the chainer's dedupe)
+    _audit#tenants          <t>               tenants with a chain (for `payctl audit verify`)
+    _audit#meta             <name>            platform values (the KMS-wrapped head-MAC key)
+
+An append is one TransactWriteItems: the entries (each only if absent), their
+source markers (each only if absent) and the head, conditional on the head
+being the one the entries were linked to. A lost race re-reads and retries, so
+two writers never fork a chain. Entries are never updated: in AWS the chainer's
+role may be denied UpdateItem/DeleteItem on "<t>#audit" keys.
+"""
+from __future__ import annotations
+
+import random
+import time
+from typing import Any, Sequence
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ...audit.chain import Head, HeadSigner, link
+from ..errors import StoreUnavailable
+from .dynamodb_layout import S as _s
+from .dynamodb_layout import key as _key
+
+CHUNK = 45  # entries per transaction: 2 items each + the head (+ tenant index) <= 100
+RETRIES = 30  # lost races on the head, each followed by a jittered wait (at most ~0.2 s)
+
+
+class DynamoAuditLog:
+    def __init__(self, client: Any, table: str, signer: HeadSigner):
+        self.client, self.table, self.signer = client, table, signer
+
+    def _call(self, op: str, **kw: Any) -> dict[str, Any]:
+        try:
+            return getattr(self.client, op)(TableName=self.table, **kw)
+        except (ClientError, BotoCoreError) as e:
+            raise StoreUnavailable(f"DynamoDB {op} on {self.table} (audit log): {e}") from e
+
+    def _query_all(self, pk: str) -> list[dict[str, Any]]:
+        args: dict[str, Any] = {"KeyConditionExpression": "pk = :pk", "ExpressionAttributeValues": {":pk": _s(pk)},
+                                "ConsistentRead": True}
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self._call("query", **args)
+            items += page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return items
+            args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # -- append ---------------------------------------------------------------------------
+    def append(self, tenant_id: str, entries: Sequence[tuple[str | None, dict[str, Any]]]) -> list[dict[str, Any]]:
+        self.signer.ready()
+        added: list[dict[str, Any]] = []
+        for start in range(0, len(entries), CHUNK):
+            added += self._append_chunk(tenant_id, list(entries[start:start + CHUNK]))
+        return added
+
+    def _chained(self, tenant_id: str, sources: list[str]) -> set[str]:
+        keys = [_key(f"{tenant_id}#auditsrc#{s}", "-") for s in dict.fromkeys(sources)]
+        found: set[str] = set()
+        if not keys:
+            return found
+        req: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
+        while req:
+            try:
+                out = self.client.batch_get_item(RequestItems=req)
+            except (ClientError, BotoCoreError) as e:
+                raise StoreUnavailable(f"DynamoDB batch_get_item on {self.table} (audit log): {e}") from e
+            found |= {i["pk"]["S"].split("#auditsrc#", 1)[1] for i in out.get("Responses", {}).get(self.table, [])}
+            req = out.get("UnprocessedKeys") or {}
+        return found
+
+    def _append_chunk(self, tenant_id: str, entries: list[tuple[str | None, dict[str, Any]]]) -> list[dict[str, Any]]:
+        for attempt in range(RETRIES):
+            if attempt:
+                time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** attempt)))
+            head = self.head(tenant_id)
+            done = self._chained(tenant_id, [s for s, _ in entries if s])
+            todo = [(s, b) for s, b in entries if s is None or s not in done]
+            if not todo:
+                return []
+            linked, (seq, digest, mac) = link(tenant_id, head, todo, self.signer)
+            items: list[dict[str, Any]] = []
+            for e in linked:
+                items.append({"Put": {"TableName": self.table, "ConditionExpression": "attribute_not_exists(pk)",
+                                      "Item": {**_key(f"{tenant_id}#audit", f"{e['seq']:012d}"),
+                                               "body": {"B": e["raw"]}, "hash": _s(e["hash"])}}})
+                if e["source"]:
+                    items.append({"Put": {"TableName": self.table, "ConditionExpression": "attribute_not_exists(pk)",
+                                          "Item": {**_key(f"{tenant_id}#auditsrc#{e['source']}", "-"),
+                                                   "seq": {"N": str(e["seq"])}}}})
+            new_head = {**_key(f"{tenant_id}#audithead", "head"), "seq": {"N": str(seq)}, "hash": _s(digest),
+                        "mac": _s(mac)}
+            if head is None:
+                items.append({"Put": {"TableName": self.table, "Item": new_head,
+                                      "ConditionExpression": "attribute_not_exists(pk)"}})
+                items.append({"Put": {"TableName": self.table, "Item": _key("_audit#tenants", tenant_id)}})
+            else:
+                items.append({"Put": {"TableName": self.table, "Item": new_head,
+                                      "ConditionExpression": "seq = :seq AND #h = :hash",
+                                      "ExpressionAttributeNames": {"#h": "hash"},
+                                      "ExpressionAttributeValues": {":seq": {"N": str(head[0])},
+                                                                    ":hash": _s(head[1])}}})
+            try:
+                self.client.transact_write_items(TransactItems=items)
+                return [e["entry"] for e in linked]
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise StoreUnavailable(f"DynamoDB audit append on {self.table}: {e}") from e
+                # another writer moved the head (or chained one of these sources): read again
+            except BotoCoreError as e:
+                raise StoreUnavailable(f"DynamoDB audit append on {self.table}: {e}") from e
+        raise StoreUnavailable(f"audit head of {tenant_id} kept changing; try again")
+
+    # -- reads ----------------------------------------------------------------------------
+    def rows(self, tenant_id: str) -> list[tuple[int, bytes, str]]:
+        return [(int(i["sk"]["S"]), bytes(i["body"]["B"]), i["hash"]["S"])
+                for i in self._query_all(f"{tenant_id}#audit")]
+
+    def head(self, tenant_id: str) -> Head | None:
+        item = self._call("get_item", Key=_key(f"{tenant_id}#audithead", "head"), ConsistentRead=True).get("Item")
+        if not item:
+            return None
+        return int(item["seq"]["N"]), item["hash"]["S"], (item.get("mac") or {}).get("S")
+
+    def tenants(self) -> list[str]:
+        return sorted(i["sk"]["S"] for i in self._query_all("_audit#tenants"))
+
+    def meta(self, name: str) -> bytes | None:
+        item = self._call("get_item", Key=_key("_audit#meta", name), ConsistentRead=True).get("Item")
+        return bytes(item["value"]["B"]) if item else None
+
+    def put_meta_if_absent(self, name: str, value: bytes) -> bytes:
+        try:
+            self.client.put_item(TableName=self.table, Item={**_key("_audit#meta", name), "value": {"B": value}},
+                                 ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise StoreUnavailable(f"DynamoDB put_item on {self.table} (audit meta): {e}") from e
+        except BotoCoreError as e:
+            raise StoreUnavailable(f"DynamoDB put_item on {self.table} (audit meta): {e}") from e
+        stored = self.meta(name)
+        assert stored is not None
+        return stored

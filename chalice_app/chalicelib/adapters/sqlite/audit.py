@@ -1,0 +1,85 @@
+"""AuditLog on its own SQLite file ($DATA_DIR/audit.db in embedded mode).
+
+Triggers refuse UPDATE and DELETE of entries, so only someone editing the file
+can change them -- which `payctl audit verify` detects (services/audit.py).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import orjson
+
+from ...audit.chain import Head, HeadSigner, link
+from .database import SqliteDatabase
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit (
+    tenant_id TEXT NOT NULL, seq INTEGER NOT NULL, body BLOB NOT NULL, hash TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_heads (tenant_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash TEXT NOT NULL,
+    mac TEXT) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_sources (tenant_id TEXT NOT NULL, source TEXT NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, source)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_meta (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+"""
+
+
+class SqliteAuditLog:
+    def __init__(self, path: Path | str, signer: HeadSigner):
+        self.db = SqliteDatabase(path, SCHEMA)
+        self.signer = signer
+        columns = {r[1] for r in self.db.conn().execute("PRAGMA table_info(audit_heads)")}
+        if "mac" not in columns:  # a log from before heads were signed: its heads fail verify until re-made
+            with self.db.write() as conn:
+                conn.execute("ALTER TABLE audit_heads ADD COLUMN mac TEXT")
+
+    def append(self, tenant_id: str, entries: Sequence[tuple[str | None, dict[str, Any]]]) -> list[dict[str, Any]]:
+        self.signer.ready()
+        with self.db.write() as conn:
+            row = conn.execute("SELECT seq, hash, mac FROM audit_heads WHERE tenant_id=?", (tenant_id,)).fetchone()
+            sources = [s for s, _ in entries if s is not None]
+            chained = {r[0] for r in conn.execute(  # one lookup for the batch, not one per entry
+                "SELECT source FROM audit_sources WHERE tenant_id=? AND source IN (SELECT value FROM json_each(?))",
+                (tenant_id, orjson.dumps(sources)))} if sources else set()
+            todo = [(s, b) for s, b in entries if s is None or s not in chained]
+            if not todo:
+                return []
+            linked, (seq, digest, mac) = link(tenant_id, tuple(row) if row else None, todo, self.signer)
+            conn.executemany("INSERT INTO audit VALUES (?, ?, ?, ?)",
+                             [(tenant_id, e["seq"], e["raw"], e["hash"]) for e in linked])
+            conn.executemany("INSERT INTO audit_sources VALUES (?, ?, ?)",
+                             [(tenant_id, e["source"], e["seq"]) for e in linked if e["source"]])
+            conn.execute("INSERT OR REPLACE INTO audit_heads VALUES (?, ?, ?, ?)", (tenant_id, seq, digest, mac))
+        return [e["entry"] for e in linked]
+
+    def rows(self, tenant_id: str) -> list[tuple[int, bytes, str]]:
+        return self.db.conn().execute("SELECT seq, body, hash FROM audit WHERE tenant_id=? ORDER BY seq",
+                                      (tenant_id,)).fetchall()
+
+    def head(self, tenant_id: str) -> Head | None:
+        row = self.db.conn().execute("SELECT seq, hash, mac FROM audit_heads WHERE tenant_id=?",
+                                     (tenant_id,)).fetchone()
+        return (row[0], row[1], row[2]) if row else None
+
+    def tenants(self) -> list[str]:
+        rows = self.db.conn().execute("SELECT tenant_id FROM audit UNION SELECT tenant_id FROM audit_heads"
+                                      " ORDER BY 1").fetchall()
+        return [r[0] for r in rows]
+
+    def meta(self, name: str) -> bytes | None:
+        row = self.db.conn().execute("SELECT value FROM audit_meta WHERE name=?", (name,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def put_meta_if_absent(self, name: str, value: bytes) -> bytes:
+        with self.db.write() as conn:
+            conn.execute("INSERT OR IGNORE INTO audit_meta VALUES (?, ?)", (name, value))
+            (stored,) = conn.execute("SELECT value FROM audit_meta WHERE name=?", (name,)).fetchone()
+        return bytes(stored)
+
+    def close(self) -> None:
+        self.db.close()

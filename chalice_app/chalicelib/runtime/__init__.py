@@ -1,1 +1,0 @@
-"""Runtime: wiring, the Lambda-shaped batch handler, the local event-source runner."""

@@ -1,1 +1,0 @@
-"""Edge defences: strict request parsing, PAN masking in logs, API key checks."""

@@ -1,0 +1,175 @@
+"""The audit log: hash-chained per tenant (rules: audit/chain.py), and `payctl audit verify`.
+
+What it records, with actor, time and correlation id:
+  * every payment state change -- written unchained by the payment's own commit
+    (audit/rows.py, same unit of work as the state), then appended to
+    the tenant's chain by chain_pending(), which the relay loop (embedded,
+    aws-local) and the scheduled reconciliation Lambda (AWS) run;
+  * key operations and admin actions (tenant create/delete, key create/revoke,
+    DLQ redrive) -- appended directly by record().
+
+verify_tenant() walks a tenant's chain and names the first entry that does not
+hold (altered, missing, reordered, moved), checks the head's MAC (so a cut tail
+with a rewritten head is caught), and reports the state changes still waiting
+for the chainer. The head-MAC key is random, stored with the log only wrapped
+by the KeyService (keyring / KMS), so editing the log cannot forge a head.
+"""
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import threading
+from typing import Any
+
+import orjson
+
+from ..clock import iso
+from ..ports import AuditLog, AuditTampered
+from ..audit.chain import GENESIS, HeadSigner, canonical, chain_hash  # noqa: F401 - re-exported for tests and tools
+
+log = logging.getLogger("payments.audit")
+MAC_KEY_OWNER = "_audit"  # KeyService owner of the head-MAC key (tenant ids start with "ten_")
+MAC_KEY_META = "head-mac-key"
+
+
+def verify_tenant(audit: AuditLog, tenant_id: str, pending: int = 0, known: bool = False) -> dict[str, Any]:
+    """{"tenant_id", "entries", "pending", "ok", "problem", "entry"}: the first entry that breaks, named.
+
+    `known`: the tenant is in the tenant directory, so its chain cannot be empty (its creation
+    is its first entry): an empty chain then means the whole chain was removed."""
+    previous, expected = GENESIS, 1
+    rows = audit.rows(tenant_id)
+
+    def bad(seq: int, problem: str) -> dict[str, Any]:
+        return {"tenant_id": tenant_id, "entries": len(rows), "pending": pending, "ok": False,
+                "problem": problem, "entry": seq}
+
+    for seq, raw, stored in rows:
+        where = f"entry {seq}"
+        if seq != expected:
+            return bad(seq, f"entry {expected} is missing (next stored entry is {seq})")
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return bad(seq, f"{where} is not readable")
+        if body.get("seq") != seq or body.get("tenant_id") != tenant_id:
+            return bad(seq, f"{where} holds entry {body.get('seq')} of {body.get('tenant_id')}: "
+                       "entries were moved or reordered")
+        digest = chain_hash(previous, raw)
+        if digest != stored:
+            return bad(seq, f"{where} was altered (its hash does not match its content)")
+        previous, expected = digest, expected + 1
+    last = expected - 1
+    head = audit.head(tenant_id)
+    if head is None:
+        if rows:
+            return bad(last, f"the head is missing: entries after {last} may have been removed")
+        if known:
+            return bad(1, "the tenant has no audit entries at all: its chain was removed (entry 1 is missing)")
+    else:
+        try:
+            signed = audit.signer.valid(tenant_id, head[0], head[1], head[2])
+        except Exception as e:  # noqa: BLE001 - the MAC key itself may be gone or replaced
+            return bad(head[0], f"the head cannot be checked: its MAC key does not open ({type(e).__name__})")
+        if not signed:
+            return bad(head[0], f"the head (entry {head[0]}) was forged or altered: its MAC does not verify")
+        if head[0] != last or head[1] != previous:
+            return bad(last + 1, f"entries after {last} were removed (the head says {head[0]} entries)")
+    return {"tenant_id": tenant_id, "entries": len(rows), "pending": pending, "ok": True, "problem": None,
+            "entry": None}
+
+
+def verify(platform: Any, tenant_id: str | None = None) -> dict[str, Any]:
+    """Every tenant's chain (or one), with the state changes not yet chained."""
+    audit = audit_log(platform)
+    known = {t["tenant_id"] for t in platform.tenants.list_tenants()}
+    tenants = [tenant_id] if tenant_id else sorted(set(audit.tenants()) | known)
+    results = [verify_tenant(audit, t, platform.store.pending_audit_count(t), t in known) for t in tenants]
+    return {"tenants": len(results), "entries": sum(r["entries"] for r in results),
+            "pending": sum(r["pending"] for r in results), "ok": all(r["ok"] for r in results), "results": results}
+
+
+# -- the chainer -------------------------------------------------------------------------
+def chain_pending(platform: Any, limit: int = 500) -> int:
+    """Append committed state changes to their tenants' chains (oldest first); returns how many.
+
+    A crash between append and mark_audited is harmless: the rows stay pending and the
+    next run skips those already chained (each row's source is remembered in the chain)."""
+    pending = platform.store.pending_audit(limit)
+    if not pending:
+        return 0
+    audit = audit_log(platform)
+    by_tenant: dict[str, list[Any]] = {}
+    for row in pending:
+        by_tenant.setdefault(row.tenant_id, []).append(row)
+    done: list[int] = []
+    for tenant_id, rows in by_tenant.items():
+        try:
+            audit.append(tenant_id, [(r.source, r.body) for r in rows])
+        except AuditTampered as e:  # left pending, and verify names the problem
+            log.error("audit chain refused", extra={"tenant_id": tenant_id, "error": str(e)})
+            continue
+        done += [r.id for r in rows]
+    if done:
+        platform.store.mark_audited(done)
+    return len(done)
+
+
+def chain_all(platform: Any, limit: int = 500, rounds: int = 100) -> int:
+    """chain_pending until nothing is left (or `rounds` batches): the scheduled Lambda's job."""
+    total = 0
+    for _ in range(rounds):
+        n = chain_pending(platform, limit)
+        total += n
+        if n < limit:
+            return total
+    return total
+
+
+# -- wiring -------------------------------------------------------------------------------
+_lock = threading.Lock()
+
+
+def _mac_key(platform: Any, audit: AuditLog) -> bytes:
+    """The head-MAC key: random, kept with the log only as a KeyService ciphertext."""
+    blob = audit.meta(MAC_KEY_META)
+    if blob is None:
+        blob = audit.put_meta_if_absent(MAC_KEY_META, platform.keys.encrypt(MAC_KEY_OWNER, os.urandom(32)))
+    return platform.keys.decrypt(MAC_KEY_OWNER, blob)
+
+
+def audit_log(platform: Any) -> AuditLog:
+    """The platform's audit log, made on first use: $DATA_DIR/audit.db embedded, the table in AWS modes."""
+    with _lock:
+        audit = getattr(platform, "audit_log", None)
+        if audit is None:
+            holder: list[AuditLog] = []
+            signer = HeadSigner(lambda: _mac_key(platform, holder[0]))
+            if platform.settings.mode == "embedded":
+                from ..adapters.sqlite.audit import SqliteAuditLog
+                audit = SqliteAuditLog(platform.settings.data_dir / "audit.db", signer)
+            else:
+                from ..adapters.aws.dynamodb_audit import DynamoAuditLog
+                audit = DynamoAuditLog(platform.store.client, platform.store.table, signer)
+            holder.append(audit)
+            platform.audit_log = audit
+        return audit
+
+
+def actor() -> str:
+    """Who runs payctl: the OS user (admin actions only happen through payctl)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"payctl:{user}"
+
+
+def record(platform: Any, tenant_id: str, action: str, subject: str | None = None, *,
+           who: str | None = None, correlation_id: str | None = None, **detail: Any) -> dict[str, Any]:
+    """Append one entry: who did what to which subject, when, under which correlation id."""
+    (entry,) = audit_log(platform).append(tenant_id, [(None, {
+        "at": iso(platform.clock.now()), "actor": who or actor(), "action": action, "subject": subject,
+        "correlation_id": correlation_id or f"corr_admin_{os.urandom(8).hex()}", "detail": detail})])
+    return entry

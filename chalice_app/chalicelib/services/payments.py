@@ -1,0 +1,332 @@
+"""The application service behind the HTTP API: commands in, (status, body) out.
+
+Routes parse and authenticate; everything else -- idempotency, edge
+validation, tokenization, the state change with its outbox event -- is here,
+so the API, payctl and the tests take one path.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, replace
+from typing import Any
+
+import orjson
+
+from .. import codec, ids
+from ..clock import iso
+from ..domain.payment import DomainError, Payment
+from ..domain.states import PUBLIC_STATUSES, IllegalTransition
+from ..ports import AlreadyExists, Changes, ConcurrencyConflict, IdempotencyRecord
+from ..schemas import SchemaError, validate_request
+from .. import strict_json
+from ..observability.logmask import holds_pan
+from ..stages.validation import RuleViolation, check_amount, check_instrument, normalize_iban
+from ..observability import context, tracing
+
+
+class ApiError(Exception):
+    """An answer that is not a success, rendered as RFC 9457 problem+json."""
+
+    def __init__(self, status: int, title: str, detail: str, **extra: Any):
+        super().__init__(detail)
+        self.status, self.title, self.detail, self.extra = status, title, detail, extra
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+def parse_json(raw: bytes | None, required: bool = True) -> Any:
+    if not raw:
+        if required:
+            raise ApiError(400, "Invalid request body", "request body is empty; a JSON object is required")
+        return {}
+    try:
+        return strict_json.loads(raw)
+    except strict_json.StrictJsonError as e:
+        if e.reason == "too_large":
+            raise ApiError(413, "Request too large", str(e), reason=e.reason) from None
+        raise ApiError(400, "Invalid JSON", str(e), reason=e.reason) from None
+
+
+def _validate(name: str, body: Any) -> None:
+    try:
+        validate_request(name, body)
+    except SchemaError as e:
+        detail = str(e) if e.field else f"request body {e}"
+        raise ApiError(400, "Invalid request body", detail, invalid_fields=[e.field] if e.field else []) from None
+    if (field := _card_number_outside_the_card(body)) is not None:
+        raise ApiError(422, "Card number in a free-text field",
+                       f"{field} holds what looks like a card number; card data goes only in "
+                       "payment_method.card.number, where it is tokenized", code="card_number_in_text",
+                       invalid_fields=[field])
+
+
+# The instrument fields: tokenized at the edge, the one place a card number (or an IBAN's digits) belongs.
+_INSTRUMENT = ("payment_method.card.number", "payment_method.bank_account.iban")
+
+
+def _card_number_outside_the_card(value: Any, path: str = "") -> str | None:
+    """The first field (dotted path) other than the instrument whose text carries a Luhn-valid
+    13-19 digit run. Free text (reference, metadata, customer, reasons) is stored, published and
+    sent in webhooks in clear, so a card number there would break I6; refused, as card networks ask."""
+    if isinstance(value, str):
+        return path if path not in _INSTRUMENT and holds_pan(value) else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if holds_pan(str(k)):  # named by its parent: the key itself must not be echoed
+                return path or "body"
+            where = f"{path}.{k}" if path else str(k)
+            if (found := _card_number_outside_the_card(v, where)) is not None:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if (found := _card_number_outside_the_card(v, f"{path}[{i}]")) is not None:
+                return found
+    return None
+
+
+def payment_view(p: Payment, timeline: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    method = {k: v for k, v in p.payment_method.items()}
+    kind = method["type"]
+    method[kind] = {k: v for k, v in method[kind].items() if k != "token"}
+    view = {
+        "id": p.payment_id, "object": "payment", "status": p.status, "amount": p.amount,
+        "currency": p.currency, "capture": p.capture_mode, "amount_captured": p.captured_amount,
+        "amount_refunded": p.refunded_amount, "reference": p.reference, "customer": p.customer,
+        "metadata": p.metadata, "payment_method": method,
+        "attempts": [{"number": a.number, "psp": a.psp, "status": a.status, "psp_reference": a.psp_reference,
+                      "code": a.code, "message": a.message, "started_at": a.started_at, "updated_at": a.updated_at}
+                     for a in p.attempts],
+        "refunds": [{"id": r.refund_id, "amount": r.amount, "status": r.status, "reason": r.reason,
+                     "created_at": r.created_at} for r in p.refunds],
+        "failure": p.failure, "created_at": p.created_at, "updated_at": p.updated_at,
+        "correlation_id": p.correlation_id, "region": p.region,
+    }
+    if timeline is not None:
+        view["timeline"] = timeline
+    return view
+
+
+class PaymentService:
+    def __init__(self, platform: Any, actor: str | None = None):
+        self.p = platform
+        self.actor = actor  # "api:<key id>": named on the audit rows of the state changes it commits
+
+    # -- helpers ---------------------------------------------------------------------
+    def _now(self) -> str:
+        return iso(self.p.clock.now())
+
+    def _event(self, payment: Payment, etype: str, data: dict[str, Any], correlation_id: str):
+        return codec.new_event(etype, tenant_id=payment.tenant_id, payment_id=payment.payment_id,
+                               correlation_id=correlation_id, causation_id=None, at=self._now(),
+                               region=self.p.settings.region, data=data)
+
+    def _get(self, tenant_id: str, payment_id: str) -> Payment:
+        payment = self.p.store.get_payment(tenant_id, payment_id) if payment_id.startswith("pay_") else None
+        if payment is None:  # another tenant's payment gets the same answer as none at all
+            raise ApiError(404, "Payment not found", f"no payment {payment_id!r} for this tenant")
+        return payment
+
+    def _request_hash(self, body: Any) -> str:
+        # Keyed, because the body holds a card number: an unkeyed hash of a PAN is guessable.
+        canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+        return hmac.new(self.p.settings.api_key_pepper, canonical, hashlib.sha256).hexdigest()
+
+    # -- commands ----------------------------------------------------------------------
+    def create_payment(self, tenant_id: str, idempotency_key: str | None, raw: bytes | None,
+                       correlation_id: str) -> Reply:
+        if not idempotency_key:
+            raise ApiError(400, "Idempotency-Key required", "POST /v1/payments needs an Idempotency-Key header")
+        if len(idempotency_key) > 255:
+            raise ApiError(400, "Invalid Idempotency-Key", "Idempotency-Key must be at most 255 characters")
+        if holds_pan(idempotency_key):  # the key is stored as given
+            raise ApiError(400, "Invalid Idempotency-Key", "Idempotency-Key holds what looks like a card number")
+        body = parse_json(raw)
+        _validate("create_payment", body)
+        request_hash = self._request_hash(body)
+        now = int(self.p.clock.now().timestamp())
+        settings = self.p.settings
+        claim = IdempotencyRecord(tenant_id, idempotency_key, request_hash, 0, b"", {},
+                                  now + settings.idempotency_ttl_s, now, "in_flight", now + settings.idempotency_lock_s)
+        found = self.p.store.claim_idempotency(claim)
+        if found is not None:
+            return self._answer_existing(found, request_hash)
+        try:
+            return self._create(tenant_id, body, claim, correlation_id)
+        except ApiError:  # refused: keep nothing, so the key can be used again
+            self.p.store.release_idempotency(tenant_id, idempotency_key, request_hash)
+            raise
+
+    def _create(self, tenant_id: str, body: dict[str, Any], claim: IdempotencyRecord, correlation_id: str) -> Reply:
+        tenant = self.p.tenants.get_tenant(tenant_id)
+        method_in = body["payment_method"]
+        kind = method_in["type"]
+        secret = method_in["card"]["number"] if kind == "card" else method_in["bank_account"]["iban"]
+        try:
+            check_amount(body["amount"], body["currency"], tenant)
+            check_instrument(kind, secret)
+        except RuleViolation as v:
+            raise ApiError(422, "Payment refused", str(v), code=v.code,
+                           invalid_fields=[v.field] if v.field else []) from None
+        if kind == "bank_account":
+            secret = normalize_iban(secret)
+        token, secret_row = self.p.vault.tokenize(tenant_id, secret)
+        if kind == "card":
+            c = method_in["card"]
+            method = {"type": "card", "card": {"token": token, "bin": secret[:6], "last4": secret[-4:],
+                                               "brand": _brand(secret), "exp_month": c["exp_month"],
+                                               "exp_year": c["exp_year"]}}
+        else:
+            method = {"type": "bank_account", "bank_account": {"token": token, "country": secret[:2],
+                                                               "last4": secret[-4:]}}
+            if method_in["bank_account"].get("holder_name"):
+                method["bank_account"]["holder_name"] = method_in["bank_account"]["holder_name"]
+        at = self._now()
+        payment = Payment(
+            tenant_id=tenant_id, payment_id=ids.payment_id(), amount=body["amount"], currency=body["currency"],
+            capture_mode=body.get("capture", "automatic"), payment_method=method,
+            reference=body.get("reference"), customer=body.get("customer") or {}, correlation_id=correlation_id,
+            created_at=at, updated_at=at, region=self.p.settings.region, metadata=body.get("metadata") or {},
+            trace=tracing.current_header())
+        context.bind(payment_id=payment.payment_id)
+        tracing.annotate(**{"payments.payment_id": payment.payment_id, "payments.amount": payment.amount,
+                            "payments.currency": payment.currency})
+        event = self._event(payment, "payments.initiated", {
+            "amount": payment.amount, "currency": payment.currency, "capture_mode": payment.capture_mode,
+            "payment_method": method, "reference": payment.reference,
+            **({"customer": payment.customer} if payment.customer else {}),
+            "metadata": payment.metadata}, correlation_id)
+        location = f"/v1/payments/{payment.payment_id}"
+        reply = Reply(202, orjson.dumps(payment_view(payment)), {"Location": location})
+        record = replace(claim, status_code=reply.status, response=reply.body, headers=reply.headers,
+                         state="completed", locked_until=0)
+        try:
+            self.p.store.commit(Changes(payment=payment, events=[event], idempotency=record,
+                                        secrets=[secret_row], actor=self.actor, correlation_id=correlation_id))
+        except AlreadyExists:  # our claim lapsed and another request took the key meanwhile
+            found = self.p.store.get_idempotency(tenant_id, claim.key, claim.created_at)
+            if found is not None:
+                return self._answer_existing(found, claim.request_hash)
+            raise ApiError(409, "Request in progress", "a request with this Idempotency-Key is in progress") from None
+        return reply
+
+    def _answer_existing(self, found: IdempotencyRecord, request_hash: str) -> Reply:
+        """A key seen before: replay its response, or explain the conflict (409)."""
+        if not hmac.compare_digest(found.request_hash, request_hash):
+            raise ApiError(409, "Idempotency key reused",
+                           "this Idempotency-Key was used with a different request body")
+        if found.state != "completed":
+            raise ApiError(409, "Request in progress",
+                           "a request with this Idempotency-Key is still being processed; retry shortly",
+                           retry_after_s=1)
+        return Reply(found.status_code, found.response, {**found.headers, "Idempotent-Replayed": "true"})
+
+    def _transition(self, tenant_id: str, payment_id: str, correlation_id: str, apply) -> Payment:
+        """Load, apply a domain command, commit with its events; retries a lost race twice."""
+        for attempt in range(3):
+            payment = self._get(tenant_id, payment_id)
+            # Later requests join the payment's own trace (the request's trace is linked).
+            with tracing.span("payment.update", parent=payment.trace, links=[tracing.current_header()],
+                              **{"payments.tenant_id": tenant_id, "payments.payment_id": payment_id}):
+                version = payment.version
+                try:
+                    events = apply(payment)
+                except IllegalTransition as e:
+                    raise ApiError(409, "Illegal state transition",
+                                   f"payment {payment_id} is '{payment.status}'; "
+                                   f"cannot {e.action.value.replace('_', ' ')}", status_now=payment.status) from None
+                except DomainError as e:
+                    raise ApiError(422, "Request refused", str(e)) from None
+                try:
+                    self.p.store.commit(Changes(payment=payment, expected_version=version, events=[
+                        self._event(payment, t, d, correlation_id) for t, d in events],
+                        actor=self.actor, correlation_id=correlation_id))
+                    return payment
+                except ConcurrencyConflict:
+                    if attempt == 2:
+                        raise ApiError(409, "Concurrent update",
+                                       f"payment {payment_id} changed meanwhile; retry") from None
+        raise AssertionError("unreachable")
+
+    def capture(self, tenant_id: str, payment_id: str, raw: bytes | None, correlation_id: str) -> Reply:
+        body = parse_json(raw, required=False)
+        _validate("capture_payment", body)
+
+        def apply(payment: Payment):
+            amount = body.get("amount", payment.amount)
+            payment.request_capture(self._now(), amount)
+            return [("payments.capture_requested", {"amount": amount})]
+        payment = self._transition(tenant_id, payment_id, correlation_id, apply)
+        return Reply(202, orjson.dumps(payment_view(payment)), {})
+
+    def cancel(self, tenant_id: str, payment_id: str, raw: bytes | None, correlation_id: str) -> Reply:
+        body = parse_json(raw, required=False)
+        _validate("cancel_payment", body)
+        reason = body.get("reason")
+
+        def apply(payment: Payment):
+            if payment.request_cancel(self._now()):
+                return [("payments.cancel_requested", {"reason": reason})]
+            return [("payments.cancelled", {"reason": reason, "status": "cancelled"})]
+        payment = self._transition(tenant_id, payment_id, correlation_id, apply)
+        return Reply(202, orjson.dumps(payment_view(payment)), {})
+
+    def refund(self, tenant_id: str, payment_id: str, raw: bytes | None, correlation_id: str) -> Reply:
+        body = parse_json(raw, required=False)
+        _validate("create_refund", body)
+        refund_id = ids.new_id("re")
+
+        def apply(payment: Payment):
+            amount = body.get("amount", payment.refundable_amount)
+            payment.request_refund(self._now(), refund_id, amount, body.get("reason"))
+            return [("payments.refund_requested", {"refund_id": refund_id, "amount": amount})]
+        payment = self._transition(tenant_id, payment_id, correlation_id, apply)
+        refund = payment.find_refund(refund_id)
+        return Reply(202, orjson.dumps({"id": refund.refund_id, "object": "refund", "payment_id": payment_id,
+                                        "amount": refund.amount, "status": refund.status,
+                                        "reason": refund.reason}), {})
+
+    # -- queries -----------------------------------------------------------------------
+    def get(self, tenant_id: str, payment_id: str) -> Reply:
+        payment = self._get(tenant_id, payment_id)
+        return Reply(200, orjson.dumps(payment_view(payment, self.p.store.timeline(tenant_id, payment_id))), {})
+
+    def list(self, tenant_id: str, params: dict[str, str]) -> Reply:
+        status = params.get("status") or None
+        if status and status not in PUBLIC_STATUSES:
+            raise ApiError(400, "Invalid query parameter",
+                           f"status must be one of {', '.join(PUBLIC_STATUSES)}", invalid_fields=["status"])
+        try:
+            limit = int(params.get("limit") or 20)
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 100:
+            raise ApiError(400, "Invalid query parameter", "limit must be an integer from 1 to 100",
+                           invalid_fields=["limit"])
+        try:
+            page, cursor = self.p.store.list_payments(tenant_id, status, limit, params.get("cursor") or None)
+        except ValueError as e:
+            raise ApiError(400, "Invalid query parameter", str(e), invalid_fields=["cursor"]) from None
+        return Reply(200, orjson.dumps({"object": "list", "data": [payment_view(x) for x in page],
+                                        "next_cursor": cursor}), {})
+
+    def balances(self, tenant_id: str) -> Reply:
+        accounts = self.p.store.balances(tenant_id)
+        available = [{"currency": a["currency"], "amount": -a["balance"]}
+                     for a in accounts if a["account"] == "merchant_payable"]
+        return Reply(200, orjson.dumps({"object": "balance", "available": available, "accounts": accounts}), {})
+
+
+def _brand(pan: str) -> str:
+    if pan.startswith("4"):
+        return "visa"
+    if pan[:2] in {"51", "52", "53", "54", "55"} or "2221" <= pan[:4] <= "2720":
+        return "mastercard"
+    if pan[:2] in {"34", "37"}:
+        return "amex"
+    return "unknown"

@@ -1,0 +1,113 @@
+"""Reconciliation: resolve unknown PSP outcomes by asking the same PSP, on a bounded schedule.
+
+Driven by reminders the authorization stage commits with the unknown
+attempt (a scheduled Lambda in AWS, a loop in the local worker). Each check
+asks the PSP that got the attempt for the status of the attempt's own
+idempotency key. If the PSP has no record, the authorization is sent again
+to the same PSP with the same key -- safe, the PSP dedupes on it. Only an
+answer proving the PSP did not process it lets the payment fail over. When
+the schedule runs out the payment goes to requires_review, with the checks
+on its timeline as the audit trail.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+from ..clock import iso
+from ..domain.psp import Outcome, PspResult
+from ..domain.states import State
+from ..errors import TransientError
+from ..ports import Changes, ConcurrencyConflict, Reminder
+from .authorization import apply_result, authorize_request
+from .context import StageContext
+from ..observability import context, metrics, tracing
+
+log = logging.getLogger("payments.reconciliation")
+NAME = "reconciliation"
+
+
+def run_due(platform: Any, limit: int = 50) -> int:
+    """Work every reminder that is due; returns how many were handled."""
+    done = 0
+    for reminder in platform.store.due_reminders(iso(platform.clock.now()), limit):
+        try:
+            reconcile(platform, reminder)
+            done += 1
+        except (TransientError, ConcurrencyConflict) as e:  # the reminder stays due: next round retries
+            log.warning("reconciliation deferred", extra={"payment_id": reminder.payment_id, "error": str(e)})
+    report_health(platform)
+    return done
+
+
+HEALTH_EVERY_S = 15.0
+_last_health = [0.0]
+
+
+def report_health(platform: Any, force: bool = False) -> dict[str, int] | None:
+    """DLQ depth and open circuit breakers as metrics (the schedule runs every minute in AWS)."""
+    now = time.monotonic()
+    if not force and now - _last_health[0] < HEALTH_EVERY_S:
+        return None
+    _last_health[0] = now
+    from ..services.dlq import list_entries  # noqa: PLC0415 - avoids an import cycle
+    depth = len(list_entries(platform))
+    open_breakers = sum(1 for name in platform.connectors if platform.breakers.state(name)["state"] != "closed")
+    metrics.health(depth, open_breakers)
+    metrics.METRICS.flush()
+    return {"dlq_depth": depth, "open_breakers": open_breakers}
+
+
+def reconcile(platform: Any, reminder: Reminder) -> str:
+    payment = platform.store.get_payment(reminder.tenant_id, reminder.payment_id)
+    # A scheduled action joins the payment's trace, so its PSP calls and events sit under the payment.
+    with context.bound(stage=NAME, tenant_id=reminder.tenant_id, payment_id=reminder.payment_id,
+                       correlation_id=payment.correlation_id if payment else None), \
+            tracing.span("reconciliation", parent=payment.trace if payment else None,
+                         **{"payments.stage": NAME, "payments.tenant_id": reminder.tenant_id,
+                            "payments.payment_id": reminder.payment_id}) as span:
+        result = _reconcile(platform, reminder, payment)
+        span.set_attribute("payments.outcome", result)
+        return result
+
+
+def _reconcile(platform: Any, reminder: Reminder, payment: Any) -> str:
+    ctx = StageContext(NAME, platform)
+    store = platform.store
+    clear = Reminder(reminder.tenant_id, reminder.payment_id, None)
+    attempt = payment.current_attempt if payment else None
+    if payment is None or payment.state != State.OUTCOME_UNKNOWN or attempt is None or attempt.status != "unknown":
+        store.commit(Changes(reminders=[clear]))
+        return "nothing to do"
+    version = payment.version
+    connector = platform.connector(attempt.psp)
+    result = connector.status(attempt.idempotency_key)
+    if result.outcome == Outcome.NOT_FOUND:  # never reached the PSP, or not yet: same PSP, same key
+        result = connector.authorize(authorize_request(platform, payment, attempt.idempotency_key))
+        if result.outcome == Outcome.UNAVAILABLE:
+            # Refused at the door (503, connection refused): that proves nothing about the first
+            # call, which may still land. Only an answer for this key settles it.
+            result = PspResult(Outcome.UNKNOWN, None, result.code, result.message)
+    platform.breakers.record(attempt.psp, result.outcome)
+    checks = payment.status_checked(ctx.now())
+    schedule = platform.settings.unknown_check_schedule_s
+    if result.outcome in (Outcome.UNKNOWN, Outcome.NOT_FOUND):
+        if checks >= len(schedule):
+            msg = (f"{attempt.psp} gave no definite answer for {attempt.idempotency_key} after {checks} status "
+                   "checks; an operator must confirm with the PSP before anything else is done")
+            payment.hold_for_review(ctx.now(), NAME, "outcome_unknown", msg)
+            out = ctx.event(None, payment, "payments.failed", {
+                "status": payment.status, "code": "outcome_unknown", "message": msg, "stage": NAME})
+            store.commit(Changes(payment=payment, expected_version=version, events=[out], reminders=[clear]))
+            return "requires_review"
+        due = iso(platform.clock.now() + timedelta(seconds=schedule[checks]))
+        store.commit(Changes(payment=payment, expected_version=version,
+                             reminders=[Reminder(payment.tenant_id, payment.payment_id, due)]))
+        return "still unknown"
+    events = apply_result(ctx, None, payment, result)
+    if events is None:  # the PSP proved it did not process it: authorization may fail over
+        events = [ctx.event(None, payment, "payments.routed", {"psps": payment.route})]
+    store.commit(Changes(payment=payment, expected_version=version, events=events, reminders=[clear]))
+    return payment.state.value

@@ -1,0 +1,487 @@
+"""A PSP simulator: several fake PSPs behind one HTTP server, keyed by path.
+
+Run:  python -m laptop.psp_simulator --port 8100 --db sim.db
+Every route under /psp/{name}/ is a separate PSP with its own charges and
+idempotency keys. Behaviour is chosen by the card number (see TEST_CARDS).
+Only the last four digits of a card are ever stored or logged.
+
+Network faults for the fault tests (--fault-lose-request P, --fault-lose-response P,
+--fault-seed S): a lost request closes the connection before anything is
+processed; a lost response processes and records the call, then closes the
+connection without answering. GET /psp/{name}/stats counts them by kind.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import re
+import secrets
+import signal
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterator
+from urllib.parse import unquote, urlsplit
+
+import orjson
+
+log = logging.getLogger("chalicelib.simulator")
+
+TEST_CARDS: dict[str, tuple[str, str]] = {
+    "4242424242424242": ("approve", "Approved on every PSP."),
+    "4000000000000002": ("decline", "Hard decline, code card_declined."),
+    "4000000000009995": ("insufficient_funds", "Hard decline, code insufficient_funds."),
+    "4000000000000119": ("soft_decline_first_psp", "sim-a: 503 try_again_later, no charge; other PSPs approve."),
+    "4000000000000077": ("timeout_charged", "Charged, but answered after timeout_delay; status() finds it."),
+    "4000000000000101": ("timeout_not_charged", "Nothing charged; 504 after timeout_delay; status() finds none."),
+}
+FIRST_PSP = "sim-a"  # the PSP that soft-declines the soft_decline_first_psp card
+MAX_BODY = 1 << 20
+DECLINE_CODES = {"decline": "card_declined", "insufficient_funds": "insufficient_funds"}
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS charges (id TEXT PRIMARY KEY, psp TEXT NOT NULL,
+  idempotency_key TEXT NOT NULL, status TEXT NOT NULL, code TEXT, amount INTEGER NOT NULL,
+  currency TEXT NOT NULL, captured_amount INTEGER NOT NULL DEFAULT 0,
+  refunded_amount INTEGER NOT NULL DEFAULT 0, last4 TEXT NOT NULL, reference TEXT,
+  correlation_id TEXT, created_at TEXT NOT NULL, UNIQUE (psp, idempotency_key));
+CREATE TABLE IF NOT EXISTS operations (psp TEXT NOT NULL, idempotency_key TEXT NOT NULL,
+  kind TEXT NOT NULL, charge_id TEXT NOT NULL, response BLOB NOT NULL,
+  PRIMARY KEY (psp, idempotency_key));
+CREATE TABLE IF NOT EXISTS faults (seq INTEGER PRIMARY KEY AUTOINCREMENT, psp TEXT NOT NULL,
+  op TEXT NOT NULL, kind TEXT NOT NULL, idempotency_key TEXT, at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS webhooks (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  tenant_id TEXT NOT NULL, body TEXT NOT NULL, signature TEXT, correlation_id TEXT,
+  status_code INTEGER NOT NULL, received_at TEXT NOT NULL);
+"""
+BY_KEY = "SELECT * FROM charges WHERE psp=? AND idempotency_key=?"
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status plus a JSON body with code and message."""
+
+    def __init__(self, http_status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.body = http_status, {"code": code, "message": message, **extra}
+
+
+def luhn_valid(number: str) -> bool:
+    """True if `number` is 12-19 digits with a valid Luhn check digit."""
+    if not (number.isdigit() and 12 <= len(number) <= 19):
+        return False
+    digits = [int(c) * (2 if i % 2 else 1) for i, c in enumerate(reversed(number))]
+    return sum(d - 9 if d > 9 else d for d in digits) % 10 == 0
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _positive(body: dict, name: str, default: int | None = None) -> int:
+    value = body.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ApiError(400, "invalid_request", f"{name} must be a positive integer (minor units)")
+    return value
+
+
+def _key(body: dict, headers: Any) -> str:
+    key = body.get("idempotency_key") or headers.get("Idempotency-Key")
+    if not isinstance(key, str) or not key or len(key) > 255:
+        raise ApiError(400, "invalid_request", "idempotency_key is required")
+    return key
+
+
+def _charge(row: sqlite3.Row) -> tuple[int, dict[str, Any]]:
+    body = {k: row[k] for k in row.keys() if k not in ("psp", "created_at") and row[k] is not None}
+    return (402 if row["status"] == "declined" else 200), body
+
+
+LOSE_REQUEST, LOSE_RESPONSE = "lose_request", "lose_response"
+FAULTABLE_OPS = ("authorize", "capture")
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Injected network faults: each faultable call loses its request with probability
+    lose_request, else loses its response with probability lose_response."""
+
+    lose_request: float = 0.0
+    lose_response: float = 0.0
+    seed: int | None = None
+    ops: tuple[str, ...] = ("authorize",)
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.lose_request <= 1 and 0 <= self.lose_response <= 1
+                and self.lose_request + self.lose_response <= 1):
+            raise ValueError("fault probabilities must be in [0, 1] and sum to at most 1")
+        unknown = set(self.ops) - set(FAULTABLE_OPS)
+        if unknown:
+            raise ValueError(f"faults apply only to {', '.join(FAULTABLE_OPS)}, not {', '.join(sorted(unknown))}")
+
+    @property
+    def active(self) -> bool:
+        return bool(self.lose_request or self.lose_response)
+
+
+class Simulator:
+    """The PSP behaviour over SQLite; one connection serialized by a lock."""
+
+    def __init__(self, db_path: str, timeout_delay: float, faults: Faults | None = None) -> None:
+        self.timeout_delay = timeout_delay
+        self.faults = faults or Faults()
+        self._rng = random.Random(self.faults.seed)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(SCHEMA)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE takes the write lock up front, so other processes on the file serialize too
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def draw_fault(self, psp: str, op: str, key: str | None) -> str | None:
+        """Decide (seeded) whether this call loses its request or its response; records the fault."""
+        if not self.faults.active or op not in self.faults.ops:
+            return None
+        with self._lock:  # one seeded sequence however many handler threads draw from it
+            x = self._rng.random()
+        kind = LOSE_REQUEST if x < self.faults.lose_request else \
+            LOSE_RESPONSE if x < self.faults.lose_request + self.faults.lose_response else None
+        if kind is not None:
+            with self._tx() as db:
+                db.execute("INSERT INTO faults (psp, op, kind, idempotency_key, at) VALUES (?,?,?,?,?)",
+                           (psp, op, kind, key, _now()))
+        return kind
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._db.close()
+
+    def authorize(self, psp: str, body: dict, headers: Any) -> tuple[int, dict]:
+        """Authorize once per (psp, idempotency key); replays return the stored outcome."""
+        key, amount = _key(body, headers), _positive(body, "amount")
+        currency, card, reference = body.get("currency"), body.get("card"), body.get("reference")
+        if not (isinstance(currency, str) and re.fullmatch(r"[A-Za-z]{3}", currency)):
+            raise ApiError(400, "invalid_request", "currency must be a 3-letter code")
+        bank = body.get("bank_account")
+        if isinstance(bank, dict) and isinstance(bank.get("iban"), str) and card is None:
+            card = {"number": "BANK" + bank["iban"][-4:]}  # bank debits: approved, only last4 kept
+        if not isinstance(card, dict) or not isinstance(card.get("number"), str):
+            raise ApiError(400, "invalid_request", "card.number or bank_account.iban is required")
+        if reference is not None and not isinstance(reference, str):
+            raise ApiError(400, "invalid_request", "reference must be a string")
+        number = re.sub(r"[\s-]", "", card["number"])
+        behaviour = TEST_CARDS.get(number, ("approve", ""))[0]
+        with self._tx() as db:  # a replay never re-runs the card behaviour
+            row = db.execute(BY_KEY, (psp, key)).fetchone()
+        if row is not None:
+            return _charge(row)
+        if behaviour == "timeout_not_charged":
+            time.sleep(self.timeout_delay)
+            raise ApiError(504, "gateway_timeout", "upstream acquirer timed out")
+        if behaviour == "soft_decline_first_psp" and psp == FIRST_PSP:
+            raise ApiError(503, "try_again_later", "issuer unavailable, try another route",
+                           status="unavailable")
+        valid = number.startswith("BANK") or luhn_valid(number)
+        code = DECLINE_CODES.get(behaviour) if valid else "incorrect_number"
+        with self._tx() as db:
+            # ON CONFLICT + re-read: a concurrent duplicate gets the winner's row
+            db.execute("INSERT INTO charges (id, psp, idempotency_key, status, code, amount, currency,"
+                       " last4, reference, correlation_id, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+                       " ON CONFLICT (psp, idempotency_key) DO NOTHING",
+                       ("ch_" + secrets.token_hex(12), psp, key, "declined" if code else "authorized",
+                        code, amount, currency.upper(), number[-4:], reference,
+                        headers.get("X-Correlation-Id"), _now()))
+            row = db.execute(BY_KEY, (psp, key)).fetchone()
+        if behaviour == "timeout_charged":
+            time.sleep(self.timeout_delay)
+        return _charge(row)
+
+    def status(self, psp: str, key: str) -> tuple[int, dict]:
+        """What this PSP recorded for an authorization idempotency key (200 even if declined)."""
+        with self._tx() as db:
+            row = db.execute(BY_KEY, (psp, key)).fetchone()
+        if row is None:
+            raise ApiError(404, "not_found", "no authorization with this idempotency key")
+        return 200, _charge(row)[1]
+
+    def operate(self, psp: str, charge_id: str, kind: str, body: dict, headers: Any) -> tuple[int, dict]:
+        """Capture, void or refund a charge; successful results are replayed by key."""
+        key = _key(body, headers)
+        with self._tx() as db:
+            op = db.execute("SELECT * FROM operations WHERE psp=? AND idempotency_key=?", (psp, key)).fetchone()
+            if op is not None:
+                if (op["kind"], op["charge_id"]) != (kind, charge_id):
+                    raise ApiError(409, "idempotency_conflict", "key already used for another operation")
+                return 200, orjson.loads(op["response"])
+            ch = db.execute("SELECT * FROM charges WHERE psp=? AND id=?", (psp, charge_id)).fetchone()
+            if ch is None:
+                raise ApiError(404, "not_found", "no such charge")
+            if body.get("currency") not in (None, ch["currency"]):
+                raise ApiError(400, "currency_mismatch", "currency differs from the authorization")
+            result = self._apply(db, ch, kind, body)
+            db.execute("INSERT INTO operations VALUES (?,?,?,?,?)",
+                       (psp, key, kind, charge_id, orjson.dumps(result)))
+        return 200, result
+
+    @staticmethod
+    def _apply(db: sqlite3.Connection, ch: sqlite3.Row, kind: str, body: dict) -> dict:
+        state, captured, refunded = ch["status"], ch["captured_amount"], ch["refunded_amount"]
+        if (state != "authorized") if kind != "refund" else (state not in ("captured", "refunded")):
+            raise ApiError(409, "invalid_state", f"cannot {kind} a {state} charge")
+        if kind == "void":
+            db.execute("UPDATE charges SET status='voided' WHERE id=?", (ch["id"],))
+            return {"id": ch["id"], "status": "voided"}
+        if kind == "capture":
+            amount = _positive(body, "amount", ch["amount"])
+            if amount > ch["amount"]:
+                raise ApiError(400, "amount_too_large", "capture exceeds the authorized amount")
+            db.execute("UPDATE charges SET status='captured', captured_amount=? WHERE id=?", (amount, ch["id"]))
+            return {"id": ch["id"], "status": "captured", "amount": amount}
+        amount = _positive(body, "amount", captured - refunded)
+        if refunded + amount > captured:
+            raise ApiError(400, "amount_too_large", "refunds would exceed the captured amount")
+        db.execute("UPDATE charges SET refunded_amount=?, status=? WHERE id=?",
+                   (refunded + amount, "refunded" if refunded + amount == captured else "captured", ch["id"]))
+        return {"id": "re_" + secrets.token_hex(12), "charge_id": ch["id"], "status": "refunded", "amount": amount}
+
+    def stats(self, psp: str) -> tuple[int, dict]:
+        """Authorizations this PSP charged (declines excluded), in total and per reference,
+        and the network faults it injected, by kind and by operation."""
+        with self._tx() as db:
+            rows = db.execute("SELECT reference, count(*) AS n FROM charges WHERE psp=? AND"
+                              " status != 'declined' GROUP BY reference", (psp,)).fetchall()
+            faults = db.execute("SELECT op, kind, count(*) AS n FROM faults WHERE psp=? GROUP BY op, kind",
+                                (psp,)).fetchall()
+        by_kind = {LOSE_REQUEST: 0, LOSE_RESPONSE: 0}
+        by_op: dict[str, dict[str, int]] = {}
+        for f in faults:
+            by_kind[f["kind"]] += f["n"]
+            by_op.setdefault(f["op"], {})[f["kind"]] = f["n"]
+        return 200, {"authorizations": sum(r["n"] for r in rows),
+                     "by_reference": {r["reference"]: r["n"] for r in rows if r["reference"] is not None},
+                     "faults": by_kind, "faults_by_op": by_op}
+
+    def webhook(self, tenant: str, raw: bytes, headers: Any) -> tuple[int, dict]:
+        """Store a merchant webhook delivery; tenants named fail-* answer 500 (attempt still listed)."""
+        code = 500 if tenant.startswith("fail-") else 200
+        with self._tx() as db:
+            db.execute("INSERT INTO webhooks (tenant_id, body, signature, correlation_id, status_code,"
+                       " received_at) VALUES (?,?,?,?,?,?)",
+                       (tenant, raw.decode("utf-8", "replace"), headers.get("Webhook-Signature"),
+                        headers.get("X-Correlation-Id"), code, _now()))
+        if code == 500:
+            raise ApiError(500, "sink_failure", "this sink is configured to fail")
+        return 200, {"status": "received"}
+
+    def deliveries(self, tenant: str) -> tuple[int, dict]:
+        """Every delivery attempt for a tenant, in arrival order."""
+        with self._tx() as db:
+            rows = db.execute("SELECT body, signature, correlation_id, status_code, received_at"
+                              " FROM webhooks WHERE tenant_id=? ORDER BY seq", (tenant,)).fetchall()
+        return 200, {"deliveries": [dict(r) for r in rows]}
+
+
+ROUTES = [  # (method, pattern, handler name, needs JSON body)
+    ("GET", r"/health", "health", False),
+    ("POST", r"/psp/([^/]+)/authorizations", "authorize", True),
+    ("GET", r"/psp/([^/]+)/authorizations/([^/]+)", "status", False),
+    ("POST", r"/psp/([^/]+)/charges/([^/]+)/(capture|void|refunds)", "operate", True),
+    ("GET", r"/psp/([^/]+)/stats", "stats", False),
+    ("POST", r"/webhooks/([^/]+)", "webhook", False),
+    ("GET", r"/webhooks/([^/]+)", "deliveries", False),
+]
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Routes requests to the Simulator and always answers JSON."""
+
+    server: SimulatorServer
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        self._dispatch(self.command)
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET  # unrouted verbs get a JSON 405/404
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Protocol-level failures (bad request line, oversized headers) answer JSON too."""
+        self.close_connection = True
+        self._send(code, {"code": f"http_{code}", "message": message or "bad request"})
+
+    def _dispatch(self, method: str) -> None:
+        fault = None
+        try:
+            raw = self._read_body()  # always drain the body so keep-alive stays in sync
+            fault = self._fault(method, raw)
+            if fault == LOSE_REQUEST:  # dropped on the way in: nothing processed, nothing recorded
+                self.close_connection = True
+                return
+            status, body = self._route(method, raw)
+        except ApiError as exc:
+            status, body = exc.status, exc.body
+        except Exception as exc:  # never leak a trace (or request data) to the client
+            log.error("internal error %s on %s %s", type(exc).__name__, method, self.path)
+            status, body = 500, {"code": "internal_error", "message": "internal error"}
+        if fault == LOSE_RESPONSE:  # processed and recorded, but the answer never arrives
+            self.close_connection = True
+            return
+        self._send(status, body)
+
+    def _fault(self, method: str, raw: bytes) -> str | None:
+        """An injected fault for this call, if it is a faultable PSP operation."""
+        if method != "POST":
+            return None
+        path = urlsplit(self.path).path.rstrip("/")
+        match = re.fullmatch(r"/psp/([^/]+)/(authorizations|charges/[^/]+/capture)", path)
+        if not match:
+            return None
+        try:
+            body = orjson.loads(raw or b"{}")
+        except orjson.JSONDecodeError:
+            body = {}
+        key = (body.get("idempotency_key") if isinstance(body, dict) else None) or self.headers.get("Idempotency-Key")
+        op = "authorize" if match.group(2) == "authorizations" else "capture"
+        return self.server.simulator.draw_fault(unquote(match.group(1)), op, key)
+
+    def _read_body(self) -> bytes:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY:
+            self.close_connection = True  # an unread body would poison the next request
+            raise ApiError(413 if length > 0 else 400, "bad_length", "missing or too large body")
+        return self.rfile.read(length) if length else b""
+
+    def _route(self, method: str, raw: bytes) -> tuple[int, dict]:
+        path = urlsplit(self.path).path.rstrip("/") or "/"
+        allowed = False
+        for verb, pattern, name, wants_json in ROUTES:
+            match = re.fullmatch(pattern, path)
+            if not match or verb != method:
+                allowed = allowed or bool(match)
+                continue
+            args = [unquote(a) for a in match.groups()]
+            sim = self.server.simulator
+            if name == "health":
+                return 200, {"status": "ok"}
+            if name == "webhook":
+                return sim.webhook(args[0], raw, self.headers)
+            if not wants_json:
+                return getattr(sim, name)(*args)
+            try:
+                body = orjson.loads(raw or b"{}")
+            except orjson.JSONDecodeError:
+                raise ApiError(400, "bad_json", "request body is not valid JSON") from None
+            if not isinstance(body, dict):
+                raise ApiError(400, "bad_json", "request body must be a JSON object")
+            if name == "operate":
+                kind = "refund" if args[2] == "refunds" else args[2]
+                return sim.operate(args[0], args[1], kind, body, self.headers)
+            return sim.authorize(args[0], body, self.headers)
+        if allowed:
+            raise ApiError(405, "method_not_allowed", f"{method} not allowed here")
+        raise ApiError(404, "not_found", "no such route")
+
+    def _send(self, status: int, body: dict) -> None:
+        data = orjson.dumps(body)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (timeout tests): nothing to do
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        log.info("%s %s", self.address_string(), format % args)  # paths carry no card data
+
+
+class SimulatorServer(ThreadingHTTPServer):
+    """One thread per connection; daemon threads so a hung client never blocks exit."""
+
+    daemon_threads = True
+    request_queue_size = 128  # bursts of concurrent clients must not hit the listen backlog
+
+    def __init__(self, address: tuple[str, int], db_path: str, timeout_delay: float,
+                 faults: Faults | None = None) -> None:
+        self.simulator = Simulator(db_path, timeout_delay, faults)
+        super().__init__(address, Handler)
+
+    def server_close(self) -> None:
+        """Stop listening and close the database."""
+        super().server_close()
+        self.simulator.close()
+
+
+def serve(host: str, port: int, db_path: str, timeout_delay: float = 3.0, *, lose_request: float = 0.0,
+          lose_response: float = 0.0, fault_seed: int | None = None, fault_ops: tuple[str, ...] = ("authorize",),
+          poll_interval: float = 0.5) -> tuple[SimulatorServer, threading.Thread]:
+    """Start the simulator on a background thread; port 0 picks a free port.
+
+    Stop with `server.shutdown(); server.server_close()`."""
+    faults = Faults(lose_request, lose_response, fault_seed, tuple(fault_ops))
+    server = SimulatorServer((host, port), db_path, timeout_delay, faults)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": poll_interval},
+                              name="psp-simulator", daemon=True)
+    thread.start()
+    return server, thread
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point; runs until SIGTERM or Ctrl-C."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8100)
+    parser.add_argument("--db", required=True, help="SQLite file for simulator state")
+    parser.add_argument("--timeout-delay", type=float, default=3.0)
+    parser.add_argument("--fault-lose-request", type=float, default=0.0, metavar="P",
+                        help="probability that a faultable call is dropped unprocessed")
+    parser.add_argument("--fault-lose-response", type=float, default=0.0, metavar="P",
+                        help="probability that a faultable call is processed but not answered")
+    parser.add_argument("--fault-seed", type=int, default=None, metavar="S", help="seed for the fault draws")
+    parser.add_argument("--fault-ops", default="authorize", metavar="OPS",
+                        help=f"comma-separated operations faults apply to (of {', '.join(FAULTABLE_OPS)})")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        faults = Faults(args.fault_lose_request, args.fault_lose_response, args.fault_seed,
+                        tuple(o.strip() for o in args.fault_ops.split(",") if o.strip()))
+    except ValueError as e:
+        parser.error(str(e))
+    server = SimulatorServer((args.host, args.port), args.db, args.timeout_delay, faults)
+
+    def stop(*_: Any) -> None:
+        # shutdown() blocks until serve_forever returns, so it must run on another thread
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    host, port = server.server_address[:2]
+    print(f"simulator listening on http://{host}:{port}", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()
