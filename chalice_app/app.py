@@ -15,7 +15,7 @@ from chalicelib.config import OUTBOX_STREAM_ARN
 from chalicelib.bootstrap import get_platform
 from chalicelib.handlers.batch import handle_batch
 from chalicelib.handlers.relay import relay_stream_records
-from chalicelib.services import audit
+from chalicelib.services import audit, health
 from chalicelib.stages import STAGES
 from chalicelib.observability import tracing
 
@@ -89,10 +89,13 @@ def notification(event, context):
 
 @app.schedule("rate(1 minute)", name="reconciliation")
 def reconcile_unknown_outcomes(event):
-    """Status checks of unknown PSP outcomes that are due (see chalicelib/stages/reconciliation.py), then
-    the audit chainer: committed payment state changes into their tenants' hash chains."""
+    """Status checks of unknown PSP outcomes that are due (chalicelib/stages/reconciliation.py), the
+    audit chainer (committed state changes into their tenants' hash chains), then health metrics."""
     platform = get_platform()
-    return {"handled": reconciliation.run_due(platform, limit=500), "audited": audit.chain_all(platform)}
+    handled = reconciliation.run_due(platform, limit=500)
+    audited = audit.chain_all(platform)
+    health.report_health(platform)
+    return {"handled": handled, "audited": audited}
 
 
 @app.on_dynamodb_record(stream_arn=os.environ.get(OUTBOX_STREAM_ARN) or LOCAL_STREAM_ARN, batch_size=100,
@@ -102,7 +105,7 @@ def outbox_relay(event):
 
     Raising makes Lambda retry the batch, so a record is never lost (duplicates are)."""
     platform = get_platform()
-    return {"published": relay_stream_records(event.to_dict()["Records"], platform.store, platform.bus)}
+    return {"published": relay_stream_records(event.to_dict()["Records"], platform.feed, platform.store, platform.bus)}
 
 
 @app.on_dynamodb_record(stream_arn=os.environ.get(OUTBOX_STREAM_ARN) or LOCAL_STREAM_ARN, batch_size=100,
@@ -111,7 +114,8 @@ def reports(event):
     """The table's stream -> per-tenant report counters (GET /v1/reports/summary).
 
     Each change is counted with its processed marker in one transaction: a retried batch counts nothing twice."""
-    return {"counted": reporting.report_stream_records(event.to_dict()["Records"], get_platform().store)}
+    platform = get_platform()
+    return {"counted": reporting.report_stream_records(event.to_dict()["Records"], platform.feed, platform.store)}
 
 
 STAGE_HANDLERS = {name: globals()[name] for name in STAGES}

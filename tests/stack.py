@@ -277,8 +277,8 @@ def start_processes(data: Path, members: int = 2, simulator_args: tuple[str, ...
 # webhooks go to the simulator's sink.
 SETUP = """
 import json, orjson
-from chalicelib import tenancy
-from chalicelib.runtime import bootstrap
+from chalicelib.services import tenants as tenancy
+from chalicelib import bootstrap
 from chalicelib.stages import topics
 p = bootstrap.build()
 p.bus.ensure_topics(topics())

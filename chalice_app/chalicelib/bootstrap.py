@@ -6,54 +6,23 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from . import schemas
-from .breaker import Breakers
+from .api.ratelimit import SharedRateLimiter
+from .audit.chain import HeadSigner
 from .clock import SystemClock
 from .config import ConfigError, Settings
 from .connectors import build_connector, open_config
-from .ports import Clock, Connector, EventBus, KeyService, PaymentStore, TenantDirectory
-from .observability import logmask as logfilter
-from .observability import logs, metrics, tracing
-from .vault import Vault
+from .observability import logmask, logs, metrics, tracing
+from .ports import (AuditLog, ChangeFeed, Clock, Connector, EventBus, KeyService, PaymentStore, Platform,
+                    TenantDirectory)
+from .services.audit import audit_mac_key
 from .webhooks import Poster, http_post
 
 PSP_CONFIG = "PSP_CONFIG"  # JSON list of {"name", "type", ...}; default: two simulator PSPs
-
-
-@dataclass
-class Platform:
-    settings: Settings
-    store: PaymentStore
-    tenants: TenantDirectory
-    bus: EventBus
-    keys: KeyService
-    clock: Clock
-    connectors: dict[str, Connector]
-    post_webhook: Poster = http_post
-
-    @property
-    def vault(self) -> Vault:
-        return Vault(self.store, self.keys)
-
-    @property
-    def breakers(self) -> Breakers:
-        s = self.settings
-        return Breakers(self.store, self.clock, s.breaker_threshold, s.breaker_cooldown_s)
-
-    def connector(self, name: str) -> Connector:
-        try:
-            return self.connectors[name]
-        except KeyError:
-            raise ConfigError(f"no PSP connector named {name!r} (have: {', '.join(self.connectors)})") from None
-
-    def psp_healthy(self, name: str) -> bool:
-        """Configured, and its circuit breaker lets calls through."""
-        return name in self.connectors and self.breakers.allows(name)
 
 
 def psp_configs(settings: Settings, env: dict[str, str] | None = None) -> list[dict[str, Any]]:
@@ -71,31 +40,60 @@ def psp_configs(settings: Settings, env: dict[str, str] | None = None) -> list[d
 
 
 def build(settings: Settings | None = None, clock: Clock | None = None) -> Platform:
+    """The whole Platform for PLATFORM_MODE: logs, tracing and metrics set up, adapters opened."""
     settings = settings or Settings.from_env()
     logs.install(settings.log_level, settings.log_format)
-    logfilter.install()  # I6, second line of defence: mask anything Luhn-valid in every log record
+    logmask.install()  # I6, second line of defence: mask anything Luhn-valid in every log record
     tracing.setup(settings)
     metrics.METRICS.configure(settings)
     schemas.warm()
-    def connectors(keys: KeyService) -> dict[str, Connector]:  # sealed PSP credentials open with the keys
-        try:
-            return {c["name"]: build_connector(open_config(c, keys)) for c in psp_configs(settings)}
-        except ValueError as e:
-            raise ConfigError(f"{PSP_CONFIG}: {e}") from None
     if settings.mode == "embedded":
         from .adapters.keyring import LocalKeyring
         from .adapters.sqlite.bus import SqliteBus
         from .adapters.sqlite.store import SqliteStore
         store = SqliteStore(settings.store_path)
-        bus = SqliteBus(settings.bus_path, settings.partitions)
-        keys = LocalKeyring(settings.keyring_path)
-        return Platform(settings, store, store, bus, keys, clock or SystemClock(), connectors(keys))
+        return assemble(settings, store, store, SqliteBus(settings.bus_path, settings.partitions),
+                        LocalKeyring(settings.keyring_path), clock or SystemClock())
     if settings.mode in ("aws-local", "aws"):
         # DynamoDB + Kafka (MSK / Tansu) + KMS; aws-local points boto3 at moto or LocalStack.
         from .adapters.aws.setup import build_adapters
         store, bus, keys, _ = build_adapters(settings)
-        return Platform(settings, store, store, bus, keys, clock or SystemClock(), connectors(keys))
+        return assemble(settings, store, store, bus, keys, clock or SystemClock())
     raise ConfigError(f"PLATFORM_MODE={settings.mode} is not wired")
+
+
+def assemble(settings: Settings, store: PaymentStore, tenants: TenantDirectory, bus: EventBus, keys: KeyService,
+             clock: Clock, connectors: dict[str, Connector] | None = None, post_webhook: Poster = http_post
+             ) -> Platform:
+    """A Platform from its adapters: the parts that follow from them (PSP connectors with their
+    sealed credentials opened, the audit log, the change feed, the rate limiter) are made here."""
+    if connectors is None:
+        try:
+            connectors = {c["name"]: build_connector(open_config(c, keys)) for c in psp_configs(settings)}
+        except ValueError as e:
+            raise ConfigError(f"{PSP_CONFIG}: {e}") from None
+    audit_log, feed = _audit_and_feed(settings, store, keys)
+    return Platform(settings=settings, store=store, tenants=tenants, bus=bus, keys=keys, clock=clock,
+                    connectors=connectors, audit_log=audit_log, feed=feed,
+                    rate_limiter=SharedRateLimiter(store, settings.rate_limit_per_s, settings.rate_limit_burst),
+                    post_webhook=post_webhook)
+
+
+def _audit_and_feed(settings: Settings, store: Any, keys: KeyService) -> tuple[AuditLog, ChangeFeed]:
+    """The audit log beside the store ($DATA_DIR/audit.db embedded, the table in the aws modes),
+    its head signed with a key only KeyService can open; and the store's change feed."""
+    holder: list[AuditLog] = []
+    signer = HeadSigner(lambda: audit_mac_key(keys, holder[0]))
+    if settings.mode == "embedded":
+        from .adapters.sqlite.audit import SqliteAuditLog
+        from .adapters.sqlite.feed import SqliteChangeFeed
+        audit_log, feed = SqliteAuditLog(settings.data_dir / "audit.db", signer), SqliteChangeFeed(store)
+    else:
+        from .adapters.aws.dynamodb_audit import DynamoAuditLog
+        from .adapters.aws.dynamodb_stream import DynamoChangeFeed
+        audit_log, feed = DynamoAuditLog(store.client, store.table, signer), DynamoChangeFeed()
+    holder.append(audit_log)
+    return audit_log, feed
 
 
 _platform: Platform | None = None

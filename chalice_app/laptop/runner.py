@@ -21,13 +21,12 @@ import time
 from datetime import timedelta
 from typing import Any, Callable
 
-from chalicelib.stages import reconciliation
-from chalicelib.services import reporting
 from chalicelib.clock import iso
 from chalicelib.handlers import dlq
 from chalicelib.handlers.msk import build_event, iter_records, parse_item_identifier
-from chalicelib.services import audit
 from chalicelib.handlers.relay import relay_once
+from chalicelib.services import audit, health, reporting
+from chalicelib.stages import reconciliation
 
 log = logging.getLogger("payments.runner")
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
@@ -151,12 +150,15 @@ class Runner:
         return done
 
     def reconcile_step(self) -> int:
-        """Due status checks of unknown PSP outcomes (slow PSPs must not hold up the relay)."""
-        return reconciliation.run_due(self.platform)
+        """Due status checks of unknown PSP outcomes (slow PSPs must not hold up the relay), then
+        health metrics now and then, as the scheduled Lambda does."""
+        done = reconciliation.run_due(self.platform)
+        health.report_health(self.platform)
+        return done
 
     def report_step(self) -> int:
         """The reporting consumer on the embedded change feed (AWS modes: the table's stream)."""
-        return reporting.report_feed_once(self.platform.store)
+        return reporting.report_feed_once(self.platform.feed, self.platform.store)
 
     def step(self) -> int:
         done = self.relay_step() + self.reconcile_step() + self.report_step() if self.relay else 0

@@ -14,8 +14,8 @@ from typing import Any
 
 from chalicelib.stages import STAGES
 from chalicelib import bootstrap
-from chalicelib.handlers.relay import StreamRelay, StreamReporter
 from .runner import Runner
+from .streams import StreamRelay, StreamReporter
 
 
 def app_handlers() -> dict[str, tuple[Any, Any]]:
@@ -53,9 +53,9 @@ def start_stream_relay(platform: Any, runner: Runner, enabled: bool = True) -> t
     aws = AwsSettings.from_env(platform.settings.mode)
     c = clients(aws)
     arn = stream_arn(aws, c["dynamodb"])
-    relay = StreamRelay(c["dynamodbstreams"], arn, platform.store, platform.bus)
+    relay = StreamRelay(c["dynamodbstreams"], arn, platform)
     # The reporting consumer reads the same stream, as its own Lambda (app.reports) does in AWS.
-    reporter = StreamReporter(c["dynamodbstreams"], arn, platform.store)
+    reporter = StreamReporter(c["dynamodbstreams"], arn, platform)
     log = logging.getLogger("payments.relay")
 
     def loop(reader: StreamRelay) -> None:

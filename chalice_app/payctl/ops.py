@@ -52,7 +52,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
 def cmd_metrics(args: argparse.Namespace) -> int:
     import time
 
-    from chalicelib.stages.reconciliation import report_health
+    from chalicelib.services.health import report_health
     from chalicelib.observability import metrics
     p = platform()
     report_health(p, force=True)  # DLQ depth and breakers as of now

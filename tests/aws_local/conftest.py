@@ -23,7 +23,7 @@ from chalicelib.config import Settings
 from laptop.psp_simulator import SimulatorServer
 from laptop import aws_local
 from chalicelib import bootstrap
-from chalicelib.handlers.relay import StreamRelay, StreamReporter
+from laptop.streams import StreamRelay, StreamReporter
 from laptop.runner import Runner
 from chalicelib.stages import STAGES, topics
 
@@ -120,8 +120,8 @@ def aws_stack(tmp_path_factory):
                     for n in STAGES}
         runner = Runner(platform, handlers)
         c = clients(aws)
-        relay = StreamRelay(c["dynamodbstreams"], arn, platform.store, platform.bus)
-        reporter = StreamReporter(c["dynamodbstreams"], arn, platform.store)
+        relay = StreamRelay(c["dynamodbstreams"], arn, platform)
+        reporter = StreamReporter(c["dynamodbstreams"], arn, platform)
         tenant = tenancy.create_tenant(platform, "acme", webhook_url="https://merchant.example/hooks")
         stop, threads = threading.Event(), []
         try:

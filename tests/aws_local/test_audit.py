@@ -18,7 +18,7 @@ def test_state_changes_are_chained_in_dynamodb_and_tampering_is_named(aws_stack)
     pid = json.loads(r.body)["id"]
     s.drive(lambda: s.platform.store.get_payment(tid, pid).status == "settled")
     s.drive(lambda: s.platform.store.pending_audit_count(tid) == 0, timeout_s=30)  # the relay loop chains
-    log = audit.audit_log(s.platform)
+    log = s.platform.audit_log
     assert isinstance(log, DynamoAuditLog)
     bodies = [json.loads(raw) for _, raw, _ in log.rows(tid)]
     mine = [b for b in bodies if b.get("subject") == pid]

@@ -96,7 +96,7 @@ class Simulation(ApiClient):
         self.psps = {n: SimPsp(n, psp_rng, PspRates(**vars(rates)), self.faults, self.crasher)
                      for n in ("sim-a", "sim-b")}
         self.webhook_fail = rng.uniform(0, 0.3)
-        self.platform = bootstrap.Platform(self.settings, self.store, self.store, self.bus,
+        self.platform = bootstrap.assemble(self.settings, self.store, self.store, self.bus,
                                            LocalKeyring(self.settings.keyring_path), self.clock, self.psps,
                                            post_webhook=self._webhook)
         self.service = PaymentService(self.platform)
@@ -185,7 +185,7 @@ class Simulation(ApiClient):
 
     def do_relay(self) -> None:
         relay_once(self.store, self.bus, limit=self.rng.randint(1, 8))
-        reporting.report_feed_once(self.store, limit=self.rng.randint(1, 8))  # the reporting consumer
+        reporting.report_feed_once(self.platform.feed, self.store, limit=self.rng.randint(1, 8))  # the reporting consumer
 
     def do_reconcile(self) -> None:
         reconciliation.run_due(self.platform, limit=self.rng.randint(1, 5))
@@ -217,7 +217,7 @@ class Simulation(ApiClient):
         """No more crashes; run everything until nothing moves, advancing time past every schedule."""
         for _ in range(rounds):
             moved = relay_once(self.store, self.bus) + reconciliation.run_due(self.platform, limit=100)
-            moved += reporting.report_feed_once(self.store)
+            moved += reporting.report_feed_once(self.platform.feed, self.store)
             for key in list(self.workers):
                 moved += self.workers[key].step(self.now())
             for key in list(self.unanswered):

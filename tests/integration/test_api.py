@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.observability.logmask import luhn_ok
+from chalicelib.domain.cards import luhn_ok
 
 from .conftest import RESTING, assert_ledger_balanced, body_of, card_body
 

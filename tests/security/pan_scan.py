@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from chalicelib.observability.logmask import epoch_ms, inside_id, luhn_ok
+from chalicelib.domain.cards import epoch_ms, inside_id, luhn_ok
 
 # Every card number any test or the demo sends (simulator behaviours + well-known test cards).
 TEST_PANS = ("4242424242424242", "4000000000000002", "4000000000009995", "4000000000000119",

@@ -27,7 +27,7 @@ def history(stack, capsys):
     code, made = run(capsys, "tenant", "key", "create", tid)
     code, _ = run(capsys, "tenant", "key", "revoke", made["key_id"])
     code, _ = run(capsys, "tenant", "key", "create", tid, "--live")
-    rows = audit.audit_log(stack.platform).rows(tid)
+    rows = stack.platform.audit_log.rows(tid)
     assert len(rows) == 5
     return stack
 
@@ -48,7 +48,7 @@ def _verify(capsys, tenant: str):
 
 
 def test_entries_name_actor_time_action_subject_and_correlation(history, capsys):
-    log = audit.audit_log(history.platform)
+    log = history.platform.audit_log
     bodies = [json.loads(raw) for _, raw, _ in log.rows(history.tenant_id)]
     assert [b["action"] for b in bodies] == ["tenant.create", "key.create", "key.create", "key.revoke", "key.create"]
     for i, b in enumerate(bodies, 1):
@@ -72,7 +72,7 @@ def test_the_log_refuses_update_and_delete(history):
 
 def test_verify_catches_an_edited_entry(history, capsys):
     tid = history.tenant_id
-    (raw,) = [r[1] for r in audit.audit_log(history.platform).rows(tid) if r[0] == 3]
+    (raw,) = [r[1] for r in history.platform.audit_log.rows(tid) if r[0] == 3]
     forged = raw.replace(b"key.create", b"key.revoke")
     assert forged != raw
     _tamper(history, "UPDATE audit SET body=? WHERE tenant_id=? AND seq=3", forged, tid)
@@ -82,7 +82,7 @@ def test_verify_catches_an_edited_entry(history, capsys):
 
 def test_verify_catches_an_edit_that_also_recomputes_that_entrys_hash(history, capsys):
     tid = history.tenant_id
-    rows = audit.audit_log(history.platform).rows(tid)
+    rows = history.platform.audit_log.rows(tid)
     prev = rows[1][2]
     forged = rows[2][1].replace(b"key.create", b"key.revoke")
     _tamper(history, "UPDATE audit SET body=?, hash=? WHERE tenant_id=? AND seq=3",
@@ -105,11 +105,11 @@ def test_verify_catches_a_removed_tail(history, capsys):
 
 def test_verify_catches_swapped_entries(history, capsys):
     tid = history.tenant_id
-    rows = {seq: (raw, h) for seq, raw, h in audit.audit_log(history.platform).rows(tid)}
+    rows = {seq: (raw, h) for seq, raw, h in history.platform.audit_log.rows(tid)}
     _tamper(history, "UPDATE audit SET seq=-1 WHERE tenant_id=? AND seq=2", tid)
     _tamper(history, "UPDATE audit SET seq=2 WHERE tenant_id=? AND seq=3", tid)
     _tamper(history, "UPDATE audit SET seq=3 WHERE tenant_id=? AND seq=-1", tid)
-    assert {seq for seq, _, _ in audit.audit_log(history.platform).rows(tid)} == set(rows)
+    assert {seq for seq, _, _ in history.platform.audit_log.rows(tid)} == set(rows)
     code, result = _verify(capsys, tid)
     assert code == 1 and result["entry"] == 2 and "reordered" in result["problem"]
 
@@ -126,7 +126,7 @@ def test_verify_catches_an_entry_moved_to_another_tenant(history, capsys):
 def test_tenant_delete_is_audited(history, capsys):
     code, _ = run(capsys, "tenant", "delete", history.other["tenant_id"], "--yes")
     assert code == 0
-    body = json.loads(audit.audit_log(history.platform).rows(history.other["tenant_id"])[-1][1])
+    body = json.loads(history.platform.audit_log.rows(history.other["tenant_id"])[-1][1])
     assert body["action"] == "tenant.delete" and body["detail"]["data_key"] == "destroyed"
     assert tenancy.list_keys(history.platform, history.other["tenant_id"])[0]["revoked_at"]
 
@@ -140,7 +140,7 @@ def test_dlq_redrive_is_audited_under_the_entrys_tenant(stack, capsys):
     stack.runner.drain()
     code, report = run(capsys, "dlq", "redrive")
     assert code == 0 and report["redriven"] == 1
-    body = json.loads(audit.audit_log(stack.platform).rows(stack.tenant_id)[-1][1])
+    body = json.loads(stack.platform.audit_log.rows(stack.tenant_id)[-1][1])
     assert body["action"] == "dlq.redrive" and body["subject"] == report["entries"][0]
     assert run(capsys, "audit", "verify")[0] == 0
 
@@ -159,7 +159,7 @@ def paid(stack):
 
 
 def _bodies(stack, tid):
-    return [json.loads(raw) for _, raw, _ in audit.audit_log(stack.platform).rows(tid)]
+    return [json.loads(raw) for _, raw, _ in stack.platform.audit_log.rows(tid)]
 
 
 def test_every_payment_state_change_is_chained_with_actor_and_correlation(paid, capsys):
@@ -192,7 +192,7 @@ def test_verify_reports_state_changes_not_yet_chained(stack, capsys):
 def test_a_chainer_crash_before_forgetting_its_rows_chains_nothing_twice(stack, capsys):
     stack.pay()
     pending = stack.platform.store.pending_audit(100)
-    log = audit.audit_log(stack.platform)
+    log = stack.platform.audit_log
     log.append(stack.tenant_id, [(r.source, r.body) for r in pending])  # ... and crashed before mark_audited
     n = len(log.rows(stack.tenant_id))
     assert audit.chain_pending(stack.platform) == len(pending)
@@ -207,7 +207,7 @@ def test_verify_catches_an_edited_state_change(paid, capsys):
     stack, auto, _ = paid
     tid = stack.tenant_id
     seq = _state_change_seqs(stack, tid)[3]
-    (raw,) = [r[1] for r in audit.audit_log(stack.platform).rows(tid) if r[0] == seq]
+    (raw,) = [r[1] for r in stack.platform.audit_log.rows(tid) if r[0] == seq]
     forged = json.loads(raw)
     forged["actor"] = "stage:someone-else"
     _tamper(stack, "UPDATE audit SET body=? WHERE tenant_id=? AND seq=?", audit.canonical(forged), tid, seq)
@@ -238,7 +238,7 @@ def test_a_cut_tail_with_a_rewritten_head_is_caught(paid, capsys):
     """Truncate the log and make the head agree with the cut: without the MAC key the head cannot be signed."""
     stack, _, _ = paid
     tid = stack.tenant_id
-    rows = audit.audit_log(stack.platform).rows(tid)
+    rows = stack.platform.audit_log.rows(tid)
     keep = len(rows) - 3
     _tamper(stack, "DELETE FROM audit WHERE tenant_id=? AND seq>?", tid, keep)
     (old_mac,) = sqlite3.connect(stack.platform.settings.data_dir / "audit.db").execute(
@@ -258,10 +258,10 @@ def test_the_chainer_refuses_to_extend_a_forged_head(paid, capsys):
     stack, _, _ = paid
     tid = stack.tenant_id
     _tamper(stack, "UPDATE audit_heads SET mac=? WHERE tenant_id=?", "0" * 64, tid)
-    n = len(audit.audit_log(stack.platform).rows(tid))
+    n = len(stack.platform.audit_log.rows(tid))
     stack.pay()
     assert audit.chain_pending(stack.platform) == 0  # left pending: signing over a forged head would launder it
-    assert len(audit.audit_log(stack.platform).rows(tid)) == n
+    assert len(stack.platform.audit_log.rows(tid)) == n
     code, result = _verify(capsys, tid)
     assert code == 1 and result["pending"] == 1 and "MAC" in result["problem"]
 

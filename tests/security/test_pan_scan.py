@@ -20,7 +20,7 @@ import uuid
 import pytest
 
 from chalicelib.ports import OutRecord
-from chalicelib.observability import logmask as logfilter
+from chalicelib.observability import logmask
 
 from ..integration.conftest import card_body, stack  # noqa: F401 - the in-process platform fixture
 from ..runs import mark_run, new_run, runs_in
@@ -85,7 +85,7 @@ def test_no_pan_anywhere_after_an_in_process_run(stack, tmp_path):
     old_level = root.level
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
-    logfilter.install()  # as bootstrap does for the handlers present when the process starts
+    logmask.install()  # as bootstrap does for the handlers present when the process starts
     try:
         ids = _every_card_through_the_pipeline(stack)
     finally:

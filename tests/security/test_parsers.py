@@ -19,9 +19,10 @@ from chalicelib.services import tenants as tenancy
 from chalicelib import webhooks
 from chalicelib.api.routes import _correlation_id
 from chalicelib import strict_json
-from chalicelib.observability.logmask import holds_pan
+from chalicelib.domain.cards import holds_pan
 from chalicelib.strict_json import MAX_SAFE_INTEGER, StrictJsonError
-from chalicelib.stages.validation import RuleViolation, check_amount, check_instrument, luhn_valid, normalize_iban
+from chalicelib.domain.cards import is_card_number as luhn_valid
+from chalicelib.domain.rules import RuleViolation, check_amount, check_instrument, normalize_iban
 
 FUZZ = settings(max_examples=300, deadline=None, database=None)
 

@@ -89,7 +89,7 @@ def test_over_the_limit_is_a_429_with_retry_after_and_other_tenants_carry_on(sta
 def test_the_limit_is_shared_by_every_api_process(stack):
     """Two API processes (two Lambda containers) on one store: together they get the tenant's burst, not twice it."""
     from chalicelib import bootstrap
-    from chalicelib.api.ratelimit import SharedRateLimiter, limiter_for
+    from chalicelib.api.ratelimit import SharedRateLimiter
     clock = Clock()
     second = bootstrap.build(Settings.from_env())  # another process's platform on the same data
     a = SharedRateLimiter(stack.platform.store, 0.5, 3, clock)
@@ -101,7 +101,7 @@ def test_the_limit_is_shared_by_every_api_process(stack):
     assert b.take(stack.other["tenant_id"]) == 0  # another tenant carries on
     clock.t += wait_b
     assert b.take(tid) == 0  # the next window
-    assert isinstance(limiter_for(second), SharedRateLimiter)  # what the API uses by default
+    assert isinstance(second.rate_limiter, SharedRateLimiter)  # what the API uses by default
 
 
 def test_shared_limit_answers_429_over_http(stack):

@@ -15,7 +15,8 @@ from chalicelib import webhooks
 from chalicelib.domain.payment import Payment
 from chalicelib.ports import Posting
 from chalicelib.stages import risk, routing, settlement
-from chalicelib.stages.validation import RuleViolation, check_amount, check_instrument, luhn_valid, normalize_iban
+from chalicelib.domain.cards import is_card_number as luhn_valid
+from chalicelib.domain.rules import RuleViolation, check_amount, check_instrument, normalize_iban
 
 FAST = settings(max_examples=200, deadline=None, database=None)
 AT = "2026-11-25T10:00:00.000000Z"

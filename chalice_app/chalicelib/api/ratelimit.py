@@ -68,17 +68,3 @@ class SharedRateLimiter:
 def retry_after(wait_s: float) -> int:
     """Retry-After is whole seconds; never 0 for a refused request."""
     return max(1, math.ceil(wait_s))
-
-
-_made = threading.Lock()
-
-
-def limiter_for(platform: Any) -> Any:
-    """The platform's limiter, made on first use from its settings (tests may install their own)."""
-    with _made:
-        limiter = getattr(platform, "rate_limiter", None)
-        if limiter is None:
-            s = platform.settings
-            limiter = SharedRateLimiter(platform.store, s.rate_limit_per_s, s.rate_limit_burst)
-            platform.rate_limiter = limiter
-        return limiter

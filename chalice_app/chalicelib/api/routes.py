@@ -18,8 +18,8 @@ from opentelemetry.trace import SpanKind
 from ..services import reporting
 from ..bootstrap import get_platform
 from ..schemas import schemas_dir
-from ..observability.logmask import holds_pan, mask_pans
-from .ratelimit import limiter_for, retry_after
+from ..domain.cards import holds_pan, mask_pans
+from .ratelimit import retry_after
 from ..services.payments import ApiError, PaymentService, Reply
 from ..observability import context, tracing
 from ..services.tenants import authenticate_caller
@@ -75,7 +75,7 @@ def _serve(fn: Callable, request: Any, corr: str, authenticated: bool, params: d
             tenant_id, actor = caller[0], f"api:{caller[1]}"
             context.bind(tenant_id=tenant_id)
             span.set_attribute("payments.tenant_id", tenant_id)
-            wait = limiter_for(platform).take(tenant_id)
+            wait = platform.rate_limiter.take(tenant_id)
             if wait > 0:
                 raise ApiError(429, "Too many requests", "this tenant's request rate is over its limit; "
                                "retry after the Retry-After seconds", retry_after_s=retry_after(wait))

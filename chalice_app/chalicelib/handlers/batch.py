@@ -25,10 +25,12 @@ from opentelemetry.trace import SpanKind
 from .. import codec
 from ..clock import iso
 from ..errors import PermanentError
-from ..stages.context import StageContext
+from ..stages.context import Stage, StageContext
+from .batch_commit import BatchCommit
 from ..observability import context, metrics, tracing
 from . import dlq
 from .msk import MskRecord, iter_records
+from ..ports import Platform
 
 log = logging.getLogger("payments.handler")
 
@@ -50,7 +52,7 @@ def partition_pool(stage_name: str) -> Executor:
         return pool
 
 
-def handle_batch(event: dict[str, Any], stage: Any, platform: Any) -> dict[str, Any]:
+def handle_batch(event: dict[str, Any], stage: Stage, platform: Platform) -> dict[str, Any]:
     partitions: dict[tuple[str, int], list[MskRecord]] = {}
     for record in iter_records(event):
         partitions.setdefault((record.topic, record.partition), []).append(record)
@@ -68,18 +70,19 @@ def _header(record: MskRecord, name: str) -> str | None:
     return value.decode(errors="replace") if value is not None else None
 
 
-def _handle_partitions(groups: list[list[MskRecord]], stage: Any, platform: Any, concurrent: bool = False
+def _handle_partitions(groups: list[list[MskRecord]], stage: Stage, platform: Platform, concurrent: bool = False
                        ) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
     """Records of each partition, in order; a partition stops at its first retryable failure.
 
     `concurrent` (a stage that calls out): the partitions are worked on at once, on the
     stage's pool, each in a context of its own; otherwise one after the other. Either
     way the commits of all the groups are written in one transaction at the end
-    (StageContext.batched), before the event source may move the offsets. A record
+    (BatchCommit), before the event source may move the offsets. A record
     whose commit failed is retried with every later record of its partition; those
     that did commit are dropped as duplicates when they come back (the processed
     marker was written with them)."""
-    ctx = StageContext(stage.NAME, platform, batched=True)
+    batch = BatchCommit(stage.NAME, platform.store)
+    ctx = StageContext(stage.NAME, platform, batch=batch)
     prepare = getattr(stage, "prepare", None)
     if prepare is not None:  # e.g. authorization: write every new attempt before any PSP call
         for record in (r for records in groups for r in records):
@@ -94,34 +97,35 @@ def _handle_partitions(groups: list[list[MskRecord]], stage: Any, platform: Any,
                 except Exception:  # noqa: BLE001 - the record's own turn below meets it again and reports it
                     prepared = False
             if prepared:  # the span ends once the attempt is written
-                ctx.end_after_commit(record.item_id, span)
+                batch.end_after_commit(record.item_id, span)
             else:
                 span.end()
         ctx.item = None
-        ctx.flush()
-        ctx.failed.clear()  # a unit that did not commit is redone by handle(), from the store
+        batch.flush()
+        batch.failed.clear()  # a unit that did not commit is redone by handle(), from the store
     failures: dict[str, dict[str, str]] = {}
     dead: dict[str, dict[str, Any]] = {}
     if concurrent:
-        def work(records: list[MskRecord]) -> tuple[StageContext, dict[str, Any], dict[str, Any]]:
-            own = StageContext(stage.NAME, platform, batched=True, prepared=set(ctx.prepared))
+        def work(records: list[MskRecord]) -> tuple[BatchCommit, dict[str, Any], dict[str, Any]]:
+            own = BatchCommit(stage.NAME, platform.store)
             f: dict[str, dict[str, str]] = {}
             d: dict[str, dict[str, Any]] = {}
-            _handle_records(records, stage, platform, own, f, d)
+            _handle_records(records, stage, platform, StageContext(stage.NAME, platform, batch=own,
+                                                                   prepared=set(ctx.prepared)), f, d)
             return own, f, d
         for own, f, d in partition_pool(stage.NAME).map(work, groups):
-            ctx.adopt(own)
+            batch.adopt(own)
             failures.update(f)
             dead.update(d)
     else:
         for records in groups:
             _handle_records(records, stage, platform, ctx, failures, dead)
     ctx.item = None
-    ctx.flush()
+    batch.flush()
     out: list[dict[str, str]] = []
     for records in groups:
         for record in records:
-            error = ctx.failed.get(record.item_id)
+            error = batch.failed.get(record.item_id)
             if error is not None and record.item_id not in failures:
                 _failed(failures, record, error)
         first = next((i for i, r in enumerate(records) if r.item_id in failures), None)
@@ -134,7 +138,7 @@ def _handle_partitions(groups: list[list[MskRecord]], stage: Any, platform: Any,
     return out, list(dead.values())
 
 
-def _handle_records(records: list[MskRecord], stage: Any, platform: Any, ctx: StageContext,
+def _handle_records(records: list[MskRecord], stage: Stage, platform: Platform, ctx: StageContext,
                     failures: dict[str, dict[str, str]], dead: dict[str, dict[str, Any]]) -> None:
     """One partition's records, in order, into `ctx`; stops at the first retryable failure."""
     for record in records:
@@ -179,14 +183,14 @@ def _handle_records(records: list[MskRecord], stage: Any, platform: Any, ctx: St
         # Open until the batch commit writes what the record gathered, so the span ends when its
         # effects are durable; a dead-lettered or retried record's span ends now.
         if outcome == "ok":
-            ctx.end_after_commit(record.item_id, span)
+            ctx.batch.end_after_commit(record.item_id, span)
         else:
             span.end()
         if outcome == "retry":  # the rest of the partition waits: per-payment order
             break
 
 
-def _decode(record: MskRecord, stage: Any) -> Any:
+def _decode(record: MskRecord, stage: Stage) -> Any:
     evt = codec.decode(record.value)
     header_tenant = record.headers.get("tenant_id")
     if header_tenant is not None and header_tenant.decode(errors="replace") != evt.tenant_id:

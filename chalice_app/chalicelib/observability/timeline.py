@@ -12,6 +12,7 @@ from typing import Any
 
 from ..clock import parse_iso
 from ..domain.payment import Payment
+from ..ports import Platform
 
 
 def _ms(later: str, earlier: str) -> float:
@@ -27,7 +28,7 @@ def trace_id_of(header: str | None) -> str | None:
     return None
 
 
-def trace(platform: Any, payment: Payment) -> dict[str, Any]:
+def trace(platform: Platform, payment: Payment) -> dict[str, Any]:
     steps = platform.store.timeline(payment.tenant_id, payment.payment_id)
     previous = payment.created_at
     rows: list[dict[str, Any]] = []

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from ..clock import iso
-from ..ports import AuditLog, AuditTampered
+from ..ports import AuditLog, AuditTampered, Platform
 from ..audit.chain import GENESIS, HeadSigner, canonical, chain_hash  # noqa: F401 - re-exported for tests and tools
 
 log = logging.getLogger("payments.audit")
@@ -80,9 +80,9 @@ def verify_tenant(audit: AuditLog, tenant_id: str, pending: int = 0, known: bool
             "entry": None}
 
 
-def verify(platform: Any, tenant_id: str | None = None) -> dict[str, Any]:
+def verify(platform: Platform, tenant_id: str | None = None) -> dict[str, Any]:
     """Every tenant's chain (or one), with the state changes not yet chained."""
-    audit = audit_log(platform)
+    audit = platform.audit_log
     known = {t["tenant_id"] for t in platform.tenants.list_tenants()}
     tenants = [tenant_id] if tenant_id else sorted(set(audit.tenants()) | known)
     results = [verify_tenant(audit, t, platform.store.pending_audit_count(t), t in known) for t in tenants]
@@ -91,7 +91,7 @@ def verify(platform: Any, tenant_id: str | None = None) -> dict[str, Any]:
 
 
 # -- the chainer -------------------------------------------------------------------------
-def chain_pending(platform: Any, limit: int = 500) -> int:
+def chain_pending(platform: Platform, limit: int = 500) -> int:
     """Append committed state changes to their tenants' chains (oldest first); returns how many.
 
     A crash between append and mark_audited is harmless: the rows stay pending and the
@@ -99,7 +99,7 @@ def chain_pending(platform: Any, limit: int = 500) -> int:
     pending = platform.store.pending_audit(limit)
     if not pending:
         return 0
-    audit = audit_log(platform)
+    audit = platform.audit_log
     by_tenant: dict[str, list[Any]] = {}
     for row in pending:
         by_tenant.setdefault(row.tenant_id, []).append(row)
@@ -116,7 +116,7 @@ def chain_pending(platform: Any, limit: int = 500) -> int:
     return len(done)
 
 
-def chain_all(platform: Any, limit: int = 500, rounds: int = 100) -> int:
+def chain_all(platform: Platform, limit: int = 500, rounds: int = 100) -> int:
     """chain_pending until nothing is left (or `rounds` batches): the scheduled Lambda's job."""
     total = 0
     for _ in range(rounds):
@@ -127,34 +127,13 @@ def chain_all(platform: Any, limit: int = 500, rounds: int = 100) -> int:
     return total
 
 
-# -- wiring -------------------------------------------------------------------------------
-_lock = threading.Lock()
-
-
-def _mac_key(platform: Any, audit: AuditLog) -> bytes:
+# -- wiring (bootstrap builds the log) ------------------------------------------------------
+def audit_mac_key(keys: KeyService, audit: AuditLog) -> bytes:
     """The head-MAC key: random, kept with the log only as a KeyService ciphertext."""
     blob = audit.meta(MAC_KEY_META)
     if blob is None:
-        blob = audit.put_meta_if_absent(MAC_KEY_META, platform.keys.encrypt(MAC_KEY_OWNER, os.urandom(32)))
-    return platform.keys.decrypt(MAC_KEY_OWNER, blob)
-
-
-def audit_log(platform: Any) -> AuditLog:
-    """The platform's audit log, made on first use: $DATA_DIR/audit.db embedded, the table in AWS modes."""
-    with _lock:
-        audit = getattr(platform, "audit_log", None)
-        if audit is None:
-            holder: list[AuditLog] = []
-            signer = HeadSigner(lambda: _mac_key(platform, holder[0]))
-            if platform.settings.mode == "embedded":
-                from ..adapters.sqlite.audit import SqliteAuditLog
-                audit = SqliteAuditLog(platform.settings.data_dir / "audit.db", signer)
-            else:
-                from ..adapters.aws.dynamodb_audit import DynamoAuditLog
-                audit = DynamoAuditLog(platform.store.client, platform.store.table, signer)
-            holder.append(audit)
-            platform.audit_log = audit
-        return audit
+        blob = audit.put_meta_if_absent(MAC_KEY_META, keys.encrypt(MAC_KEY_OWNER, os.urandom(32)))
+    return keys.decrypt(MAC_KEY_OWNER, blob)
 
 
 def actor() -> str:
@@ -166,10 +145,10 @@ def actor() -> str:
     return f"payctl:{user}"
 
 
-def record(platform: Any, tenant_id: str, action: str, subject: str | None = None, *,
+def record(platform: Platform, tenant_id: str, action: str, subject: str | None = None, *,
            who: str | None = None, correlation_id: str | None = None, **detail: Any) -> dict[str, Any]:
     """Append one entry: who did what to which subject, when, under which correlation id."""
-    (entry,) = audit_log(platform).append(tenant_id, [(None, {
+    (entry,) = platform.audit_log.append(tenant_id, [(None, {
         "at": iso(platform.clock.now()), "actor": who or actor(), "action": action, "subject": subject,
         "correlation_id": correlation_id or f"corr_admin_{os.urandom(8).hex()}", "detail": detail})])
     return entry

@@ -8,9 +8,10 @@ import orjson
 from ..clock import iso
 from ..domain.events import DLQ_SUFFIX
 from ..handlers import dlq
+from ..ports import Platform
 
 
-def list_entries(platform: Any, stage: str | None = None, include_redriven: bool = False) -> list[dict[str, Any]]:
+def list_entries(platform: Platform, stage: str | None = None, include_redriven: bool = False) -> list[dict[str, Any]]:
     done = platform.tenants.redriven_ids()
     entries = []
     for topic in platform.bus.topics():
@@ -28,7 +29,7 @@ def list_entries(platform: Any, stage: str | None = None, include_redriven: bool
     return sorted(entries, key=lambda e: e["failed_at"])
 
 
-def redrive(platform: Any, stage: str | None = None, entry_id: str | None = None) -> dict[str, Any]:
+def redrive(platform: Platform, stage: str | None = None, entry_id: str | None = None) -> dict[str, Any]:
     """Publish each waiting entry's original record again, then mark it redriven.
 
     Publishing first means a crash in between re-drives the entry twice,

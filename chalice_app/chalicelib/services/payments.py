@@ -17,11 +17,11 @@ from .. import codec, ids
 from ..clock import iso
 from ..domain.payment import DomainError, Payment
 from ..domain.states import PUBLIC_STATUSES, IllegalTransition
-from ..ports import AlreadyExists, Changes, ConcurrencyConflict, IdempotencyRecord
+from ..ports import AlreadyExists, Changes, ConcurrencyConflict, IdempotencyRecord, Platform
 from ..schemas import SchemaError, validate_request
 from .. import strict_json
-from ..observability.logmask import holds_pan
-from ..stages.validation import RuleViolation, check_amount, check_instrument, normalize_iban
+from ..domain.cards import holds_pan
+from ..domain.rules import RuleViolation, check_amount, check_instrument, normalize_iban
 from ..observability import context, tracing
 
 
@@ -113,7 +113,7 @@ def payment_view(p: Payment, timeline: list[dict[str, Any]] | None = None) -> di
 
 
 class PaymentService:
-    def __init__(self, platform: Any, actor: str | None = None):
+    def __init__(self, platform: Platform, actor: str | None = None):
         self.p = platform
         self.actor = actor  # "api:<key id>": named on the audit rows of the state changes it commits
 

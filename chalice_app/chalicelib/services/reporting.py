@@ -71,30 +71,24 @@ def report_events(events: Iterable[Event], store: Any) -> int:
 
 
 # -- the feeds -------------------------------------------------------------------------------
-def report_stream_records(records: list[dict[str, Any]], store: Any) -> int:
-    """DynamoDB stream records (Lambda's event["Records"] or GetRecords): count new outbox items.
+def report_stream_records(records: list[dict[str, Any]], feed: ChangeFeed, store: PaymentStore) -> int:
+    """Stream records (Lambda's event["Records"] or GetRecords): count the new outbox items.
 
     Raising makes Lambda retry the batch; the markers make the retry harmless."""
-    from ..adapters.aws.dynamodb import is_outbox_item, outbox_record  # noqa: PLC0415 - aws modes only
-    events = [outbox_record(r["dynamodb"]["NewImage"]).event for r in records
-              if r.get("eventName") == "INSERT" and is_outbox_item((r.get("dynamodb") or {}).get("NewImage"))]
-    return report_events(events, store)
+    return report_events([r.event for r in feed.outbox_in(records)], store)
 
 
-def report_feed_once(store: Any, limit: int = 500) -> int:
+def report_feed_once(feed: ChangeFeed, store: PaymentStore, limit: int = 500) -> int:
     """Embedded: count what the change feed holds after our position, then move past it.
 
     The position moves only after the counts are durable; a crash in between
-    re-reads the changes and the markers skip them. Stores without an embedded
-    feed (DynamoDB: its stream is read by StreamReporter or the Lambda) do nothing here."""
-    feed = getattr(store, "change_feed", None)
-    if feed is None:
-        return 0
-    records = feed(CONSUMER, limit)
+    re-reads the changes and the markers skip them. A pushed feed (DynamoDB: its stream
+    is read by the reports Lambda, or laptop/streams.py) has nothing to pull."""
+    records = feed.read(CONSUMER, limit)
     if not records:
         return 0
     report_events([r.event for r in records], store)
-    store.advance_feed(CONSUMER, records[-1].id)
+    feed.advance(CONSUMER, records[-1].id)
     return len(records)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from .. import ids
 from ..clock import iso
 from . import audit
+from ..ports import Platform
 
 KEY_PREFIXES = ("pk_test_", "pk_live_")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
@@ -48,7 +49,7 @@ def default_config(name: str, tenant_id: str, at: str) -> dict[str, Any]:
     }
 
 
-def create_tenant(platform: Any, name: str, webhook_url: str | None = None, environment: str = "test",
+def create_tenant(platform: Platform, name: str, webhook_url: str | None = None, environment: str = "test",
                   tenant_id: str | None = None) -> dict[str, Any]:
     """Register a tenant with one API key; returns {"tenant_id", "api_key", ...} (the key shown once)."""
     if not NAME_RE.match(name or ""):
@@ -74,7 +75,7 @@ def create_tenant(platform: Any, name: str, webhook_url: str | None = None, envi
 DISPLAY_PREFIX = 12  # "pk_test_" + 4 random characters: enough to tell keys apart, useless to an attacker
 
 
-def add_key(platform: Any, tenant_id: str, environment: str = "test") -> str:
+def add_key(platform: Platform, tenant_id: str, environment: str = "test") -> str:
     """A new key for the tenant (shown once); the tenant's other keys keep working, so keys rotate."""
     if platform.tenants.get_tenant(tenant_id) is None:
         raise TenantError(f"no tenant {tenant_id}")
@@ -93,7 +94,7 @@ def key_id(key_hash: str) -> str:
     return "key_" + base64.b32encode(bytes.fromhex(key_hash[:20])).decode().lower()
 
 
-def list_keys(platform: Any, tenant_id: str) -> list[dict[str, Any]]:
+def list_keys(platform: Platform, tenant_id: str) -> list[dict[str, Any]]:
     """The tenant's keys without their hashes: key_id, prefix, environment, created_at, revoked_at."""
     return [{"key_id": key_id(k["key_hash"]), "tenant_id": tenant_id, "prefix": k["prefix"],
              "environment": "live" if k["prefix"].startswith("pk_live_") else "test",
@@ -101,7 +102,7 @@ def list_keys(platform: Any, tenant_id: str) -> list[dict[str, Any]]:
             for k in platform.tenants.list_api_keys(tenant_id)]
 
 
-def revoke_key(platform: Any, prefix_or_id: str) -> dict[str, Any]:
+def revoke_key(platform: Platform, prefix_or_id: str) -> dict[str, Any]:
     """Revoke the one key whose key_id or display prefix is `prefix_or_id`; effective at once."""
     wanted = (prefix_or_id or "").strip()
     if len(wanted) < 9:  # "pk_test_" alone names every test key
@@ -126,13 +127,13 @@ def revoke_key(platform: Any, prefix_or_id: str) -> dict[str, Any]:
     return {"key_id": key_id(k["key_hash"]), "tenant_id": tenant_id, "prefix": k["prefix"], "revoked_at": at}
 
 
-def authenticate(platform: Any, authorization: str | None) -> str | None:
+def authenticate(platform: Platform, authorization: str | None) -> str | None:
     """The tenant id for an `Authorization: Bearer <key>` header, or None."""
     caller = authenticate_caller(platform, authorization)
     return caller[0] if caller else None
 
 
-def authenticate_caller(platform: Any, authorization: str | None) -> tuple[str, str] | None:
+def authenticate_caller(platform: Platform, authorization: str | None) -> tuple[str, str] | None:
     """(tenant id, key id) for an `Authorization: Bearer <key>` header, or None."""
     if not authorization or not authorization.startswith("Bearer "):
         return None
@@ -145,7 +146,7 @@ def authenticate_caller(platform: Any, authorization: str | None) -> tuple[str, 
     return (tenant_id, key_id(key_hash)) if tenant_id else None
 
 
-def delete_tenant(platform: Any, tenant_id: str) -> dict[str, Any]:
+def delete_tenant(platform: Platform, tenant_id: str) -> dict[str, Any]:
     """Crypto-shred a tenant: revoke every key, destroy its data key, mark it deleted.
 
     Card/IBAN ciphertexts, PSP credentials and the webhook secret were encrypted

@@ -12,7 +12,6 @@ on its timeline as the audit trail.
 from __future__ import annotations
 
 import logging
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -20,16 +19,16 @@ from ..clock import iso
 from ..domain.psp import Outcome, PspResult
 from ..domain.states import State
 from ..errors import TransientError
-from ..ports import Changes, ConcurrencyConflict, Reminder
+from ..ports import Changes, ConcurrencyConflict, Platform, Reminder
 from .authorization import apply_result, authorize_request
 from .context import StageContext
-from ..observability import context, metrics, tracing
+from ..observability import context, tracing
 
 log = logging.getLogger("payments.reconciliation")
 NAME = "reconciliation"
 
 
-def run_due(platform: Any, limit: int = 50) -> int:
+def run_due(platform: Platform, limit: int = 50) -> int:
     """Work every reminder that is due; returns how many were handled."""
     done = 0
     for reminder in platform.store.due_reminders(iso(platform.clock.now()), limit):
@@ -38,29 +37,10 @@ def run_due(platform: Any, limit: int = 50) -> int:
             done += 1
         except (TransientError, ConcurrencyConflict) as e:  # the reminder stays due: next round retries
             log.warning("reconciliation deferred", extra={"payment_id": reminder.payment_id, "error": str(e)})
-    report_health(platform)
     return done
 
 
-HEALTH_EVERY_S = 15.0
-_last_health = [0.0]
-
-
-def report_health(platform: Any, force: bool = False) -> dict[str, int] | None:
-    """DLQ depth and open circuit breakers as metrics (the schedule runs every minute in AWS)."""
-    now = time.monotonic()
-    if not force and now - _last_health[0] < HEALTH_EVERY_S:
-        return None
-    _last_health[0] = now
-    from ..services.dlq import list_entries  # noqa: PLC0415 - avoids an import cycle
-    depth = len(list_entries(platform))
-    open_breakers = sum(1 for name in platform.connectors if platform.breakers.state(name)["state"] != "closed")
-    metrics.health(depth, open_breakers)
-    metrics.METRICS.flush()
-    return {"dlq_depth": depth, "open_breakers": open_breakers}
-
-
-def reconcile(platform: Any, reminder: Reminder) -> str:
+def reconcile(platform: Platform, reminder: Reminder) -> str:
     payment = platform.store.get_payment(reminder.tenant_id, reminder.payment_id)
     # A scheduled action joins the payment's trace, so its PSP calls and events sit under the payment.
     with context.bound(stage=NAME, tenant_id=reminder.tenant_id, payment_id=reminder.payment_id,
@@ -73,7 +53,7 @@ def reconcile(platform: Any, reminder: Reminder) -> str:
         return result
 
 
-def _reconcile(platform: Any, reminder: Reminder, payment: Any) -> str:
+def _reconcile(platform: Platform, reminder: Reminder, payment: Any) -> str:
     ctx = StageContext(NAME, platform)
     store = platform.store
     clear = Reminder(reminder.tenant_id, reminder.payment_id, None)

@@ -19,7 +19,7 @@ from chalicelib.observability import timeline as observability
 from chalicelib.services import reporting
 from chalicelib.clock import iso, parse_iso
 from chalicelib.services import dlq as dlq_admin
-from chalicelib.observability.logmask import mask_pans
+from chalicelib.domain.cards import mask_pans
 from chalicelib.stages import FLOW, STAGES
 from chalicelib.observability.metrics import percentile
 

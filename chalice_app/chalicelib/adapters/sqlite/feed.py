@@ -87,3 +87,23 @@ class SqliteFeed:
         rows = self.db.conn().execute("SELECT name, value FROM report_counters WHERE tenant_id=? ORDER BY name",
                                       (tenant_id,))
         return {name: value for name, value in rows}
+
+
+class SqliteChangeFeed:
+    """ChangeFeed on the embedded store: pulled by named readers (the store's outbox rows, kept
+    until every registered reader is past them); nothing is pushed, so outbox_in finds nothing."""
+
+    def __init__(self, store: Any):
+        self.store = store
+
+    def outbox_in(self, records: Sequence[dict[str, Any]]) -> list[OutboxRecord]:
+        """No stream records exist embedded."""
+        return []
+
+    def read(self, reader: str, limit: int) -> list[OutboxRecord]:
+        """Committed events after `reader`'s position, oldest first (published or not)."""
+        return self.store.change_feed(reader, limit)
+
+    def advance(self, reader: str, position: int) -> None:
+        """`reader` is done with every change up to `position`."""
+        self.store.advance_feed(reader, position)

@@ -1,0 +1,60 @@
+"""Ports to what lies outside the platform: PSP connectors, key services, time."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from ..domain.psp import PspResult
+
+
+@dataclass(frozen=True)
+class AuthorizeRequest:
+    idempotency_key: str
+    amount: int
+    currency: str
+    card: dict[str, Any] | None  # {"number", "exp_month", "exp_year"}: decrypted only for this call
+    reference: str | None
+    correlation_id: str
+    bank_account: dict[str, Any] | None = None  # {"iban"}: decrypted only for this call
+
+    def __repr__(self) -> str:  # never print a PAN
+        return f"AuthorizeRequest({self.idempotency_key}, {self.amount} {self.currency})"
+
+
+class Connector(Protocol):
+    name: str
+
+    def authorize(self, request: AuthorizeRequest) -> PspResult:
+        """Ask the PSP to authorize; the same idempotency key never charges twice."""
+
+    def capture(self, psp_reference: str, amount: int, currency: str, idempotency_key: str) -> PspResult:
+        """Capture (part of) an authorization."""
+
+    def void(self, psp_reference: str, idempotency_key: str) -> PspResult:
+        """Release an uncaptured authorization."""
+
+    def refund(self, psp_reference: str, amount: int, currency: str, idempotency_key: str) -> PspResult:
+        """Refund (part of) a captured payment."""
+
+    def status(self, idempotency_key: str) -> PspResult:
+        """What the PSP knows of an authorization sent with this key (NOT_FOUND if nothing)."""
+
+
+class KeyService(Protocol):
+    def encrypt(self, tenant_id: str, plaintext: bytes) -> bytes:
+        """Envelope-encrypt under the tenant's data key (context: tenant id)."""
+
+    def decrypt(self, tenant_id: str, blob: bytes) -> bytes:
+        """Decrypt; fails if the blob belongs to another tenant or the key was destroyed."""
+
+    def destroy_tenant_key(self, tenant_id: str) -> None:
+        """Crypto-shred: the tenant's data becomes unreadable."""
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Current UTC time."""
+
+    def sleep(self, seconds: float) -> None:
+        """Wait (a simulated clock advances instead)."""

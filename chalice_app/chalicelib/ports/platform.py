@@ -1,0 +1,56 @@
+"""The Platform: every port an entry point needs, typed, built whole by bootstrap.build."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..breaker import Breakers
+from ..config import ConfigError, Settings
+from ..vault import Vault
+from ..webhooks import Poster, http_post
+from .bus import EventBus
+from .outside import Clock, Connector, KeyService
+from .store import AuditLog, ChangeFeed, PaymentStore, TenantDirectory
+
+
+class RateLimit(Protocol):
+    def take(self, tenant_id: str) -> float:
+        """0.0 if the tenant's request may go ahead, else the seconds to wait (api/ratelimit.py)."""
+
+
+@dataclass
+class Platform:
+    """One per process (a Lambda container, the API server, the worker, payctl).
+
+    Not frozen: tests and the bench swap a part in place (the webhook poster, the PSPs)
+    on the platform the runner already holds."""
+    settings: Settings
+    store: PaymentStore
+    tenants: TenantDirectory
+    bus: EventBus
+    keys: KeyService
+    clock: Clock
+    connectors: dict[str, Connector]
+    audit_log: AuditLog
+    feed: ChangeFeed
+    rate_limiter: RateLimit
+    post_webhook: Poster = http_post
+
+    @property
+    def vault(self) -> Vault:
+        return Vault(self.store, self.keys)
+
+    @property
+    def breakers(self) -> Breakers:
+        s = self.settings
+        return Breakers(self.store, self.clock, s.breaker_threshold, s.breaker_cooldown_s)
+
+    def connector(self, name: str) -> Connector:
+        try:
+            return self.connectors[name]
+        except KeyError:
+            raise ConfigError(f"no PSP connector named {name!r} (have: {', '.join(self.connectors)})") from None
+
+    def psp_healthy(self, name: str) -> bool:
+        """Configured, and its circuit breaker lets calls through."""
+        return name in self.connectors and self.breakers.allows(name)
