@@ -8,16 +8,14 @@ import os
 
 from chalice import Chalice
 
-from chalicelib.stages import reconciliation
-from chalicelib.services import reporting
 from chalicelib.api.routes import api
-from chalicelib.config import OUTBOX_STREAM_ARN
 from chalicelib.bootstrap import get_platform
+from chalicelib.config import OUTBOX_STREAM_ARN
 from chalicelib.handlers.batch import handle_batch
 from chalicelib.handlers.relay import relay_stream_records
-from chalicelib.services import audit, health
-from chalicelib.stages import STAGES
 from chalicelib.observability import tracing
+from chalicelib.services import audit, health, reporting
+from chalicelib.stages import STAGES, reconciliation
 
 # Placeholder so `chalice local` and tests can load the app; infra/ sets the real ARN.
 LOCAL_STREAM_ARN = "arn:aws:dynamodb:us-east-1:000000000000:table/payments-platform/stream/local"
@@ -40,51 +38,23 @@ def _export_spans(event, get_response):
         tracing.flush_if_lambda()
 
 
-def _run(stage: str, event: dict) -> dict:
-    try:
-        return handle_batch(event, STAGES[stage], get_platform())
-    finally:
-        tracing.flush_if_lambda()
+def _stage_lambda(stage: str):
+    """The Lambda for one stage: an MSK batch in, partial batch failures out (handlers/batch.py).
+
+    Chalice names a Lambda's handler after the function ("app.<name>"), so each is bound to a
+    module attribute of its stage's name below."""
+    def handler(event, context):
+        try:
+            return handle_batch(event, STAGES[stage], get_platform())
+        finally:
+            tracing.flush_if_lambda()
+    handler.__name__ = handler.__qualname__ = stage
+    return app.lambda_function(name=stage)(handler)
 
 
-@app.lambda_function(name="validation")
-def validation(event, context):
-    return _run("validation", event)
-
-
-@app.lambda_function(name="risk")
-def risk(event, context):
-    return _run("risk", event)
-
-
-@app.lambda_function(name="routing")
-def routing(event, context):
-    return _run("routing", event)
-
-
-@app.lambda_function(name="authorization")
-def authorization(event, context):
-    return _run("authorization", event)
-
-
-@app.lambda_function(name="capture")
-def capture(event, context):
-    return _run("capture", event)
-
-
-@app.lambda_function(name="refund")
-def refund(event, context):
-    return _run("refund", event)
-
-
-@app.lambda_function(name="settlement")
-def settlement(event, context):
-    return _run("settlement", event)
-
-
-@app.lambda_function(name="notification")
-def notification(event, context):
-    return _run("notification", event)
+# validation, risk, routing, authorization, capture, refund, settlement, notification
+STAGE_HANDLERS = {name: _stage_lambda(name) for name in STAGES}
+globals().update(STAGE_HANDLERS)
 
 
 @app.schedule("rate(1 minute)", name="reconciliation")
@@ -117,5 +87,3 @@ def reports(event):
     platform = get_platform()
     return {"counted": reporting.report_stream_records(event.to_dict()["Records"], platform.feed, platform.store)}
 
-
-STAGE_HANDLERS = {name: globals()[name] for name in STAGES}

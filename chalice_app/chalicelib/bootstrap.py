@@ -17,8 +17,7 @@ from .clock import SystemClock
 from .config import ConfigError, Settings
 from .connectors import build_connector, open_config
 from .observability import logmask, logs, metrics, tracing
-from .ports import (AuditLog, ChangeFeed, Clock, Connector, EventBus, KeyService, PaymentStore, Platform,
-                    TenantDirectory)
+from .ports import AuditLog, ChangeFeed, Clock, Connector, EventBus, KeyService, PaymentStore, Platform, TenantDirectory
 from .services.audit import audit_mac_key
 from .webhooks import Poster, http_post
 

@@ -17,9 +17,9 @@ from .clock import iso
 from .domain.events import EVENT_TYPES, Event
 from .domain.payment import Payment
 from .errors import PermanentError
+from .observability import tracing
 from .ports import OutRecord
 from .schemas import SchemaError, validate_event
-from .observability import tracing
 
 
 def new_event(etype: str, *, tenant_id: str, payment_id: str, correlation_id: str,

@@ -6,8 +6,9 @@ that infra/ sets, so there is one place to look.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, Callable
 
 PLATFORM_MODE = "PLATFORM_MODE"            # embedded | aws-local | aws
 DATA_DIR = "DATA_DIR"                      # embedded: SQLite files, keyring, logs
@@ -139,78 +140,67 @@ def _schedule(env: dict[str, str], name: str) -> tuple[float, ...]:
     return steps
 
 
+def _path(env: dict[str, str], name: str) -> Path:
+    return Path(_get(env, name)).resolve()
+
+
+def _upper(env: dict[str, str], name: str) -> str:
+    return _get(env, name).upper()
+
+
+def _bytes(env: dict[str, str], name: str) -> bytes:
+    return _get(env, name).encode()
+
+
+def _one_of(*allowed: str) -> Callable[[dict[str, str], str], str]:
+    return lambda env, name: _choice(env, name, allowed)
+
+
+def _env(name: str, read: Callable[[dict[str, str], str], Any] = _get, **kw: Any) -> Any:
+    """A Settings field read from the environment variable `name` by `read` (default: the text)."""
+    return field(metadata={"env": name, "read": read}, **kw)
+
+
 @dataclass(frozen=True)
 class Settings:
-    mode: str
-    data_dir: Path
-    port: int
-    simulator_port: int
-    simulator_url: str
-    region: str
-    partitions: int
-    batch_size: int
-    max_attempts: int
-    retry_base_ms: int
-    retry_max_ms: int
-    psp_timeout_s: float
-    webhook_timeout_s: float
-    api_key_pepper: bytes = field(repr=False)
-    idempotency_ttl_s: int
-    idempotency_lock_s: int
-    unknown_check_schedule_s: tuple[float, ...]
-    breaker_threshold: int
-    breaker_cooldown_s: float
-    log_level: str
-    log_format: str = "json"
-    trace_exporter: str = "auto"
-    metrics_sink: str = "auto"
-    simulator_fault_lose_request: float = 0.0
-    simulator_fault_lose_response: float = 0.0
-    simulator_fault_seed: int = 0
-    rate_limit_per_s: float = 200.0
-    rate_limit_burst: int = 1000
-    batch_window_ms: int = 10
-    dashboard_port: int = 8200
+    """Every setting, each declared once with the variable it comes from (Settings.from_env)."""
+    mode: str = _env(PLATFORM_MODE, _one_of(*MODES))
+    data_dir: Path = _env(DATA_DIR, _path)
+    port: int = _env(PORT, _int)
+    simulator_port: int = _env(SIMULATOR_PORT, _int)
+    simulator_url: str = _env(SIMULATOR_URL)  # empty: derived from simulator_port
+    region: str = _env(PLATFORM_REGION)
+    partitions: int = _env(BUS_PARTITIONS, _int)
+    batch_size: int = _env(BATCH_SIZE, _int)
+    batch_window_ms: int = _env(BATCH_WINDOW_MS, _int)
+    max_attempts: int = _env(MAX_ATTEMPTS, _int)
+    retry_base_ms: int = _env(RETRY_BASE_MS, _int)
+    retry_max_ms: int = _env(RETRY_MAX_MS, _int)
+    psp_timeout_s: float = _env(PSP_TIMEOUT_S, _float)
+    webhook_timeout_s: float = _env(WEBHOOK_TIMEOUT_S, _float)
+    api_key_pepper: bytes = _env(API_KEY_PEPPER, _bytes, repr=False)
+    idempotency_ttl_s: int = _env(IDEMPOTENCY_TTL_S, _int)
+    idempotency_lock_s: int = _env(IDEMPOTENCY_LOCK_S, _int)
+    unknown_check_schedule_s: tuple[float, ...] = _env(UNKNOWN_CHECK_SCHEDULE_S, _schedule)
+    breaker_threshold: int = _env(BREAKER_THRESHOLD, _int)
+    breaker_cooldown_s: float = _env(BREAKER_COOLDOWN_S, _float)
+    log_level: str = _env(LOG_LEVEL, _upper)
+    log_format: str = _env(LOG_FORMAT, _one_of("json", "text"))
+    trace_exporter: str = _env(TRACE_EXPORTER, _one_of("auto", "none", "memory", "console", "file", "otlp"))
+    metrics_sink: str = _env(METRICS_SINK, _one_of("auto", "none", "memory", "stdout", "file"))
+    simulator_fault_lose_request: float = _env(SIMULATOR_FAULT_LOSE_REQUEST, _float)
+    simulator_fault_lose_response: float = _env(SIMULATOR_FAULT_LOSE_RESPONSE, _float)
+    simulator_fault_seed: int = _env(SIMULATOR_FAULT_SEED, _int)
+    rate_limit_per_s: float = _env(RATE_LIMIT_PER_S, _float)
+    rate_limit_burst: int = _env(RATE_LIMIT_BURST, _int)
+    dashboard_port: int = _env(DASHBOARD_PORT, _int)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
-        mode = _get(env, PLATFORM_MODE)
-        if mode not in MODES:
-            raise ConfigError(f"{PLATFORM_MODE} must be one of {', '.join(MODES)}, got {mode!r}")
-        sim_port = _int(env, SIMULATOR_PORT)
-        settings = cls(
-            mode=mode,
-            data_dir=Path(_get(env, DATA_DIR)).resolve(),
-            port=_int(env, PORT),
-            simulator_port=sim_port,
-            simulator_url=_get(env, SIMULATOR_URL) or f"http://127.0.0.1:{sim_port}",
-            region=_get(env, PLATFORM_REGION),
-            partitions=_int(env, BUS_PARTITIONS),
-            batch_size=_int(env, BATCH_SIZE),
-            batch_window_ms=_int(env, BATCH_WINDOW_MS),
-            max_attempts=_int(env, MAX_ATTEMPTS),
-            retry_base_ms=_int(env, RETRY_BASE_MS),
-            retry_max_ms=_int(env, RETRY_MAX_MS),
-            psp_timeout_s=_float(env, PSP_TIMEOUT_S),
-            webhook_timeout_s=_float(env, WEBHOOK_TIMEOUT_S),
-            api_key_pepper=_get(env, API_KEY_PEPPER).encode(),
-            idempotency_ttl_s=_int(env, IDEMPOTENCY_TTL_S),
-            idempotency_lock_s=_int(env, IDEMPOTENCY_LOCK_S),
-            unknown_check_schedule_s=_schedule(env, UNKNOWN_CHECK_SCHEDULE_S),
-            breaker_threshold=_int(env, BREAKER_THRESHOLD),
-            breaker_cooldown_s=_float(env, BREAKER_COOLDOWN_S),
-            log_level=_get(env, LOG_LEVEL).upper(),
-            log_format=_choice(env, LOG_FORMAT, ("json", "text")),
-            trace_exporter=_choice(env, TRACE_EXPORTER, ("auto", "none", "memory", "console", "file", "otlp")),
-            metrics_sink=_choice(env, METRICS_SINK, ("auto", "none", "memory", "stdout", "file")),
-            simulator_fault_lose_request=_float(env, SIMULATOR_FAULT_LOSE_REQUEST),
-            simulator_fault_lose_response=_float(env, SIMULATOR_FAULT_LOSE_RESPONSE),
-            simulator_fault_seed=_int(env, SIMULATOR_FAULT_SEED),
-            rate_limit_per_s=_float(env, RATE_LIMIT_PER_S),
-            rate_limit_burst=_int(env, RATE_LIMIT_BURST),
-            dashboard_port=_int(env, DASHBOARD_PORT),
-        )
+        values = {f.name: f.metadata["read"](env, f.metadata["env"]) for f in fields(cls)}
+        values["simulator_url"] = values["simulator_url"] or f"http://127.0.0.1:{values['simulator_port']}"
+        settings = cls(**values)
         for name, value in ((BUS_PARTITIONS, settings.partitions), (BATCH_SIZE, settings.batch_size),
                             (MAX_ATTEMPTS, settings.max_attempts), (RATE_LIMIT_BURST, settings.rate_limit_burst)):
             if value < 1:

@@ -33,9 +33,13 @@ def _key_of(table: Any, op_type: str, op: dict[str, Any]) -> dict[str, Any]:
 
 def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
     from moto.dynamodb.comparisons import get_filter_expression
-    from moto.dynamodb.exceptions import (ConditionalCheckFailed, MultipleTransactionsException,
-                                          TooManyTransactionsException, TransactionCanceledException,
-                                          TransactWriteSingleOpException)
+    from moto.dynamodb.exceptions import (
+        ConditionalCheckFailed,
+        MultipleTransactionsException,
+        TooManyTransactionsException,
+        TransactionCanceledException,
+        TransactWriteSingleOpException,
+    )
     from moto.dynamodb.models.dynamo_type import DynamoType
 
     if len(transact_items) > 100:

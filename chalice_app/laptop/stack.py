@@ -19,9 +19,9 @@ from typing import Any
 
 import orjson
 
-from chalicelib.services import tenants as tenancy
-from chalicelib.config import Settings
 from chalicelib import bootstrap
+from chalicelib.config import Settings
+from chalicelib.services import tenants as tenancy
 
 APP_DIR = Path(__file__).resolve().parents[1]
 DEMO_FILE = "demo-tenant.json"
@@ -113,6 +113,7 @@ def start_aws_local(sup: Supervisor, settings: Settings) -> None:
 
     from chalicelib.adapters.aws.setup import AwsSettings, provision
     from chalicelib.stages import topics
+
     from . import aws_local
     aws = AwsSettings.from_env(settings.mode)
     kafka_port = int(aws.bootstrap.split(",")[0].rsplit(":", 1)[1])

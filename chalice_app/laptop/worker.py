@@ -12,8 +12,9 @@ import threading
 import time
 from typing import Any
 
-from chalicelib.stages import STAGES
 from chalicelib import bootstrap
+from chalicelib.stages import STAGES
+
 from .runner import Runner
 from .streams import StreamRelay, StreamReporter
 

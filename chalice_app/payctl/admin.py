@@ -7,6 +7,7 @@ import sys
 from rich.table import Table
 
 from chalicelib.services import tenants as tenancy
+
 from . import tenants_file
 from .common import CliError, console, emit, platform
 

@@ -7,15 +7,25 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any, Callable
 
 import orjson
 from rich.table import Table
 
-from .admin import (cmd_audit_verify, cmd_key_create, cmd_key_list, cmd_key_revoke, cmd_psp_seal,
-                    cmd_tenant_create, cmd_tenant_delete, cmd_tenant_list)
+from chalicelib.config import ConfigError, Settings
+
+from .admin import (
+    cmd_audit_verify,
+    cmd_key_create,
+    cmd_key_list,
+    cmd_key_revoke,
+    cmd_psp_seal,
+    cmd_tenant_create,
+    cmd_tenant_delete,
+    cmd_tenant_list,
+)
 from .common import CliError, console, emit, err, platform
 from .ops import cmd_dlq_list, cmd_dlq_redrive, cmd_metrics, cmd_payments_show, cmd_trace
-from chalicelib.config import ConfigError, Settings
 
 
 # -- demo, ledger, states --------------------------------------------------------------
@@ -63,86 +73,66 @@ def cmd_states(args: argparse.Namespace) -> int:
     return 0
 
 
+def arg(*flags: str, **options: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """One argument of a command, as add_argument takes it."""
+    return flags, options
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="payctl", description="Operate the payment platform.")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    tenant = sub.add_parser("tenant", help="tenants and their API keys").add_subparsers(dest="sub", required=True)
-    c = tenant.add_parser("create", parents=[common], help="create a tenant and its first API key")
-    c.add_argument("name")
-    c.add_argument("--webhook-url")
-    c.add_argument("--live", action="store_true", help="issue a pk_live_ key instead of pk_test_")
-    c.set_defaults(fn=cmd_tenant_create)
-    tenant.add_parser("list", parents=[common], help="list tenants").set_defaults(fn=cmd_tenant_list)
-    dl = tenant.add_parser("delete", parents=[common], help="crypto-shred a tenant: revoke keys, destroy its data key")
-    dl.add_argument("tenant_id")
-    dl.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
-    dl.set_defaults(fn=cmd_tenant_delete)
-    key = tenant.add_parser("key", help="a tenant's API keys (several per tenant, so keys rotate)").add_subparsers(
-        dest="key_command", required=True)
-    k = key.add_parser("create", parents=[common], help="another API key for a tenant (shown once)")
-    k.add_argument("tenant_id")
-    k.add_argument("--live", action="store_true", help="a pk_live_ key instead of pk_test_")
-    k.set_defaults(fn=cmd_key_create)
-    k = key.add_parser("list", parents=[common], help="a tenant's keys (ids and prefixes, never the keys)")
-    k.add_argument("tenant_id")
-    k.set_defaults(fn=cmd_key_list)
-    k = key.add_parser("revoke", parents=[common], help="revoke a key at once, by key id or prefix")
-    k.add_argument("key", metavar="KEY_PREFIX_OR_ID")
-    k.set_defaults(fn=cmd_key_revoke)
+    def group(parent: Any, name: str, help: str, dest: str = "sub") -> Any:
+        return parent.add_parser(name, help=help).add_subparsers(dest=dest, required=True)
 
-    payments = sub.add_parser("payments", help="inspect payments").add_subparsers(dest="sub", required=True)
-    s = payments.add_parser("show", parents=[common], help="one payment")
-    s.add_argument("payment_id")
-    s.add_argument("--tenant")
-    s.set_defaults(fn=cmd_payments_show)
+    def command(parent: Any, name: str, fn: Callable[[argparse.Namespace], int], help: str, *args: Any) -> None:
+        p = parent.add_parser(name, parents=[common], help=help)
+        for flags, options in args:
+            p.add_argument(*flags, **options)
+        p.set_defaults(fn=fn)
 
-    t = sub.add_parser("trace", parents=[common], help="a payment's timeline: time in and between stages")
-    t.add_argument("payment_id", nargs="?")
-    t.add_argument("--correlation-id", help="every payment created under this correlation id (a list with --json)")
-    t.add_argument("--tenant")
-    t.add_argument("--tree", action="store_true", help="stages as a tree instead of a step table")
-    t.set_defaults(fn=cmd_trace)
+    tenant = group(sub, "tenant", "tenants and their API keys")
+    command(tenant, "create", cmd_tenant_create, "create a tenant and its first API key", arg("name"),
+            arg("--webhook-url"), arg("--live", action="store_true", help="issue a pk_live_ key instead of pk_test_"))
+    command(tenant, "list", cmd_tenant_list, "list tenants")
+    command(tenant, "delete", cmd_tenant_delete, "crypto-shred a tenant: revoke keys, destroy its data key",
+            arg("tenant_id"), arg("--yes", action="store_true", help="confirm: this cannot be undone"))
+    key = group(tenant, "key", "a tenant's API keys (several per tenant, so keys rotate)", dest="key_command")
+    command(key, "create", cmd_key_create, "another API key for a tenant (shown once)", arg("tenant_id"),
+            arg("--live", action="store_true", help="a pk_live_ key instead of pk_test_"))
+    command(key, "list", cmd_key_list, "a tenant's keys (ids and prefixes, never the keys)", arg("tenant_id"))
+    command(key, "revoke", cmd_key_revoke, "revoke a key at once, by key id or prefix",
+            arg("key", metavar="KEY_PREFIX_OR_ID"))
 
-    m = sub.add_parser("metrics", parents=[common], help="stage/PSP/DLQ figures from the local EMF metrics file")
-    m.add_argument("--since", type=float, default=0, help="only the last N seconds")
-    m.set_defaults(fn=cmd_metrics)
+    command(group(sub, "payments", "inspect payments"), "show", cmd_payments_show, "one payment",
+            arg("payment_id"), arg("--tenant"))
+    command(sub, "trace", cmd_trace, "a payment's timeline: time in and between stages",
+            arg("payment_id", nargs="?"),
+            arg("--correlation-id", help="every payment created under this correlation id (a list with --json)"),
+            arg("--tenant"), arg("--tree", action="store_true", help="stages as a tree instead of a step table"))
+    command(sub, "metrics", cmd_metrics, "stage/PSP/DLQ figures from the local EMF metrics file",
+            arg("--since", type=float, default=0, help="only the last N seconds"))
 
-    dlq = sub.add_parser("dlq", help="dead-letter queues").add_subparsers(dest="sub", required=True)
-    d = dlq.add_parser("list", parents=[common], help="entries waiting in the DLQs")
-    d.add_argument("--stage")
-    d.add_argument("--all", action="store_true", help="include entries already redriven")
-    d.set_defaults(fn=cmd_dlq_list)
-    r = dlq.add_parser("redrive", parents=[common], help="re-inject entries into their original topics")
-    r.add_argument("--stage")
-    r.add_argument("--id")
-    r.set_defaults(fn=cmd_dlq_redrive)
+    dlq = group(sub, "dlq", "dead-letter queues")
+    command(dlq, "list", cmd_dlq_list, "entries waiting in the DLQs", arg("--stage"),
+            arg("--all", action="store_true", help="include entries already redriven"))
+    command(dlq, "redrive", cmd_dlq_redrive, "re-inject entries into their original topics", arg("--stage"),
+            arg("--id"))
 
-    demo = sub.add_parser("demo", parents=[common], help="send payments to the running stack")
-    demo.add_argument("--count", type=int, default=20)
-    demo.add_argument("--concurrency", type=int, default=8)
-    demo.add_argument("--api-key", help="default: the demo tenant make local created")
-    demo.add_argument("--url", help="default: http://127.0.0.1:$PORT")
-    demo.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for outcomes")
-    demo.set_defaults(fn=cmd_demo)
-
-    ledger = sub.add_parser("ledger", help="ledger checks").add_subparsers(dest="sub", required=True)
-    ledger.add_parser("check", parents=[common], help="every transaction balanced per currency").set_defaults(
-        fn=cmd_ledger_check)
-
-    audit_cmd = sub.add_parser("audit", help="the hash-chained audit log").add_subparsers(dest="sub", required=True)
-    v = audit_cmd.add_parser("verify", parents=[common], help="check every tenant's chain; names a broken entry")
-    v.add_argument("--tenant")
-    v.set_defaults(fn=cmd_audit_verify)
-
-    psp = sub.add_parser("psp", help="PSP connectors").add_subparsers(dest="sub", required=True)
-    s = psp.add_parser("seal", parents=[common], help="encrypt a PSP credential (read from stdin) for PSP_CONFIG")
-    s.add_argument("name")
-    s.set_defaults(fn=cmd_psp_seal)
-
-    sub.add_parser("states", parents=[common], help="the state machine (mermaid)").set_defaults(fn=cmd_states)
+    command(sub, "demo", cmd_demo, "send payments to the running stack", arg("--count", type=int, default=20),
+            arg("--concurrency", type=int, default=8),
+            arg("--api-key", help="default: the demo tenant make local created"),
+            arg("--url", help="default: http://127.0.0.1:$PORT"),
+            arg("--timeout", type=float, default=120.0, help="seconds to wait for outcomes"))
+    command(group(sub, "ledger", "ledger checks"), "check", cmd_ledger_check,
+            "every transaction balanced per currency")
+    command(group(sub, "audit", "the hash-chained audit log"), "verify", cmd_audit_verify,
+            "check every tenant's chain; names a broken entry", arg("--tenant"))
+    command(group(sub, "psp", "PSP connectors"), "seal", cmd_psp_seal,
+            "encrypt a PSP credential (read from stdin) for PSP_CONFIG", arg("name"))
+    command(sub, "states", cmd_states, "the state machine (mermaid)")
     return parser
 
 

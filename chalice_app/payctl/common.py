@@ -8,8 +8,8 @@ from typing import Any, Callable
 import orjson
 from rich.console import Console
 
-from chalicelib.config import Settings
 from chalicelib import bootstrap
+from chalicelib.config import Settings
 
 console = Console()
 err = Console(stderr=True)

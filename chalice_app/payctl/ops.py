@@ -52,8 +52,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
 def cmd_metrics(args: argparse.Namespace) -> int:
     import time
 
-    from chalicelib.services.health import report_health
     from chalicelib.observability import metrics
+    from chalicelib.services.health import report_health
     p = platform()
     report_health(p, force=True)  # DLQ depth and breakers as of now
     docs = metrics.read_file(p.settings.data_dir / "metrics.emf.jsonl")
@@ -94,8 +94,8 @@ def cmd_dlq_list(args: argparse.Namespace) -> int:
 
 
 def cmd_dlq_redrive(args: argparse.Namespace) -> int:
-    from chalicelib.services.dlq import list_entries, redrive
     from chalicelib.services import audit
+    from chalicelib.services.dlq import list_entries, redrive
     p = platform()
     tenants = {e["entry_id"]: e.get("tenant_id") or "_platform" for e in list_entries(p, args.stage)}
     report = redrive(p, args.stage, args.id)

@@ -15,14 +15,14 @@ import orjson
 from chalice import Blueprint, Response
 from opentelemetry.trace import SpanKind
 
-from ..services import reporting
 from ..bootstrap import get_platform
-from ..schemas import schemas_dir
 from ..domain.cards import holds_pan, mask_pans
-from .ratelimit import retry_after
-from ..services.payments import ApiError, PaymentService, Reply
 from ..observability import context, tracing
+from ..schemas import schemas_dir
+from ..services import reporting
+from ..services.payments import ApiError, PaymentService, Reply
 from ..services.tenants import authenticate_caller
+from .ratelimit import retry_after
 
 api = Blueprint(__name__)
 log = logging.getLogger("payments.api")

@@ -17,8 +17,8 @@ import orjson
 from opentelemetry.trace import SpanKind
 
 from ..domain.psp import Outcome, PspResult
-from ..ports import AuthorizeRequest
 from ..observability import metrics, tracing
+from ..ports import AuthorizeRequest
 from .secret import Secret
 
 log = logging.getLogger(__name__)

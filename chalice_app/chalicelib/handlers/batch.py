@@ -25,12 +25,12 @@ from opentelemetry.trace import SpanKind
 from .. import codec
 from ..clock import iso
 from ..errors import PermanentError
-from ..stages.context import Stage, StageContext
-from .batch_commit import BatchCommit
 from ..observability import context, metrics, tracing
-from . import dlq
-from .msk import MskRecord, iter_records
 from ..ports import Platform
+from ..stages.context import Stage, StageContext
+from . import dlq
+from .batch_commit import BatchCommit
+from .msk import MskRecord, iter_records
 
 log = logging.getLogger("payments.handler")
 

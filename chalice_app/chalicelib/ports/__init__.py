@@ -15,11 +15,24 @@ from .bus import BusConsumer, BusRecord, EventBus, OutRecord
 from .errors import AlreadyExists, AlreadyProcessed, AuditTampered, ConcurrencyConflict
 from .outside import AuthorizeRequest, Clock, Connector, KeyService
 from .platform import Platform, RateLimit
-from .records import (AuditPending, Changes, IdempotencyRecord, OutboxRecord, Posting, ReportDelta,
-                      Reminder)
-from .store import (AuditLog, AuditQueue, ChangeFeed, ControlRecords, IdempotencyKeys, Ledger, Outbox,
-                    PaymentReads, PaymentStore, ReportCounters, RequestCounters, Reminders, Secrets,
-                    TenantDirectory, UnitOfWork)
+from .records import AuditPending, Changes, IdempotencyRecord, OutboxRecord, Posting, Reminder, ReportDelta
+from .store import (
+                      AuditLog,
+                      AuditQueue,
+                      ChangeFeed,
+                      ControlRecords,
+                      IdempotencyKeys,
+                      Ledger,
+                      Outbox,
+                      PaymentReads,
+                      PaymentStore,
+                      Reminders,
+                      ReportCounters,
+                      RequestCounters,
+                      Secrets,
+                      TenantDirectory,
+                      UnitOfWork,
+)
 
 __all__ = [
     "AlreadyExists", "AlreadyProcessed", "AuditLog", "AuditPending", "AuditQueue", "AuditTampered",

@@ -12,7 +12,7 @@ from typing import Any, Protocol, Sequence
 
 from ..domain.payment import Payment
 from .errors import AuditTampered  # noqa: F401 - AuditLog.append raises it
-from .records import AuditPending, Changes, IdempotencyRecord, OutboxRecord, ReportDelta, Reminder
+from .records import AuditPending, Changes, IdempotencyRecord, OutboxRecord, Reminder, ReportDelta
 
 
 class UnitOfWork(Protocol):

@@ -19,14 +19,13 @@ from __future__ import annotations
 import getpass
 import logging
 import os
-import threading
 from typing import Any
 
 import orjson
 
-from ..clock import iso
-from ..ports import AuditLog, AuditTampered, Platform
 from ..audit.chain import GENESIS, HeadSigner, canonical, chain_hash  # noqa: F401 - re-exported for tests and tools
+from ..clock import iso
+from ..ports import AuditLog, AuditTampered, KeyService, Platform
 
 log = logging.getLogger("payments.audit")
 MAC_KEY_OWNER = "_audit"  # KeyService owner of the head-MAC key (tenant ids start with "ten_")

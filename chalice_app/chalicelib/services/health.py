@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 
 from ..observability import metrics
-from .dlq import list_entries
 from ..ports import Platform
+from .dlq import list_entries
 
 HEALTH_EVERY_S = 15.0
 _last_health = [0.0]

@@ -9,20 +9,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
-from .. import codec, ids
+from .. import codec, ids, strict_json
 from ..clock import iso
+from ..domain.cards import holds_pan
 from ..domain.payment import DomainError, Payment
+from ..domain.rules import RuleViolation, check_amount, check_instrument, normalize_iban
 from ..domain.states import PUBLIC_STATUSES, IllegalTransition
+from ..observability import context, tracing
 from ..ports import AlreadyExists, Changes, ConcurrencyConflict, IdempotencyRecord, Platform
 from ..schemas import SchemaError, validate_request
-from .. import strict_json
-from ..domain.cards import holds_pan
-from ..domain.rules import RuleViolation, check_amount, check_instrument, normalize_iban
-from ..observability import context, tracing
 
 
 class ApiError(Exception):
@@ -226,6 +225,14 @@ class PaymentService:
                            retry_after_s=1)
         return Reply(found.status_code, found.response, {**found.headers, "Idempotent-Replayed": "true"})
 
+    def _act(self, schema: str, tenant_id: str, payment_id: str, raw: bytes | None, correlation_id: str,
+             apply: Callable[[Payment, dict[str, Any]], list[tuple[str, dict[str, Any]]]]) -> Payment:
+        """An action on an existing payment: the optional body checked against `schema`, then
+        `apply(payment, body)` as one transition (its events committed with the new state)."""
+        body = parse_json(raw, required=False)
+        _validate(schema, body)
+        return self._transition(tenant_id, payment_id, correlation_id, lambda payment: apply(payment, body))
+
     def _transition(self, tenant_id: str, payment_id: str, correlation_id: str, apply) -> Payment:
         """Load, apply a domain command, commit with its events; retries a lost race twice."""
         for attempt in range(3):
@@ -254,38 +261,30 @@ class PaymentService:
         raise AssertionError("unreachable")
 
     def capture(self, tenant_id: str, payment_id: str, raw: bytes | None, correlation_id: str) -> Reply:
-        body = parse_json(raw, required=False)
-        _validate("capture_payment", body)
-
-        def apply(payment: Payment):
+        def apply(payment: Payment, body: dict[str, Any]):
             amount = body.get("amount", payment.amount)
             payment.request_capture(self._now(), amount)
             return [("payments.capture_requested", {"amount": amount})]
-        payment = self._transition(tenant_id, payment_id, correlation_id, apply)
+        payment = self._act("capture_payment", tenant_id, payment_id, raw, correlation_id, apply)
         return Reply(202, orjson.dumps(payment_view(payment)), {})
 
     def cancel(self, tenant_id: str, payment_id: str, raw: bytes | None, correlation_id: str) -> Reply:
-        body = parse_json(raw, required=False)
-        _validate("cancel_payment", body)
-        reason = body.get("reason")
-
-        def apply(payment: Payment):
+        def apply(payment: Payment, body: dict[str, Any]):
+            reason = body.get("reason")
             if payment.request_cancel(self._now()):
                 return [("payments.cancel_requested", {"reason": reason})]
             return [("payments.cancelled", {"reason": reason, "status": "cancelled"})]
-        payment = self._transition(tenant_id, payment_id, correlation_id, apply)
+        payment = self._act("cancel_payment", tenant_id, payment_id, raw, correlation_id, apply)
         return Reply(202, orjson.dumps(payment_view(payment)), {})
 
     def refund(self, tenant_id: str, payment_id: str, raw: bytes | None, correlation_id: str) -> Reply:
-        body = parse_json(raw, required=False)
-        _validate("create_refund", body)
         refund_id = ids.new_id("re")
 
-        def apply(payment: Payment):
+        def apply(payment: Payment, body: dict[str, Any]):
             amount = body.get("amount", payment.refundable_amount)
             payment.request_refund(self._now(), refund_id, amount, body.get("reason"))
             return [("payments.refund_requested", {"refund_id": refund_id, "amount": amount})]
-        payment = self._transition(tenant_id, payment_id, correlation_id, apply)
+        payment = self._act("create_refund", tenant_id, payment_id, raw, correlation_id, apply)
         refund = payment.find_refund(refund_id)
         return Reply(202, orjson.dumps({"id": refund.refund_id, "object": "refund", "payment_id": payment_id,
                                         "amount": refund.amount, "status": refund.status,

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 from ..clock import parse_iso
 from ..domain.events import Event
-from ..ports import ReportDelta
+from ..ports import ChangeFeed, PaymentStore, ReportDelta
 
 CONSUMER = "reports"  # processed-marker namespace and embedded feed reader
 SUCCESS = frozenset({"authorized", "captured", "voided"})  # attempt states that were an approval

@@ -10,8 +10,8 @@ from typing import Any
 
 from .. import ids
 from ..clock import iso
-from . import audit
 from ..ports import Platform
+from . import audit
 
 KEY_PREFIXES = ("pk_test_", "pk_live_")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")

@@ -32,12 +32,17 @@ def _capture(event: Event, ctx: StageContext, payment: Payment, amount: int) -> 
             "psp": attempt.psp, "amount": amount, "currency": payment.currency,
             "psp_reference": result.psp_reference or attempt.psp_reference})
     else:
-        msg = f"{attempt.psp} refused the capture: {result.message or result.code}"
-        payment.fail(ctx.now(), NAME, result.code or "capture_refused", msg)
-        out = ctx.event(event, payment, "payments.failed",
-                        {"status": payment.status, "code": result.code or "capture_refused", "message": msg,
-                         "stage": NAME})
+        out = _refused(event, ctx, payment, "capture", result)
     ctx.commit(event, payment, version, [out])
+
+
+def _refused(event: Event, ctx: StageContext, payment: Payment, action: str, result: PspResult) -> Event:
+    """The PSP refused a capture or a void: the payment fails, with the PSP's reason."""
+    msg = f"{payment.authorized_attempt.psp} refused the {action}: {result.message or result.code}"
+    code = result.code or f"{action}_refused"
+    payment.fail(ctx.now(), NAME, code, msg)
+    return ctx.event(event, payment, "payments.failed",
+                     {"status": payment.status, "code": code, "message": msg, "stage": NAME})
 
 
 def handle(event: Event, ctx: StageContext) -> None:
@@ -66,9 +71,5 @@ def handle(event: Event, ctx: StageContext) -> None:
             out = ctx.event(event, payment, "payments.cancelled",
                             {"reason": event.data.get("reason"), "status": "cancelled"})
         else:
-            msg = f"{attempt.psp} refused the void: {result.message or result.code}"
-            payment.fail(ctx.now(), NAME, result.code or "void_refused", msg)
-            out = ctx.event(event, payment, "payments.failed",
-                            {"status": payment.status, "code": result.code or "void_refused", "message": msg,
-                             "stage": NAME})
+            out = _refused(event, ctx, payment, "void", result)
         ctx.commit(event, payment, version, [out])

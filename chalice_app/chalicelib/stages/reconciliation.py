@@ -19,10 +19,10 @@ from ..clock import iso
 from ..domain.psp import Outcome, PspResult
 from ..domain.states import State
 from ..errors import TransientError
+from ..observability import context, tracing
 from ..ports import Changes, ConcurrencyConflict, Platform, Reminder
 from .authorization import apply_result, authorize_request
 from .context import StageContext
-from ..observability import context, tracing
 
 log = logging.getLogger("payments.reconciliation")
 NAME = "reconciliation"

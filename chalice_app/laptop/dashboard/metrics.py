@@ -15,13 +15,13 @@ from typing import Any
 
 import orjson
 
-from chalicelib.observability import timeline as observability
-from chalicelib.services import reporting
 from chalicelib.clock import iso, parse_iso
-from chalicelib.services import dlq as dlq_admin
 from chalicelib.domain.cards import mask_pans
-from chalicelib.stages import FLOW, STAGES
+from chalicelib.observability import timeline as observability
 from chalicelib.observability.metrics import percentile
+from chalicelib.services import dlq as dlq_admin
+from chalicelib.services import reporting
+from chalicelib.stages import FLOW, STAGES
 
 SAMPLE = 200          # newest payments per tenant whose timelines feed the stage and PSP figures
 SAMPLE_REMOTE = 50    # ... when each timeline is a network call (aws-local, aws)

@@ -24,8 +24,9 @@ from urllib.parse import unquote, urlparse
 
 import orjson
 
-from chalicelib.config import Settings
 from chalicelib import bootstrap
+from chalicelib.config import Settings
+
 from . import metrics
 
 STATIC = Path(__file__).resolve().parent / "static"

@@ -20,17 +20,24 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ...config import STATUS_INDEX, TTL_ATTRIBUTE
 from ...domain.events import Event
 from ...domain.payment import Payment
-from ...ports import (AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConflict, IdempotencyRecord,
-                      OutboxRecord, Reminder)
+from ...ports import (
+    AlreadyExists,
+    AlreadyProcessed,
+    Changes,
+    ConcurrencyConflict,
+    IdempotencyRecord,
+    OutboxRecord,
+    Reminder,
+)
+from ..cursors import decode_cursor, encode_cursor
+from ..errors import StoreUnavailable
 from . import dynamodb_layout as L
+from .dynamodb_layout import N, S
+from .dynamodb_layout import key as _key
 from .dynamodb_reports import DynamoReports
 from .dynamodb_security import SecurityItems
 from .dynamodb_tenants import TenantItems
 from .dynamodb_writes import UnitOfWork
-from ..cursors import decode_cursor, encode_cursor
-from ..errors import StoreUnavailable
-from .dynamodb_layout import N, S
-from .dynamodb_layout import key as _key
 
 
 class DynamoStore(TenantItems, DynamoReports, SecurityItems):

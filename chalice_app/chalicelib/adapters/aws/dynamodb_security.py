@@ -12,8 +12,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ...config import TTL_ATTRIBUTE
 from ...ports import AuditPending
-from . import dynamodb_layout as L
 from ..errors import StoreUnavailable
+from . import dynamodb_layout as L
 from .dynamodb_layout import N
 from .dynamodb_layout import key as _key
 

@@ -5,10 +5,10 @@ from typing import Any
 
 import orjson
 
+from ...audit.rows import rows_for
 from ...codec import payment_json
 from ...config import TTL_ATTRIBUTE
 from ...ports import AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConflict, IdempotencyRecord, Posting
-from ...audit.rows import rows_for
 from . import dynamodb_layout as L
 from .dynamodb_layout import N as _n
 from .dynamodb_layout import S as _s

@@ -12,12 +12,19 @@ from typing import Any, Sequence
 
 import orjson
 
+from ...audit.rows import rows_for
 from ...codec import payment_json
 from ...domain.events import Event
 from ...domain.payment import Payment
-from ...ports import (AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConflict, IdempotencyRecord,
-                      OutboxRecord, Reminder)
-from ...audit.rows import rows_for
+from ...ports import (
+    AlreadyExists,
+    AlreadyProcessed,
+    Changes,
+    ConcurrencyConflict,
+    IdempotencyRecord,
+    OutboxRecord,
+    Reminder,
+)
 from ..cursors import decode_cursor, encode_cursor
 from .database import SqliteDatabase
 from .feed import PRUNE, SqliteFeed, migrate
