@@ -16,7 +16,7 @@ from cdktn_provider_aws.route53_zone import Route53Zone
 from constructs import Construct
 
 from .. import settings
-from .audit import Audit
+from .audit import Audit, trail_name
 from .common import structs, tags
 from .dynamodb import PaymentsTable
 from .kms import PlatformKeys
@@ -38,7 +38,8 @@ class GlobalStack(TerraformStack):
         DataAwsCallerIdentity(self, "current")
         DataAwsPartition(self, "partition").override_logical_id("current")
 
-        self.keys = PlatformKeys(self, "kms", primary_region=primary, regions=regions, alias=platform_key_alias())
+        self.keys = PlatformKeys(self, "kms", primary_region=primary, regions=regions, alias=platform_key_alias(),
+                                trail_name=trail_name())
         self.table = PaymentsTable(self, "dynamodb", cfg=cfg, primary_region=primary, key_arns=self.keys.arns)
         self.tenants = TenantRoles(self, "tenants", tenants=tenants, table_name=cfg["dynamodb"]["table_name"],
                                    key_arns=list(self.keys.arns.values()))

@@ -1,0 +1,173 @@
+"""What each AWS-managed integration documents it needs, checked on the synthesized JSON.
+
+Each test is written from AWS's documented minimum policy for the integration (named in the
+docstring), not from what the stacks happen to contain: a service principal that AWS would
+refuse, or a documented permission that is missing, fails here before `terraform apply` would.
+"""
+from __future__ import annotations
+
+import json
+from fnmatch import fnmatchcase
+
+import pytest
+
+from tests.infra.conftest import ref
+
+GLOBAL = "global"
+
+
+def stack(region: str) -> str:
+    return f"region-{region}"
+
+
+def statements(doc: str | dict) -> list[dict]:
+    doc = json.loads(doc) if isinstance(doc, str) else doc
+    st = doc["Statement"]
+    return st if isinstance(st, list) else [st]
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def allows(statement: dict, action: str) -> bool:
+    """Does this Allow statement grant `action` (IAM wildcards, case-insensitive)?"""
+    return statement["Effect"] == "Allow" and any(
+        fnmatchcase(action.lower(), a.lower()) for a in as_list(statement.get("Action", [])))
+
+
+def services(statement: dict) -> list[str]:
+    principal = statement.get("Principal", {})
+    return as_list(principal.get("Service", [])) if isinstance(principal, dict) else []
+
+
+def granted(policies: list[str | dict], action: str) -> bool:
+    return any(allows(s, action) for p in policies for s in statements(p))
+
+
+def role_policies(synth, stack_name: str, role_logical: str) -> list[str]:
+    """Inline policies of one role (aws_iam_role_policy.role = the role's id)."""
+    role_id = ref("aws_iam_role", role_logical, "id")
+    return [p["policy"] for p in synth.resources(stack_name, "aws_iam_role_policy").values() if p["role"] == role_id]
+
+
+def managed_policies(synth, stack_name: str, role_logical: str) -> set[str]:
+    role_name = ref("aws_iam_role", role_logical, "name")
+    return {a["policy_arn"].rsplit("/", 1)[-1] for a in synth.resources(stack_name, "aws_iam_role_policy_attachment")
+            .values() if a["role"] == role_name}
+
+
+def role_named(synth, stack_name: str, name: str) -> str:
+    [logical] = [k for k, r in synth.resources(stack_name, "aws_iam_role").items() if r["name"] == name]
+    return logical
+
+
+def key_policy_of(synth, stack_name: str, key_ref: str) -> tuple[str, list[dict]]:
+    """The key a `${aws_kms_key.x.arn}`-style reference points at: its region and statements."""
+    rtype, logical = key_ref.strip("${}").split(".")[:2]
+    key = synth.resources(stack_name, rtype)[logical]
+    return key.get("region"), statements(key["policy"])
+
+
+# ---- CloudWatch Logs with KMS -------------------------------------------------------------
+# AWS: "Encrypt log data in CloudWatch Logs using AWS KMS" -- the key policy allows the regional
+# principal logs.<region>.amazonaws.com kms:Encrypt*, Decrypt*, ReEncrypt*, GenerateDataKey*,
+# Describe*, conditioned on kms:EncryptionContext:aws:logs:arn.
+LOGS_KMS_ACTIONS = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey",
+                    "kms:DescribeKey"]
+
+
+def encrypted_log_groups(synth, cfg):
+    for region in cfg["regions"]:
+        for name, group in synth.resources(stack(region), "aws_cloudwatch_log_group").items():
+            yield stack(region), region, name, group
+    for name, group in synth.resources(GLOBAL, "aws_cloudwatch_log_group").items():
+        yield GLOBAL, group.get("region", cfg["primary_region"]), name, group
+
+
+def test_every_encrypted_log_group_key_lets_cloudwatch_logs_of_its_region_use_it(synth, cfg):
+    seen = 0
+    for stack_name, region, name, group in encrypted_log_groups(synth, cfg):
+        assert group.get("kms_key_id"), f"{stack_name}/{name}: log group without a CMK"
+        key_region, key_statements = key_policy_of(synth, stack_name, group["kms_key_id"])
+        assert key_region in (None, region), (name, key_region)
+        [st] = [s for s in key_statements if f"logs.{region}.amazonaws.com" in services(s)]
+        for action in LOGS_KMS_ACTIONS:
+            assert allows(st, action), (name, action)
+        context = st["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
+        assert context.startswith("arn:") and f":logs:{region}:" in context and context.endswith(":log-group:*")
+        seen += 1
+    assert seen >= 10
+
+
+def test_no_key_policy_names_the_global_logs_principal(synth, cfg):
+    """logs.amazonaws.com is not the principal CloudWatch Logs uses with KMS (defect 1)."""
+    for stack_name in synth.stacks:
+        for rtype in ("aws_kms_key", "aws_kms_replica_key"):
+            for name, key in synth.resources(stack_name, rtype).items():
+                for st in statements(key["policy"]):
+                    assert "logs.amazonaws.com" not in services(st), (stack_name, name)
+
+
+# ---- CloudTrail ---------------------------------------------------------------------------
+# AWS: "Configure AWS KMS key policies for CloudTrail" -- cloudtrail.amazonaws.com may
+# kms:GenerateDataKey* with kms:EncryptionContext:aws:cloudtrail:arn of the account's trails, and
+# kms:DescribeKey; the trail's CloudWatch Logs role may logs:CreateLogStream and logs:PutLogEvents.
+
+def test_cloudtrail_may_encrypt_with_the_trail_key_as_documented(synth, cfg):
+    _, trail = synth.one(GLOBAL, "aws_cloudtrail")
+    key_region, key_statements = key_policy_of(synth, GLOBAL, trail["kms_key_id"])
+    assert key_region in (None, cfg["primary_region"])
+    trail_sts = [s for s in key_statements if "cloudtrail.amazonaws.com" in services(s)]
+    [encrypt] = [s for s in trail_sts if allows(s, "kms:GenerateDataKey")]
+    assert encrypt["Condition"]["StringLike"]["kms:EncryptionContext:aws:cloudtrail:arn"].endswith(":trail/*")
+    assert encrypt["Condition"]["StringEquals"]["aws:SourceArn"].endswith(f":trail/{trail['name']}")
+    assert any(allows(s, "kms:DescribeKey") for s in trail_sts)
+
+
+def test_cloudtrail_logs_role_is_trusted_by_cloudtrail_and_may_deliver(synth):
+    _, trail = synth.one(GLOBAL, "aws_cloudtrail")
+    role_logical = trail["cloud_watch_logs_role_arn"].split(".")[1]
+    role = synth.resources(GLOBAL, "aws_iam_role")[role_logical]
+    assert services(statements(role["assume_role_policy"])[0]) == ["cloudtrail.amazonaws.com"]
+    policies = role_policies(synth, GLOBAL, role_logical)
+    assert granted(policies, "logs:CreateLogStream") and granted(policies, "logs:PutLogEvents")
+
+
+# ---- service principals -------------------------------------------------------------------
+# Every Service principal the stacks name, in trust policies, key policies, bucket and
+# resource policies and Lambda permissions, must be one AWS documents for that integration.
+DOCUMENTED_PRINCIPALS = {
+    "lambda.amazonaws.com", "apigateway.amazonaws.com", "kafka.amazonaws.com", "cloudtrail.amazonaws.com",
+    "config.amazonaws.com", "vpc-flow-logs.amazonaws.com", "events.amazonaws.com", "dynamodb.amazonaws.com",
+    "sns.amazonaws.com", "sqs.amazonaws.com", "s3.amazonaws.com", "cloudwatch.amazonaws.com",
+    "delivery.logs.amazonaws.com",
+}
+
+
+def every_principal(synth):
+    for stack_name, doc in synth.stacks.items():
+        for rtype, resources in doc.get("resource", {}).items():
+            for name, res in resources.items():
+                for attr in ("assume_role_policy", "policy", "policy_document"):
+                    if isinstance(res.get(attr), str) and res[attr].lstrip().startswith("{"):
+                        for st in statements(res[attr]):
+                            for svc in services(st):
+                                yield stack_name, f"{rtype}.{name}", svc
+                if rtype == "aws_lambda_permission":
+                    yield stack_name, f"{rtype}.{name}", res["principal"]
+
+
+def test_every_service_principal_is_a_documented_one(synth, cfg):
+    regional_logs = {f"logs.{r}.amazonaws.com" for r in cfg["regions"]}
+    found = set()
+    for stack_name, where, svc in every_principal(synth):
+        assert svc in DOCUMENTED_PRINCIPALS | regional_logs, (stack_name, where, svc)
+        found.add(svc)
+    assert regional_logs <= found
+
+
+@pytest.fixture(params=["us-east-1", "eu-west-1"])
+def region(request, cfg):
+    assert request.param in cfg["regions"]
+    return request.param
