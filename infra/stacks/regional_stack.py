@@ -56,7 +56,7 @@ class RegionalStack(TerraformStack):
         lambda_sg = lambda_security_group(self, region, self.network.vpc_id, self.network.vpc_cidr)
         self.kafka = Kafka(self, "kafka", region=region, cfg=cfg, vpc_id=self.network.vpc_id,
                            vpc_cidr=self.network.vpc_cidr, subnet_ids=self.network.private_subnet_ids,
-                           key_arn=key.arn, client_sg_id=lambda_sg.id)
+                           key_arn=key.arn, client_sg_id=lambda_sg.id, multi_vpc=replication_enabled())
         alias = platform_key_alias()
         self.functions = Functions(self, "lambda", region=region, cfg=cfg,
                                    env=platform_env(region, cfg, self.kafka.bootstrap, alias),

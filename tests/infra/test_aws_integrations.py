@@ -171,3 +171,50 @@ def test_every_service_principal_is_a_documented_one(synth, cfg):
 def region(request, cfg):
     assert request.param in cfg["regions"]
     return request.param
+
+
+# ---- MSK Replicator -----------------------------------------------------------------------
+# AWS (MSK, "Prepare source and target clusters", "Network requirements"): for cross-region
+# replication the provisioned source cluster has multi-VPC private connectivity for IAM and a
+# cluster policy letting kafka.amazonaws.com kafka:CreateVpcConnection, kafka:GetBootstrapBrokers
+# and kafka:DescribeClusterV2. MSK turns multi-VPC connectivity on only for an ACTIVE cluster.
+REPLICATOR_CLUSTER_POLICY = ["kafka:CreateVpcConnection", "kafka:GetBootstrapBrokers", "kafka:DescribeClusterV2"]
+
+
+@pytest.fixture(scope="module")
+def create_step(tmp_path_factory, cfg):
+    """One regional stack as its first apply synthesizes it (INFRA_REPLICATION=off)."""
+    from cdktn import App
+
+    from infra.stacks.regional_stack import RegionalStack
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("INFRA_REPLICATION", "off")
+    try:
+        out = tmp_path_factory.mktemp("create-step")
+        app = App(outdir=str(out))
+        RegionalStack(app, "r", region="eu-west-1", cfg=cfg)
+        app.synth()
+    finally:
+        mp.undo()
+    return json.loads((out / "stacks" / "r" / "cdk.tf.json").read_text())["resource"]
+
+
+def test_the_create_step_asks_msk_for_no_multi_vpc_connectivity(create_step):
+    """CreateCluster with multi-VPC connectivity fails (defect 2): the first apply leaves it out."""
+    [cluster] = create_step["aws_msk_cluster"].values()
+    assert "vpc_connectivity" not in cluster["broker_node_group_info"]["connectivity_info"]
+    assert "aws_msk_cluster_policy" not in create_step and "aws_msk_replicator" not in create_step
+
+
+def test_the_replication_step_turns_multi_vpc_on_with_the_documented_cluster_policy(synth, region):
+    logical, cluster = synth.one(stack(region), "aws_msk_cluster")
+    vpc = cluster["broker_node_group_info"]["connectivity_info"]["vpc_connectivity"]
+    assert vpc == {"client_authentication": {"sasl": {"iam": True}}}
+    policy_logical, cluster_policy = synth.one(stack(region), "aws_msk_cluster_policy")
+    assert cluster_policy["cluster_arn"] == ref("aws_msk_cluster", logical, "arn")
+    [st] = statements(cluster_policy["policy"])
+    assert services(st) == ["kafka.amazonaws.com"]
+    assert sorted(as_list(st["Action"])) == sorted(REPLICATOR_CLUSTER_POLICY)
+    for rep in synth.resources(stack(region), "aws_msk_replicator").values():
+        assert f"aws_msk_cluster_policy.{policy_logical}" in rep["depends_on"]
