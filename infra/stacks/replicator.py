@@ -37,7 +37,9 @@ class Replicators(Construct):
                        assume_role_policy=assume_role("kafka.amazonaws.com"), tags=tags())
         kafka_arn = f"arn:{PARTITION}:kafka:*:{ACCOUNT}"
         IamRolePolicy(self, "role-policy", role=role.id, name="replicate-payments", policy=policy(
-            allow(["kafka-cluster:Connect", "kafka-cluster:DescribeCluster", "kafka-cluster:AlterCluster"],
+            # WriteDataIdempotently: Replicator writes with an idempotent producer (MSK Replicator docs).
+            allow(["kafka-cluster:Connect", "kafka-cluster:DescribeCluster", "kafka-cluster:AlterCluster",
+                   "kafka-cluster:WriteDataIdempotently"],
                   f"{kafka_arn}:cluster/payments-*/*"),
             allow(["kafka-cluster:DescribeTopic", "kafka-cluster:CreateTopic", "kafka-cluster:AlterTopic",
                    "kafka-cluster:WriteData", "kafka-cluster:ReadData", "kafka-cluster:DescribeTopicDynamicConfiguration",

@@ -218,3 +218,40 @@ def test_the_replication_step_turns_multi_vpc_on_with_the_documented_cluster_pol
     assert sorted(as_list(st["Action"])) == sorted(REPLICATOR_CLUSTER_POLICY)
     for rep in synth.resources(stack(region), "aws_msk_replicator").values():
         assert f"aws_msk_cluster_policy.{policy_logical}" in rep["depends_on"]
+
+
+# AWS managed policy AWSMSKReplicatorExecutionRole (the Replicator's service execution role):
+# cluster, topic and group permissions on source and target, including WriteDataIdempotently.
+# Each action is checked on the resource type it authorizes (MSK: "IAM access control",
+# semantics of actions and resources): the managed policy also lists topic actions on its
+# cluster statement, where they authorize nothing.
+REPLICATOR_ROLE = {
+    "cluster": ["kafka-cluster:Connect", "kafka-cluster:DescribeCluster", "kafka-cluster:AlterCluster",
+                "kafka-cluster:WriteDataIdempotently"],
+    "topic": ["kafka-cluster:DescribeTopic", "kafka-cluster:CreateTopic", "kafka-cluster:AlterTopic",
+              "kafka-cluster:WriteData", "kafka-cluster:ReadData", "kafka-cluster:DescribeTopicDynamicConfiguration",
+              "kafka-cluster:AlterTopicDynamicConfiguration"],
+    "group": ["kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup"],
+}
+
+
+def resource_grants(policies: list[str], action: str, resource: str) -> bool:
+    return any(allows(s, action) and any(fnmatchcase(resource, r) for r in as_list(s["Resource"]))
+               for p in policies for s in statements(p))
+
+
+def test_replicator_role_has_the_documented_permissions_on_both_clusters(synth, cfg, region):
+    [rep] = [r for r in synth.resources(stack(region), "aws_msk_replicator").values()]
+    role_logical = rep["service_execution_role_arn"].split(".")[1]
+    role = synth.resources(stack(region), "aws_iam_role")[role_logical]
+    assert services(statements(role["assume_role_policy"])[0]) == ["kafka.amazonaws.com"]
+    policies = role_policies(synth, stack(region), role_logical)
+    account = "${data.aws_caller_identity.current.account_id}"
+    for r in cfg["regions"]:  # the source here and the target in the peer region
+        base = f"arn:${{data.aws_partition.current.partition}}:kafka:{r}:{account}"
+        name = f"payments-{r}"
+        for kind, resource in (("cluster", f"{base}:cluster/{name}/uuid-1"),
+                               ("topic", f"{base}:topic/{name}/uuid-1/payments.initiated"),
+                               ("group", f"{base}:group/{name}/uuid-1/payments-risk-payments.validated")):
+            for action in REPLICATOR_ROLE[kind]:
+                assert resource_grants(policies, action, resource), (r, kind, action)
