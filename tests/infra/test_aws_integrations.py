@@ -255,3 +255,75 @@ def test_replicator_role_has_the_documented_permissions_on_both_clusters(synth, 
                                ("group", f"{base}:group/{name}/uuid-1/payments-risk-payments.validated")):
             for action in REPLICATOR_ROLE[kind]:
                 assert resource_grants(policies, action, resource), (r, kind, action)
+
+
+# ---- Lambda MSK event source mapping --------------------------------------------------------
+# AWS: "Configuring Lambda permissions for Amazon MSK event source mappings" (the managed policy
+# AWSLambdaMSKExecutionRole holds the minimum), plus the on-failure destination's sqs:SendMessage
+# and, for a queue under a CMK, kms:Decrypt and kms:GenerateDataKey.
+MSK_ESM_ACTIONS = ["kafka:DescribeClusterV2", "kafka:GetBootstrapBrokers", "ec2:CreateNetworkInterface",
+                   "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs", "ec2:DeleteNetworkInterface",
+                   "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups", "logs:CreateLogGroup",
+                   "logs:CreateLogStream", "logs:PutLogEvents"]
+ON_FAILURE_SQS_ACTIONS = ["sqs:SendMessage", "kms:Decrypt", "kms:GenerateDataKey"]
+# What the AWS managed policies the stacks attach grant (their documented JSON), so the test can
+# read the role whole without an AWS account.
+MANAGED = {
+    "AWSLambdaVPCAccessExecutionRole": [
+        {"Effect": "Allow", "Resource": "*", "Action": [
+            "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "ec2:CreateNetworkInterface",
+            "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets", "ec2:DeleteNetworkInterface",
+            "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"]}],
+    "AWSXRayDaemonWriteAccess": [
+        {"Effect": "Allow", "Resource": "*", "Action": [
+            "xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules",
+            "xray:GetSamplingTargets", "xray:GetSamplingStatisticSummaries"]}],
+}
+
+
+def lambda_role(synth, region):
+    logical = role_named(synth, stack(region), f"payments-lambda-{region}")
+    docs = role_policies(synth, stack(region), logical)
+    for managed in managed_policies(synth, stack(region), logical):
+        docs.append({"Statement": MANAGED[managed]})
+    return docs
+
+
+def test_lambda_role_has_what_an_msk_event_source_mapping_needs(synth, region):
+    """ec2:DescribeVpcs and ec2:DescribeSecurityGroups were missing (defect 4)."""
+    policies = lambda_role(synth, region)
+    for action in MSK_ESM_ACTIONS + ON_FAILURE_SQS_ACTIONS:
+        assert granted(policies, action), action
+
+
+def test_on_failure_queues_are_reachable_from_the_cluster_subnets(synth, region):
+    """Lambda needs a VPC endpoint for an MSK mapping's on-failure destination (defect 5)."""
+    cluster_logical, cluster = synth.one(stack(region), "aws_msk_cluster")
+    subnets = cluster["broker_node_group_info"]["client_subnets"]
+    endpoints = [e for e in synth.resources(stack(region), "aws_vpc_endpoint").values()
+                 if e["service_name"] == f"com.amazonaws.{region}.sqs"]
+    [sqs] = endpoints
+    assert sqs["vpc_endpoint_type"] == "Interface" and sqs["private_dns_enabled"] is True
+    assert sorted(sqs["subnet_ids"]) == sorted(subnets)
+    [sg_ref] = sqs["security_group_ids"]
+    sg = synth.resources(stack(region), "aws_security_group")[sg_ref.split(".")[1]]
+    assert any(r["from_port"] <= 443 <= r["to_port"] for r in sg["ingress"])
+    mappings = [m for m in synth.resources(stack(region), "aws_lambda_event_source_mapping").values()
+                if m["event_source_arn"] == ref("aws_msk_cluster", cluster_logical, "arn")]
+    assert mappings and all(m["destination_config"]["on_failure"]["destination_arn"].startswith("${aws_sqs_queue.")
+                            for m in mappings)
+
+
+def test_msk_mappings_bound_retries_and_record_age(synth, cfg, region):
+    """Without limits a failing batch is retried until retention expires, holding its partition
+    (defect 5); Lambda offers the limits for Kafka in provisioned mode only."""
+    esm = cfg["lambda"]["esm"]
+    cluster_logical, _ = synth.one(stack(region), "aws_msk_cluster")
+    mappings = [m for m in synth.resources(stack(region), "aws_lambda_event_source_mapping").values()
+                if m["event_source_arn"] == ref("aws_msk_cluster", cluster_logical, "arn")]
+    for m in mappings:
+        pollers = m["provisioned_poller_config"]
+        assert 1 <= pollers["minimum_pollers"] <= pollers["maximum_pollers"]
+        assert 0 <= m["maximum_retry_attempts"] == esm["retry_attempts"] <= 10_000
+        assert 60 <= m["maximum_record_age_in_seconds"] == esm["max_record_age_s"] <= 604_800
+        assert m["bisect_batch_on_function_error"] is True
