@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 PLATFORM_MODE = "PLATFORM_MODE"            # embedded | aws-local | aws
 DATA_DIR = "DATA_DIR"                      # embedded: SQLite files, keyring, logs
@@ -28,6 +29,7 @@ RETRY_MAX_MS = "RETRY_MAX_MS"              # backoff cap
 PSP_TIMEOUT_S = "PSP_TIMEOUT_S"            # connector read timeout
 WEBHOOK_TIMEOUT_S = "WEBHOOK_TIMEOUT_S"    # merchant webhook timeout
 API_KEY_PEPPER = "API_KEY_PEPPER"          # HMAC key for hashing API keys at rest
+API_KEY_PEPPER_SECRET = "API_KEY_PEPPER_SECRET"  # aws: Secrets Manager secret holding it, read at cold start
 IDEMPOTENCY_TTL_S = "IDEMPOTENCY_TTL_S"    # how long API idempotency keys are kept
 IDEMPOTENCY_LOCK_S = "IDEMPOTENCY_LOCK_S"  # an in-flight request's claim on its key lapses after this
 UNKNOWN_CHECK_SCHEDULE_S = "UNKNOWN_CHECK_SCHEDULE_S"  # delays between PSP status checks of an unknown outcome
@@ -68,6 +70,7 @@ DEFAULTS: dict[str, str] = {
     PSP_TIMEOUT_S: "2.0",
     WEBHOOK_TIMEOUT_S: "2.0",
     API_KEY_PEPPER: "local-development-pepper",
+    API_KEY_PEPPER_SECRET: "",  # unset: API_KEY_PEPPER itself
     IDEMPOTENCY_TTL_S: str(24 * 3600),
     IDEMPOTENCY_LOCK_S: "30",
     UNKNOWN_CHECK_SCHEDULE_S: "1,2,5,15,60",
@@ -139,6 +142,23 @@ def _schedule(env: dict[str, str], name: str) -> tuple[float, ...]:
     return steps
 
 
+def _pepper(env: dict[str, str], mode: str, read_secret: Callable[[str], str] | None) -> bytes:
+    """The API key pepper: from Secrets Manager when API_KEY_PEPPER_SECRET names a secret. In aws
+    mode the public local default is refused: keys hashed under it are as good as unhashed."""
+    secret_id = env.get(API_KEY_PEPPER_SECRET)
+    value = (read_secret or _secret_string)(secret_id) if secret_id else _get(env, API_KEY_PEPPER)
+    if mode == "aws" and value.strip() in ("", DEFAULTS[API_KEY_PEPPER]):
+        raise ConfigError(f"aws mode refuses to start with the local default {API_KEY_PEPPER}: "
+                          f"set {API_KEY_PEPPER_SECRET} to the Secrets Manager secret that holds the pepper")
+    return value.encode()
+
+
+def _secret_string(secret_id: str) -> str:
+    import boto3  # only when a secret is named (aws mode); the other modes never load it here
+
+    return boto3.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
+
+
 @dataclass(frozen=True)
 class Settings:
     mode: str
@@ -173,7 +193,9 @@ class Settings:
     dashboard_port: int = 8200
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+    def from_env(cls, env: dict[str, str] | None = None,
+                 read_secret: Callable[[str], str] | None = None) -> Settings:
+        """`read_secret(secret_id) -> str` replaces the Secrets Manager call (tests)."""
         env = dict(os.environ if env is None else env)
         mode = _get(env, PLATFORM_MODE)
         if mode not in MODES:
@@ -194,7 +216,7 @@ class Settings:
             retry_max_ms=_int(env, RETRY_MAX_MS),
             psp_timeout_s=_float(env, PSP_TIMEOUT_S),
             webhook_timeout_s=_float(env, WEBHOOK_TIMEOUT_S),
-            api_key_pepper=_get(env, API_KEY_PEPPER).encode(),
+            api_key_pepper=_pepper(env, mode, read_secret),
             idempotency_ttl_s=_int(env, IDEMPOTENCY_TTL_S),
             idempotency_lock_s=_int(env, IDEMPOTENCY_LOCK_S),
             unknown_check_schedule_s=_schedule(env, UNKNOWN_CHECK_SCHEDULE_S),

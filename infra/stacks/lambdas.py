@@ -33,6 +33,7 @@ from constructs import Construct
 from .. import settings
 from ..settings import platform_config as pc
 from .artifacts import source_hash, tf_path
+from .secrets import PEPPER_SECRET_NAME
 from .common import structs, ACCOUNT, PARTITION, allow, assume_role, name, policy, tags
 
 # The ADOT layer's collector extension listens on localhost:4318; chalicelib.telemetry.tracing runs
@@ -83,6 +84,9 @@ class Functions(Construct):
                   [f"arn:{PARTITION}:kms:{region}:{ACCOUNT}:key/*"], sid="Keys",
                   condition={"ForAnyValue:StringEquals": {"kms:ResourceAliases": [platform_key_alias]}}),
             allow(["kms:Decrypt", "kms:GenerateDataKey"], key_arn, sid="InfraKey"),
+            # The API key pepper, read once per cold start (its replica in this region).
+            allow(["secretsmanager:GetSecretValue"],
+                  f"arn:{PARTITION}:secretsmanager:{region}:{ACCOUNT}:secret:{PEPPER_SECRET_NAME}-*", sid="Pepper"),
             allow(["kafka:DescribeCluster", "kafka:DescribeClusterV2", "kafka:GetBootstrapBrokers"], kafka_arn,
                   sid="MskDescribe"),
             allow(["kafka-cluster:Connect", "kafka-cluster:DescribeCluster", "kafka-cluster:DescribeTopic",
@@ -214,6 +218,7 @@ def platform_env(region: str, cfg: dict[str, Any], bootstrap: str, platform_key_
         pc.KAFKA_BOOTSTRAP_SERVERS: bootstrap,
         pc.KAFKA_SECURITY: "iam",
         pc.KMS_KEY_ID: platform_key_alias,
+        pc.API_KEY_PEPPER_SECRET: PEPPER_SECRET_NAME,  # never API_KEY_PEPPER itself: aws mode refuses the default
         pc.BUS_PARTITIONS: str(cfg["msk"]["topics"]["default"]["partitions"]),
         pc.BATCH_SIZE: str(cfg["lambda"]["esm"]["batch_size"]),
         pc.MAX_ATTEMPTS: pc.DEFAULTS[pc.MAX_ATTEMPTS],
