@@ -73,13 +73,15 @@ class Functions(Construct):
                                     policy_arn=f"arn:{PARTITION}:iam::aws:policy/"
                                                + ("service-role/" if managed.startswith("AWSLambda") else "")
                                                + managed)
+        # ec2:DescribeVpcs and DescribeSecurityGroups: MSK event source mappings describe the
+        # cluster's network (AWSLambdaMSKExecutionRole); the VPC access managed policy has neither.
         IamRolePolicy(self, "role-policy", role=self.role.id, name="payments-platform", policy=policy(
             allow(["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem",
                    "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
-                   "dynamodb:ConditionCheckItem", "dynamodb:TransactWriteItems", "dynamodb:TransactGetItems"],
+                   "dynamodb:ConditionCheckItem"],  # transactions are authorized per item action
                   [table, f"{table}/index/*"], sid="Table"),
-            allow(["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
-                   "dynamodb:ListStreams"], f"{table}/stream/*", sid="Stream"),
+            allow(["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
+                  f"{table}/stream/*", sid="Stream"),
             allow(["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
                   [f"arn:{PARTITION}:kms:{region}:{ACCOUNT}:key/*"], sid="Keys",
                   condition={"ForAnyValue:StringEquals": {"kms:ResourceAliases": [platform_key_alias]}}),
@@ -87,19 +89,17 @@ class Functions(Construct):
             # The API key pepper, read once per cold start (its replica in this region).
             allow(["secretsmanager:GetSecretValue"],
                   f"arn:{PARTITION}:secretsmanager:{region}:{ACCOUNT}:secret:{PEPPER_SECRET_NAME}-*", sid="Pepper"),
-            allow(["kafka:DescribeCluster", "kafka:DescribeClusterV2", "kafka:GetBootstrapBrokers"], kafka_arn,
-                  sid="MskDescribe"),
+            allow(["kafka:DescribeCluster", "kafka:DescribeClusterV2"], kafka_arn, sid="MskDescribe"),
+            # These support no resource-level permissions (service authorization reference): "*".
+            allow(["kafka:GetBootstrapBrokers", "dynamodb:ListStreams", "ec2:DescribeVpcs",
+                   "ec2:DescribeSecurityGroups"], "*", sid="NoResourceLevel"),
             allow(["kafka-cluster:Connect", "kafka-cluster:DescribeCluster", "kafka-cluster:DescribeTopic",
                    "kafka-cluster:CreateTopic", "kafka-cluster:AlterTopic", "kafka-cluster:DescribeTopicDynamicConfiguration",
                    "kafka-cluster:AlterTopicDynamicConfiguration", "kafka-cluster:ReadData",
                    "kafka-cluster:WriteData", "kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup"],
                   [f"{cluster}:cluster/payments-{region}/*", f"{cluster}:topic/payments-{region}/*",
                    f"{cluster}:group/payments-{region}/*"], sid="KafkaData"),
-            allow(["sqs:SendMessage"], f"arn:{PARTITION}:sqs:{region}:{ACCOUNT}:payments-*", sid="FailureQueues"),
-            # MSK event source mappings describe the cluster's VPC and security groups
-            # (AWSLambdaMSKExecutionRole); the VPC access managed policy has neither. EC2
-            # Describe* actions support no resource-level permissions, hence "*".
-            allow(["ec2:DescribeVpcs", "ec2:DescribeSecurityGroups"], "*", sid="MskEventSourceNetwork")))
+            allow(["sqs:SendMessage"], f"arn:{PARTITION}:sqs:{region}:{ACCOUNT}:payments-*", sid="FailureQueues")))
         profile = SignerSigningProfile(self, "signing-profile", platform_id="AWSLambda-SHA384-ECDSA",
                                        name_prefix="payments", tags=tags())
         # Warn, not Enforce: deployment.zip is unsigned until CI signs it with this profile.
