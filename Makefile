@@ -79,6 +79,8 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 TF_OUT := infra/cdktf.out/stacks
 TERRAFORM ?= terraform
+# terraform init that reports "cannot download the providers" in one line (no network here)
+TF_INIT := $(CURDIR)/infra/terraform_init.sh
 REGIONS = $(shell $(BIN)/python -c 'import json; print(" ".join(json.load(open("infra/config.json"))["regions"]))')
 define require_terraform
 	@command -v $(TERRAFORM) >/dev/null 2>&1 || { echo "error: no terraform binary on PATH: install Terraform >= 1.5 (https://developer.hashicorp.com/terraform/install) to plan or deploy; 'make synth' works without it" >&2; exit 127; }
@@ -94,14 +96,17 @@ plan: install
 	$(check_region)
 	$(require_terraform)
 	@$(MAKE) --no-print-directory synth
-	cd $(TF_OUT)/region-$(REGION) && $(TERRAFORM) init -input=false && $(TERRAFORM) plan -input=false
+	@cd $(TF_OUT)/region-$(REGION) && $(TF_INIT) $(TERRAFORM)
+	cd $(TF_OUT)/region-$(REGION) && $(TERRAFORM) plan -input=false
 
 deploy-region: install
 	$(check_region)
 	$(require_terraform)
 	@$(MAKE) --no-print-directory package topic-admin-zip synth
-	cd $(TF_OUT)/global && $(TERRAFORM) init -input=false && $(TERRAFORM) apply -input=false
-	cd $(TF_OUT)/region-$(REGION) && $(TERRAFORM) init -input=false && $(TERRAFORM) apply -input=false
+	@cd $(TF_OUT)/global && $(TF_INIT) $(TERRAFORM)
+	cd $(TF_OUT)/global && $(TERRAFORM) apply -input=false
+	@cd $(TF_OUT)/region-$(REGION) && $(TF_INIT) $(TERRAFORM)
+	cd $(TF_OUT)/region-$(REGION) && $(TERRAFORM) apply -input=false
 
 # The topic admin Lambda (infra/lambda_src/topic_admin) with its two pure-Python deps.
 topic-admin-zip: install

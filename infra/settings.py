@@ -97,6 +97,42 @@ def platform_topics(cfg: dict[str, Any]) -> list[Topic]:
     return out
 
 
+# Lambda keeps this much of the account's concurrency unreserved; a reservation that leaves
+# less fails (PutFunctionConcurrency: "...decreases account's UnreservedConcurrentExecution
+# below its minimum value of [100]").
+UNRESERVED_MINIMUM = 100
+# Reconciliation is a singleton sweeper (two would check the same payment): always 1.
+SINGLETONS = {"reconciliation": 1}
+
+
+def reserved_concurrency(cfg: dict[str, Any]) -> dict[str, int | None]:
+    """Reserved concurrency per function key (stage names, api, outbox_relay, reports,
+    topic_admin, reconciliation); None leaves a function unreserved.
+
+    A Kafka event source mapping runs at most one invocation per partition, so a stage gets
+    the partitions of the topics it consumes: less throttles it, more is never used.
+    `lambda.reserved_concurrency.enabled: false` reserves nothing but the singletons. The
+    total must leave UNRESERVED_MINIMUM of `lambda.account_concurrency` (1000 by default)."""
+    lcfg = cfg["lambda"]
+    rc = lcfg.get("reserved_concurrency") or {}
+    enabled = rc.get("enabled", True)
+    partitions = {t.name: t.partitions for t in platform_topics(cfg)}
+    out: dict[str, int | None] = {}
+    for stage, module in STAGES.items():
+        out[stage] = sum(partitions[t] for t in module.CONSUMES) if enabled else None
+    for fn in ("api", "outbox_relay", "reports", "topic_admin"):
+        out[fn] = rc.get(fn) if enabled else None
+    out.update(SINGLETONS)
+    total = sum(v for v in out.values() if v)
+    quota = int(lcfg.get("account_concurrency", 1000))
+    if quota - total < UNRESERVED_MINIMUM:
+        raise InfraConfigError(
+            f"reserved concurrency totals {total} of the account's {quota}: Lambda keeps {UNRESERVED_MINIMUM} "
+            f"unreserved, so at most {quota - UNRESERVED_MINIMUM} can be reserved; raise lambda.account_concurrency "
+            "(after a quota increase), lower the partitions, or set lambda.reserved_concurrency.enabled to false")
+    return out
+
+
 def event_schemas() -> list[Path]:
     return sorted(SCHEMAS_DIR.glob("*.json"))
 

@@ -29,6 +29,7 @@ RETRY_MAX_MS = "RETRY_MAX_MS"              # backoff cap
 PSP_TIMEOUT_S = "PSP_TIMEOUT_S"            # connector read timeout
 WEBHOOK_TIMEOUT_S = "WEBHOOK_TIMEOUT_S"    # merchant webhook timeout
 API_KEY_PEPPER = "API_KEY_PEPPER"          # HMAC key for hashing API keys at rest
+API_KEY_PEPPER_SECRET = "API_KEY_PEPPER_SECRET"  # aws: Secrets Manager secret holding it, read at cold start
 IDEMPOTENCY_TTL_S = "IDEMPOTENCY_TTL_S"    # how long API idempotency keys are kept
 IDEMPOTENCY_LOCK_S = "IDEMPOTENCY_LOCK_S"  # an in-flight request's claim on its key lapses after this
 UNKNOWN_CHECK_SCHEDULE_S = "UNKNOWN_CHECK_SCHEDULE_S"  # delays between PSP status checks of an unknown outcome
@@ -69,6 +70,7 @@ DEFAULTS: dict[str, str] = {
     PSP_TIMEOUT_S: "2.0",
     WEBHOOK_TIMEOUT_S: "2.0",
     API_KEY_PEPPER: "local-development-pepper",
+    API_KEY_PEPPER_SECRET: "",  # unset: API_KEY_PEPPER itself
     IDEMPOTENCY_TTL_S: str(24 * 3600),
     IDEMPOTENCY_LOCK_S: "30",
     UNKNOWN_CHECK_SCHEDULE_S: "1,2,5,15,60",
@@ -140,6 +142,23 @@ def _schedule(env: dict[str, str], name: str) -> tuple[float, ...]:
     return steps
 
 
+def _pepper(env: dict[str, str], mode: str, read_secret: Callable[[str], str] | None) -> bytes:
+    """The API key pepper: from Secrets Manager when API_KEY_PEPPER_SECRET names a secret. In aws
+    mode the public local default is refused: keys hashed under it are as good as unhashed."""
+    secret_id = env.get(API_KEY_PEPPER_SECRET)
+    value = (read_secret or _secret_string)(secret_id) if secret_id else _get(env, API_KEY_PEPPER)
+    if mode == "aws" and value.strip() in ("", DEFAULTS[API_KEY_PEPPER]):
+        raise ConfigError(f"aws mode refuses to start with the local default {API_KEY_PEPPER}: "
+                          f"set {API_KEY_PEPPER_SECRET} to the Secrets Manager secret that holds the pepper")
+    return value.encode()
+
+
+def _secret_string(secret_id: str) -> str:
+    import boto3  # only when a secret is named (aws mode); the other modes never load it here
+
+    return boto3.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
+
+
 def _path(env: dict[str, str], name: str) -> Path:
     return Path(_get(env, name)).resolve()
 
@@ -148,16 +167,13 @@ def _upper(env: dict[str, str], name: str) -> str:
     return _get(env, name).upper()
 
 
-def _bytes(env: dict[str, str], name: str) -> bytes:
-    return _get(env, name).encode()
-
-
 def _one_of(*allowed: str) -> Callable[[dict[str, str], str], str]:
     return lambda env, name: _choice(env, name, allowed)
 
 
-def _env(name: str, read: Callable[[dict[str, str], str], Any] = _get, **kw: Any) -> Any:
-    """A Settings field read from the environment variable `name` by `read` (default: the text)."""
+def _env(name: str, read: Callable[[dict[str, str], str], Any] | None = _get, **kw: Any) -> Any:
+    """A Settings field read from the environment variable `name` by `read` (default: the text;
+    None: from_env derives it from other values)."""
     return field(metadata={"env": name, "read": read}, **kw)
 
 
@@ -178,7 +194,7 @@ class Settings:
     retry_max_ms: int = _env(RETRY_MAX_MS, _int)
     psp_timeout_s: float = _env(PSP_TIMEOUT_S, _float)
     webhook_timeout_s: float = _env(WEBHOOK_TIMEOUT_S, _float)
-    api_key_pepper: bytes = _env(API_KEY_PEPPER, _bytes, repr=False)
+    api_key_pepper: bytes = _env(API_KEY_PEPPER, None, repr=False)  # derived: _pepper (mode, secret)
     idempotency_ttl_s: int = _env(IDEMPOTENCY_TTL_S, _int)
     idempotency_lock_s: int = _env(IDEMPOTENCY_LOCK_S, _int)
     unknown_check_schedule_s: tuple[float, ...] = _env(UNKNOWN_CHECK_SCHEDULE_S, _schedule)
@@ -196,10 +212,13 @@ class Settings:
     dashboard_port: int = _env(DASHBOARD_PORT, _int)
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+    def from_env(cls, env: dict[str, str] | None = None,
+                 read_secret: Callable[[str], str] | None = None) -> Settings:
+        """`read_secret(secret_id) -> str` replaces the Secrets Manager call (tests)."""
         env = dict(os.environ if env is None else env)
-        values = {f.name: f.metadata["read"](env, f.metadata["env"]) for f in fields(cls)}
+        values = {f.name: f.metadata["read"](env, f.metadata["env"]) for f in fields(cls) if f.metadata["read"]}
         values["simulator_url"] = values["simulator_url"] or f"http://127.0.0.1:{values['simulator_port']}"
+        values["api_key_pepper"] = _pepper(env, values["mode"], read_secret)
         settings = cls(**values)
         for name, value in ((BUS_PARTITIONS, settings.partitions), (BATCH_SIZE, settings.batch_size),
                             (MAX_ATTEMPTS, settings.max_attempts), (RATE_LIMIT_BURST, settings.rate_limit_burst)):

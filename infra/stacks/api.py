@@ -1,11 +1,21 @@
-"""API Gateway REST API (EDGE-optimized) proxying every path to the API Lambda,
-an optional custom domain, and this region's Route 53 health check and record.
+"""API Gateway REST API (REGIONAL) proxying every path to the API Lambda, behind AWS WAF,
+a REGIONAL custom domain named like the routing record, and this region's Route 53 health
+check and record.
+
+One name served from several regions: each region's API has a REGIONAL custom domain of the
+record's own name (api.<zone>) with a certificate in that region, and the region's routing
+record is an alias to it (API Gateway: "Configure custom health checks for DNS failover").
+A CNAME to an execute-api host cannot work: API Gateway routes by the Host header, which
+would be the record's name, not the API's. The certificate comes from config
+(api.certificate_arns[region]) or is issued by ACM with DNS validation in the zone.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from cdktn import Fn
+from cdktn_provider_aws.acm_certificate import AcmCertificate
+from cdktn_provider_aws.acm_certificate_validation import AcmCertificateValidation
 from cdktn_provider_aws.api_gateway_account import ApiGatewayAccount
 from cdktn_provider_aws.api_gateway_base_path_mapping import ApiGatewayBasePathMapping
 from cdktn_provider_aws.api_gateway_deployment import ApiGatewayDeployment
@@ -28,6 +38,7 @@ from cdktn_provider_aws.route53_record import Route53Record
 from constructs import Construct
 
 from .common import PARTITION, assume_role, name, tags
+from .waf import Waf
 
 ACCESS_LOG_FORMAT = ('{"requestId":"$context.requestId","ip":"$context.identity.sourceIp",'
                      '"method":"$context.httpMethod","path":"$context.path","status":"$context.status",'
@@ -40,7 +51,7 @@ class Api(Construct):
         super().__init__(scope, id)
         acfg, dns = cfg["api"], cfg["dns"]
         self.rest_api = ApiGatewayRestApi(self, "rest-api", name=name("api", region),
-                                          endpoint_configuration={"types": ["EDGE"]},
+                                          endpoint_configuration={"types": ["REGIONAL"]},
                                           lifecycle={"create_before_destroy": True}, tags=tags())
         validator = ApiGatewayRequestValidator(self, "validator", rest_api_id=self.rest_api.id, name="parameters",
                                                validate_request_parameters=True, validate_request_body=False)
@@ -82,16 +93,15 @@ class Api(Construct):
             self, "health", type="HTTPS", fqdn=self.host, port=443,
             resource_path=f"/{acfg['stage']}/health", request_interval=30, failure_threshold=3,
             measure_latency=True, tags=tags(Name=name("health", region)))
-        target = self.host
-        if acfg.get("custom_domain"):
-            # EDGE domains need an ACM certificate in us-east-1 (config api.certificate_arn).
-            domain = ApiGatewayDomainName(
-                self, "domain", domain_name=f"{region}.{acfg['custom_domain']}", certificate_arn=acfg["certificate_arn"],
-                endpoint_configuration={"types": ["EDGE"]}, security_policy="TLS_1_2", tags=tags())
-            ApiGatewayBasePathMapping(self, "mapping", api_id=self.rest_api.id, stage_name=self.stage.stage_name,
-                                      domain_name=domain.domain_name)
-            target = domain.cloudfront_domain_name
+        self.waf = Waf(self, "waf", region=region, cfg=cfg, stage_arn=self.stage.arn, key_arn=key_arn)
         zone = DataAwsRoute53Zone(self, "zone", name=dns["zone_name"], private_zone=False)
+        public_name = f"{dns['record_name']}.{dns['zone_name']}"
+        certificate = (acfg.get("certificate_arns") or {}).get(region) or self._certificate(public_name, zone)
+        self.domain = ApiGatewayDomainName(
+            self, "domain", domain_name=public_name, regional_certificate_arn=certificate,
+            endpoint_configuration={"types": ["REGIONAL"]}, security_policy="TLS_1_2", tags=tags())
+        ApiGatewayBasePathMapping(self, "mapping", api_id=self.rest_api.id, stage_name=self.stage.stage_name,
+                                  base_path=acfg["stage"], domain_name=self.domain.domain_name)
         routing: dict[str, Any]
         if dns["routing"] == "failover":
             primary = region == cfg["primary_region"]
@@ -99,5 +109,20 @@ class Api(Construct):
         else:
             routing = {"latency_routing_policy": {"region": region}}
         self.record = Route53Record(
-            self, "record", zone_id=zone.zone_id, name=f"{dns['record_name']}.{dns['zone_name']}", type="CNAME",
-            ttl=60, records=[target], set_identifier=region, health_check_id=self.health_check.id, **routing)
+            self, "record", zone_id=zone.zone_id, name=public_name, type="A",
+            alias={"name": self.domain.regional_domain_name, "zone_id": self.domain.regional_zone_id,
+                   "evaluate_target_health": True},
+            set_identifier=region, health_check_id=self.health_check.id, **routing)
+
+    def _certificate(self, public_name: str, zone: DataAwsRoute53Zone) -> str:
+        """An ACM certificate for the record's name in this region, validated through the zone.
+        Every region's certificate for the name asks for the same validation record, hence
+        allow_overwrite."""
+        cert = AcmCertificate(self, "certificate", domain_name=public_name, validation_method="DNS",
+                              lifecycle={"create_before_destroy": True}, tags=tags())
+        option = cert.domain_validation_options.get(0)
+        record = Route53Record(self, "certificate-validation", zone_id=zone.zone_id,
+                               name=option.resource_record_name, type=option.resource_record_type,
+                               records=[option.resource_record_value], ttl=60, allow_overwrite=True)
+        return AcmCertificateValidation(self, "certificate-valid", certificate_arn=cert.arn,
+                                        validation_record_fqdns=[record.fqdn]).certificate_arn

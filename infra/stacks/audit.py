@@ -33,6 +33,11 @@ CONFIG_RULES = {
 }
 
 
+def trail_name() -> str:
+    """The one trail's name; the platform key's policy lets exactly this trail use it."""
+    return name("trail")
+
+
 class Audit(Construct):
     def __init__(self, scope: Construct, id: str, *, primary_region: str, regions: list[str],
                  key_arn: str) -> None:
@@ -57,7 +62,6 @@ class Audit(Construct):
                    "expiration": [{"days": 2555}],
                    "abort_incomplete_multipart_upload": [{"days_after_initiation": 7}],
                    "noncurrent_version_expiration": [{"noncurrent_days": 365}]}]))
-        trail_name = name("trail")
         services = {"Service": ["cloudtrail.amazonaws.com", "config.amazonaws.com"]}
         bucket_policy = S3BucketPolicy(self, "bucket-policy", bucket=bucket.id, policy=policy(
             {"Sid": "AclCheck", "Effect": "Allow", "Principal": services, "Action": "s3:GetBucketAcl",
@@ -69,14 +73,14 @@ class Audit(Construct):
              "Resource": [bucket.arn, f"{bucket.arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}))
 
         # CloudTrail also streams to CloudWatch Logs so metric filters and alarms can watch it.
-        trail_logs = CloudwatchLogGroup(self, "trail-logs", name=f"/aws/cloudtrail/{trail_name}",
+        trail_logs = CloudwatchLogGroup(self, "trail-logs", name=f"/aws/cloudtrail/{trail_name()}",
                                         retention_in_days=365, kms_key_id=key_arn, tags=tags())
         trail_role = IamRole(self, "trail-role", name=name("cloudtrail-logs"),
                              assume_role_policy=assume_role("cloudtrail.amazonaws.com"), tags=tags())
         IamRolePolicy(self, "trail-role-policy", role=trail_role.id, name="deliver-to-logs", policy=policy(
             allow(["logs:CreateLogStream", "logs:PutLogEvents"], f"{trail_logs.arn}:*")))
         self.trail = Cloudtrail(
-            self, "trail", name=trail_name, s3_bucket_name=bucket.id, s3_key_prefix="cloudtrail",
+            self, "trail", name=trail_name(), s3_bucket_name=bucket.id, s3_key_prefix="cloudtrail",
             is_multi_region_trail=True, include_global_service_events=True, enable_log_file_validation=True,
             kms_key_id=key_arn, cloud_watch_logs_group_arn=f"{trail_logs.arn}:*",
             cloud_watch_logs_role_arn=trail_role.arn, depends_on=[bucket_policy], tags=tags())

@@ -36,9 +36,18 @@ def assume_role(service: str) -> str:
     return policy({"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"})
 
 
-def key_policy(services: list[str], account: str = ACCOUNT, partition: str = PARTITION) -> str:
-    """An explicit key policy: the account administers; named services may use the key
-    only from this account (aws:SourceAccount), never cross-account."""
+def logs_principal(region: str) -> str:
+    """CloudWatch Logs calls KMS as its regional principal (AWS: "Encrypt log data in CloudWatch
+    Logs using AWS KMS"); a key policy naming logs.amazonaws.com makes CreateLogGroup fail."""
+    return f"logs.{region}.amazonaws.com"
+
+
+def key_policy(region: str, services: list[str], *, logs: bool = True, trail_name: str | None = None,
+               account: str = ACCOUNT, partition: str = PARTITION) -> str:
+    """An explicit key policy: the account administers; named services may use the key only
+    from this account (aws:SourceAccount). CloudWatch Logs (regional principal, log groups of
+    this account and region) and CloudTrail (this account's trails) get the statements their
+    documentation gives, with the encryption context each service sends."""
     root = f"arn:{partition}:iam::{account}:root"
     statements: list[dict[str, Any]] = [
         {"Sid": "AccountAdministers", "Effect": "Allow", "Principal": {"AWS": root},
@@ -52,6 +61,27 @@ def key_policy(services: list[str], account: str = ACCOUNT, partition: str = PAR
             "Resource": "*",
             "Condition": {"StringEquals": {"aws:SourceAccount": account}},
         })
+    if logs:
+        statements.append({
+            "Sid": "CloudWatchLogsOfThisRegion", "Effect": "Allow",
+            "Principal": {"Service": logs_principal(region)},
+            "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+            "Resource": "*",
+            "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn":
+                                      f"arn:{partition}:logs:{region}:{account}:log-group:*"}},
+        })
+    if trail_name:
+        trail = f"arn:{partition}:cloudtrail:{region}:{account}:trail/{trail_name}"
+        statements += [
+            {"Sid": "CloudTrailEncryptsLogs", "Effect": "Allow", "Principal": {"Service": "cloudtrail.amazonaws.com"},
+             "Action": "kms:GenerateDataKey*", "Resource": "*",
+             "Condition": {"StringEquals": {"aws:SourceArn": trail},
+                           "StringLike": {"kms:EncryptionContext:aws:cloudtrail:arn":
+                                          f"arn:{partition}:cloudtrail:*:{account}:trail/*"}}},
+            {"Sid": "CloudTrailDescribesKey", "Effect": "Allow", "Principal": {"Service": "cloudtrail.amazonaws.com"},
+             "Action": "kms:DescribeKey", "Resource": "*",
+             "Condition": {"StringEquals": {"aws:SourceArn": trail}}},
+        ]
     return policy(*statements)
 
 

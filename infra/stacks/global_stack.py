@@ -1,6 +1,6 @@
 """The global stack: what exists once for all regions.
 
-Multi-region KMS key (+ replicas), the DynamoDB global table, per-tenant IAM roles,
+Multi-region KMS key (+ replicas), the API key pepper secret (replicated), the DynamoDB global table, per-tenant IAM roles,
 the Glue Schema Registry, CloudTrail, AWS Config in every region and the hosted zone
 the regions' health-checked records go into.
 """
@@ -16,11 +16,12 @@ from cdktn_provider_aws.route53_zone import Route53Zone
 from constructs import Construct
 
 from .. import settings
-from .audit import Audit
+from .audit import Audit, trail_name
 from .common import structs, tags
 from .dynamodb import PaymentsTable
 from .kms import PlatformKeys
 from .schemas import SchemaRegistry
+from .secrets import PepperSecret
 from .tenants import TenantRoles
 
 
@@ -38,8 +39,10 @@ class GlobalStack(TerraformStack):
         DataAwsCallerIdentity(self, "current")
         DataAwsPartition(self, "partition").override_logical_id("current")
 
-        self.keys = PlatformKeys(self, "kms", primary_region=primary, regions=regions, alias=platform_key_alias())
+        self.keys = PlatformKeys(self, "kms", primary_region=primary, regions=regions, alias=platform_key_alias(),
+                                trail_name=trail_name())
         self.table = PaymentsTable(self, "dynamodb", cfg=cfg, primary_region=primary, key_arns=self.keys.arns)
+        self.pepper = PepperSecret(self, "pepper", primary_region=primary, key_arns=self.keys.arns)
         self.tenants = TenantRoles(self, "tenants", tenants=tenants, table_name=cfg["dynamodb"]["table_name"],
                                    key_arns=list(self.keys.arns.values()))
         self.schemas = SchemaRegistry(self, "glue", files=settings.event_schemas())

@@ -1,8 +1,14 @@
 """Amazon MSK in the region: provisioned Graviton brokers in 3 AZs, or MSK Serverless.
 
 TLS in transit (client-broker and in-cluster), IAM client auth only, encryption at
-rest with the region's CMK, broker logs to CloudWatch. Multi-VPC connectivity and a
-cluster policy let MSK Replicator in the peer regions read from this cluster.
+rest with the region's CMK, broker logs to CloudWatch.
+
+Cross-region MSK Replicator needs the (provisioned) source cluster to have multi-VPC private
+connectivity for IAM and a cluster policy for kafka.amazonaws.com (MSK: "Prepare source and
+target clusters"), but MSK turns multi-VPC connectivity on only for an ACTIVE cluster: asked
+at creation, CreateCluster fails. So `multi_vpc` is the second step of a region's rollout
+(README "Replication bootstrap"): the create step (INFRA_REPLICATION=off) builds the cluster
+without it, the replication step turns it on in place and adds the policy and replicators.
 Switch `msk.serverless` in infra/config.json to true for MSK Serverless (IAM auth,
 TLS and at-rest encryption are built in there; broker type, storage and logs are not
 configurable).
@@ -36,10 +42,11 @@ class Kafka(Construct):
     """`arn`, `bootstrap` (IAM/TLS brokers), `security_group_id`, `subnet_ids`."""
 
     def __init__(self, scope: Construct, id: str, *, region: str, cfg: dict[str, Any], vpc_id: str,
-                 vpc_cidr: str, subnet_ids: list[str], key_arn: str, client_sg_id: str) -> None:
+                 vpc_cidr: str, subnet_ids: list[str], key_arn: str, client_sg_id: str, multi_vpc: bool) -> None:
         super().__init__(scope, id)
         mcfg = cfg["msk"]
         self.subnet_ids = subnet_ids
+        self.replicator_policy: MskClusterPolicy | None = None
         self.serverless = bool(mcfg["serverless"])
         sg = SecurityGroup(
             self, "sg", name=msk_security_group_name(region), vpc_id=vpc_id,
@@ -83,7 +90,8 @@ class Kafka(Construct):
                 "instance_type": mcfg["broker_instance_type"], "client_subnets": subnet_ids,
                 "security_groups": [sg.id], "storage_info": {"ebs_storage_info": {"volume_size": mcfg["ebs_volume_gb"]}},
                 "connectivity_info": {"public_access": {"type": "DISABLED"},
-                                      "vpc_connectivity": {"client_authentication": {"sasl": {"iam": True}}}}},
+                                      **({"vpc_connectivity": {"client_authentication": {"sasl": {"iam": True}}}}
+                                         if multi_vpc else {})}},
             encryption_info={"encryption_at_rest_kms_key_arn": key_arn,
                              "encryption_in_transit": {"client_broker": "TLS", "in_cluster": True}},
             client_authentication={"sasl": {"iam": True}, "unauthenticated": False},
@@ -93,10 +101,15 @@ class Kafka(Construct):
             open_monitoring={"prometheus": {"jmx_exporter": {"enabled_in_broker": True},
                                             "node_exporter": {"enabled_in_broker": True}}},
             tags=tags())
+        if not multi_vpc:
+            self.arn, self.bootstrap = cluster.arn, cluster.bootstrap_brokers_sasl_iam
+            self.cluster = cluster
+            return
         # MSK Replicator (a service principal) reads this cluster over multi-VPC connectivity.
-        MskClusterPolicy(self, "replicator-policy", cluster_arn=cluster.arn, policy=policy({
+        self.replicator_policy = MskClusterPolicy(self, "replicator-policy", cluster_arn=cluster.arn, policy=policy({
             "Sid": "ReplicatorReads", "Effect": "Allow", "Principal": {"Service": "kafka.amazonaws.com"},
             "Action": ["kafka:CreateVpcConnection", "kafka:GetBootstrapBrokers", "kafka:DescribeClusterV2"],
-            "Resource": cluster.arn, "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}}}))
+            "Resource": cluster.arn, "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}}}),
+            depends_on=[cluster])
         self.arn, self.bootstrap = cluster.arn, cluster.bootstrap_brokers_sasl_iam
         self.cluster = cluster

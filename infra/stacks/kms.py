@@ -13,20 +13,21 @@ from constructs import Construct
 
 from .common import key_policy, tags
 
-KEY_SERVICES = ["dynamodb.amazonaws.com", "logs.amazonaws.com", "cloudtrail.amazonaws.com",
-                "config.amazonaws.com", "sns.amazonaws.com", "s3.amazonaws.com"]
+# CloudWatch Logs (regional principal) and CloudTrail get statements of their own (common.key_policy).
+KEY_SERVICES = ["dynamodb.amazonaws.com", "config.amazonaws.com", "sns.amazonaws.com", "s3.amazonaws.com"]
 
 
 class PlatformKeys(Construct):
     """`arns[region]` is the platform key (primary or replica) in that region."""
 
     def __init__(self, scope: Construct, id: str, *, primary_region: str, regions: list[str],
-                 alias: str) -> None:
+                 alias: str, trail_name: str) -> None:
         super().__init__(scope, id)
         self.primary = KmsKey(
             self, "primary", description="payments platform key (tenant data keys, table, audit)",
             multi_region=True, enable_key_rotation=True, rotation_period_in_days=365,
-            deletion_window_in_days=30, policy=key_policy(KEY_SERVICES), tags=tags(role="platform-key"))
+            deletion_window_in_days=30, policy=key_policy(primary_region, KEY_SERVICES, trail_name=trail_name),
+            tags=tags(role="platform-key"))
         KmsAlias(self, f"alias-{primary_region}", name=alias, target_key_id=self.primary.key_id)
         self.arns = {primary_region: self.primary.arn}
         self.replicas: dict[str, KmsReplicaKey] = {}
@@ -36,7 +37,7 @@ class PlatformKeys(Construct):
             replica = KmsReplicaKey(
                 self, f"replica-{region}", region=region, primary_key_arn=self.primary.arn,
                 description=f"payments platform key replica in {region}", deletion_window_in_days=30,
-                policy=key_policy(KEY_SERVICES), tags=tags(role="platform-key"))
+                policy=key_policy(region, KEY_SERVICES), tags=tags(role="platform-key"))
             KmsAlias(self, f"alias-{region}", region=region, name=alias, target_key_id=replica.key_id)
             self.replicas[region] = replica
             self.arns[region] = replica.arn

@@ -3,9 +3,11 @@
 One function per stage (handler app.<stage>, as chalice_app/app.py names them), the
 API (app.app), the outbox relay (app.outbox_relay) and reconciliation of unknown PSP
 outcomes (app.reconcile_unknown_outcomes, every minute by an EventBridge rule); arm64, X-Ray tracing with the
-ADOT layer, reserved concurrency from config, the env var names of chalicelib.config.
-Each stage topic gets an MSK event source mapping with an SQS on-failure destination;
-the relay reads the table's stream in this region.
+ADOT layer, reserved concurrency derived from partitions (settings.reserved_concurrency),
+the env var names of chalicelib.config. Each stage topic gets an MSK event source mapping
+with an SQS on-failure destination (reached through the SQS interface endpoint, network.py)
+and, in provisioned mode, retry and record-age limits so a failing batch cannot hold its
+partition until retention; the relay reads the table's stream in this region.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from constructs import Construct
 from .. import settings
 from ..settings import platform_config as pc
 from .artifacts import source_hash, tf_path
+from .secrets import PEPPER_SECRET_NAME
 from .common import structs, ACCOUNT, PARTITION, allow, assume_role, name, policy, tags
 
 # The ADOT layer's collector extension listens on localhost:4318; chalicelib.observability.tracing runs
@@ -70,19 +73,26 @@ class Functions(Construct):
                                     policy_arn=f"arn:{PARTITION}:iam::aws:policy/"
                                                + ("service-role/" if managed.startswith("AWSLambda") else "")
                                                + managed)
+        # ec2:DescribeVpcs and DescribeSecurityGroups: MSK event source mappings describe the
+        # cluster's network (AWSLambdaMSKExecutionRole); the VPC access managed policy has neither.
         IamRolePolicy(self, "role-policy", role=self.role.id, name="payments-platform", policy=policy(
             allow(["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem",
                    "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
-                   "dynamodb:ConditionCheckItem", "dynamodb:TransactWriteItems", "dynamodb:TransactGetItems"],
+                   "dynamodb:ConditionCheckItem"],  # transactions are authorized per item action
                   [table, f"{table}/index/*"], sid="Table"),
-            allow(["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
-                   "dynamodb:ListStreams"], f"{table}/stream/*", sid="Stream"),
+            allow(["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
+                  f"{table}/stream/*", sid="Stream"),
             allow(["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
                   [f"arn:{PARTITION}:kms:{region}:{ACCOUNT}:key/*"], sid="Keys",
                   condition={"ForAnyValue:StringEquals": {"kms:ResourceAliases": [platform_key_alias]}}),
             allow(["kms:Decrypt", "kms:GenerateDataKey"], key_arn, sid="InfraKey"),
-            allow(["kafka:DescribeCluster", "kafka:DescribeClusterV2", "kafka:GetBootstrapBrokers"], kafka_arn,
-                  sid="MskDescribe"),
+            # The API key pepper, read once per cold start (its replica in this region).
+            allow(["secretsmanager:GetSecretValue"],
+                  f"arn:{PARTITION}:secretsmanager:{region}:{ACCOUNT}:secret:{PEPPER_SECRET_NAME}-*", sid="Pepper"),
+            allow(["kafka:DescribeCluster", "kafka:DescribeClusterV2"], kafka_arn, sid="MskDescribe"),
+            # These support no resource-level permissions (service authorization reference): "*".
+            allow(["kafka:GetBootstrapBrokers", "dynamodb:ListStreams", "ec2:DescribeVpcs",
+                   "ec2:DescribeSecurityGroups"], "*", sid="NoResourceLevel"),
             allow(["kafka-cluster:Connect", "kafka-cluster:DescribeCluster", "kafka-cluster:DescribeTopic",
                    "kafka-cluster:CreateTopic", "kafka-cluster:AlterTopic", "kafka-cluster:DescribeTopicDynamicConfiguration",
                    "kafka-cluster:AlterTopicDynamicConfiguration", "kafka-cluster:ReadData",
@@ -100,14 +110,14 @@ class Functions(Construct):
         self.async_dlq = self.queue("async-dlq", "lambda-async-dlq")
         self.functions: dict[str, LambdaFunction] = {}
         self.failure_queues: dict[str, SqsQueue] = {}
-        conc = lcfg["reserved_concurrency"]
+        self.concurrency = conc = settings.reserved_concurrency(cfg)
         for stage in settings.STAGES:
-            self.functions[stage] = self.function(stage, f"app.{stage}", conc.get(stage, conc["default"]))
+            self.functions[stage] = self.function(stage, f"app.{stage}", conc[stage])
         self.functions["api"] = self.function("api", "app.app", conc["api"])
         self.functions["outbox_relay"] = self.function("outbox-relay", "app.outbox_relay", conc["outbox_relay"])
-        self.functions["reports"] = self.function("reports", "app.reports", conc.get("reports", 5))
+        self.functions["reports"] = self.function("reports", "app.reports", conc["reports"])
         self.functions["reconciliation"] = self.function("reconciliation", "app.reconcile_unknown_outcomes",
-                                                         conc.get("reconciliation", 1))
+                                                         conc["reconciliation"])
         self._stage_mappings(kafka_arn)
         self._relay_mapping(table_name)
         self._reports_mapping()
@@ -117,7 +127,7 @@ class Functions(Construct):
         return SqsQueue(self, id, name=f"payments-{queue_name}", kms_master_key_id=self.key_arn,
                         kms_data_key_reuse_period_seconds=300, message_retention_seconds=14 * 86400, tags=tags())
 
-    def function(self, fn: str, handler: str, reserved: int, artifact=None, env=None) -> LambdaFunction:
+    def function(self, fn: str, handler: str, reserved: int | None, artifact=None, env=None) -> LambdaFunction:
         lcfg = self.cfg["lambda"]
         artifact = artifact or settings.CHALICE_ZIP
         fname = f"payments-{fn}"
@@ -126,7 +136,8 @@ class Functions(Construct):
         return LambdaFunction(
             self, f"fn-{fn}", function_name=fname, role=self.role.arn, handler=handler, runtime=lcfg["runtime"],
             architectures=["arm64"], filename=tf_path(artifact), source_code_hash=source_hash(artifact),
-            memory_size=lcfg["memory_mb"], timeout=lcfg["timeout_s"], reserved_concurrent_executions=reserved,
+            memory_size=lcfg["memory_mb"], timeout=lcfg["timeout_s"],
+            **({"reserved_concurrent_executions": reserved} if reserved else {}),
             layers=[self.cfg["regions"][self.region]["adot_layer_arn"]], tracing_config={"mode": "Active"},
             vpc_config={"subnet_ids": self.subnet_ids, "security_group_ids": [self.sg]},
             environment={"variables": {**(env if env is not None else self.env), **OTEL_ENV}},
@@ -135,6 +146,17 @@ class Functions(Construct):
 
     def _stage_mappings(self, kafka_arn: str) -> None:
         esm = self.cfg["lambda"]["esm"]
+        # Retry and record-age limits exist for Kafka mappings in provisioned mode only (Lambda:
+        # "Configuring error handling controls for Kafka event sources"); without them a batch
+        # that keeps failing is retried until its records leave retention, blocking the partition.
+        limits: dict[str, Any] = {}
+        if esm.get("provisioned_pollers"):
+            pollers = esm["provisioned_pollers"]
+            limits = {"provisioned_poller_config": {"minimum_pollers": pollers["minimum"],
+                                                    "maximum_pollers": pollers["maximum"]},
+                      "maximum_retry_attempts": esm["retry_attempts"],
+                      "maximum_record_age_in_seconds": esm["max_record_age_s"],
+                      "bisect_batch_on_function_error": bool(esm.get("bisect_on_error", True))}
         self.mappings: dict[tuple[str, str], LambdaEventSourceMapping] = {}
         for stage, module in settings.STAGES.items():
             failures = self.failure_queues[stage] = self.queue(f"failures-{stage}", f"{stage}-failures")
@@ -145,7 +167,8 @@ class Functions(Construct):
                     starting_position=esm["starting_position"], batch_size=esm["batch_size"],
                     maximum_batching_window_in_seconds=esm["batch_window_s"],
                     amazon_managed_kafka_event_source_config={"consumer_group_id": consumer_group(stage, topic)},
-                    destination_config={"on_failure": {"destination_arn": failures.arn}}, tags=tags(stage=stage))
+                    destination_config={"on_failure": {"destination_arn": failures.arn}}, tags=tags(stage=stage),
+                    **limits)
 
     def _relay_mapping(self, table_name: str) -> None:
         rcfg = self.cfg["lambda"]["relay_stream"]
@@ -154,7 +177,7 @@ class Functions(Construct):
         table = DataAwsDynamodbTable(self, "table", name=table_name)
         self.relay_mapping = LambdaEventSourceMapping(
             self, "esm-outbox-relay", event_source_arn=table.stream_arn,
-            function_name=self.functions["outbox_relay"].arn, starting_position="LATEST",
+            function_name=self.functions["outbox_relay"].arn, starting_position=rcfg["starting_position"],
             batch_size=rcfg["batch_size"], maximum_batching_window_in_seconds=rcfg["batch_window_s"],
             maximum_retry_attempts=rcfg["retry_attempts"], bisect_batch_on_function_error=True,
             function_response_types=["ReportBatchItemFailures"],
@@ -167,7 +190,7 @@ class Functions(Construct):
         failures = self.failure_queues["reports"] = self.queue("failures-reports", "reports-failures")
         self.reports_mapping = LambdaEventSourceMapping(
             self, "esm-reports", event_source_arn=self.stream_table.stream_arn,
-            function_name=self.functions["reports"].arn, starting_position="LATEST",
+            function_name=self.functions["reports"].arn, starting_position=rcfg["starting_position"],
             batch_size=rcfg["batch_size"], maximum_batching_window_in_seconds=rcfg["batch_window_s"],
             maximum_retry_attempts=rcfg["retry_attempts"], bisect_batch_on_function_error=True,
             filter_criteria={"filter": [{"pattern": json.dumps(pc.OUTBOX_STREAM_FILTER)}]},
@@ -195,6 +218,7 @@ def platform_env(region: str, cfg: dict[str, Any], bootstrap: str, platform_key_
         pc.KAFKA_BOOTSTRAP_SERVERS: bootstrap,
         pc.KAFKA_SECURITY: "iam",
         pc.KMS_KEY_ID: platform_key_alias,
+        pc.API_KEY_PEPPER_SECRET: PEPPER_SECRET_NAME,  # never API_KEY_PEPPER itself: aws mode refuses the default
         pc.BUS_PARTITIONS: str(cfg["msk"]["topics"]["default"]["partitions"]),
         pc.BATCH_SIZE: str(cfg["lambda"]["esm"]["batch_size"]),
         pc.MAX_ATTEMPTS: pc.DEFAULTS[pc.MAX_ATTEMPTS],

@@ -2,7 +2,10 @@
 
 Private subnets hold the MSK brokers and the Lambdas; one NAT gateway per AZ gives
 the Lambdas a way out to PSPs and AWS APIs; DynamoDB is reached through a gateway
-endpoint. Flow logs go to an encrypted log group.
+endpoint. SQS has an interface endpoint in the private subnets (in an existing VPC too):
+the MSK event source mappings send records they give up on to SQS from the cluster's
+subnets, and Lambda requires a VPC endpoint for that on-failure destination. Flow logs go
+to an encrypted log group.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from cdktn_provider_aws.internet_gateway import InternetGateway
 from cdktn_provider_aws.nat_gateway import NatGateway
 from cdktn_provider_aws.route_table import RouteTable
 from cdktn_provider_aws.route_table_association import RouteTableAssociation
+from cdktn_provider_aws.security_group import SecurityGroup
 from cdktn_provider_aws.subnet import Subnet
 from cdktn_provider_aws.vpc import Vpc
 from cdktn_provider_aws.vpc_endpoint import VpcEndpoint
@@ -37,6 +41,7 @@ class Network(Construct):
             self.vpc_id = vcfg["vpc_id"]
             self.vpc_cidr = vcfg["cidr"]
             self.private_subnet_ids = list(vcfg["private_subnet_ids"])
+            self.sqs_endpoint = self._sqs_endpoint(region)
             return
         cidr = ipaddress.ip_network(vcfg["cidr"])
         blocks = list(cidr.subnets(new_prefix=20))
@@ -64,6 +69,7 @@ class Network(Construct):
             RouteTableAssociation(self, f"private-rta-{az}", subnet_id=private.id, route_table_id=rt.id)
             private_rts.append(rt.id)
             self.private_subnet_ids.append(private.id)
+        self.sqs_endpoint = self._sqs_endpoint(region)
         VpcEndpoint(self, "dynamodb-endpoint", vpc_id=vpc.id, service_name=f"com.amazonaws.{region}.dynamodb",
                     vpc_endpoint_type="Gateway", route_table_ids=private_rts, tags=tags())
         flow_logs = CloudwatchLogGroup(self, "flow-logs", name=f"/payments/{region}/vpc-flow-logs",
@@ -74,3 +80,17 @@ class Network(Construct):
             allow(["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"], f"{flow_logs.arn}:*")))
         FlowLog(self, "flow-log", vpc_id=vpc.id, traffic_type="ALL", log_destination=flow_logs.arn,
                 iam_role_arn=flow_role.arn, tags=tags())
+
+    def _sqs_endpoint(self, region: str) -> VpcEndpoint:
+        """SQS reachable from the private subnets by its public name (private DNS)."""
+        sg = SecurityGroup(
+            self, "sqs-endpoint-sg", name=name("sqs-endpoint", region), vpc_id=self.vpc_id,
+            description="SQS interface endpoint: HTTPS from the VPC (event source mapping pollers, Lambdas)",
+            ingress=structs([{"description": "HTTPS from the VPC", "protocol": "tcp", "from_port": 443,
+                              "to_port": 443, "cidr_blocks": [self.vpc_cidr]}]),
+            egress=structs([{"description": "replies within the VPC", "protocol": "tcp", "from_port": 443,
+                             "to_port": 443, "cidr_blocks": [self.vpc_cidr]}]),
+            tags=tags())
+        return VpcEndpoint(self, "sqs-endpoint", vpc_id=self.vpc_id, service_name=f"com.amazonaws.{region}.sqs",
+                           vpc_endpoint_type="Interface", subnet_ids=self.private_subnet_ids,
+                           security_group_ids=[sg.id], private_dns_enabled=True, tags=tags(Name=name("sqs", region)))

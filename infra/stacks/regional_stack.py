@@ -27,7 +27,8 @@ from .ops import Alarms
 from .replicator import Replicators
 from .topics import Topics
 
-INFRA_KEY_SERVICES = ["logs.amazonaws.com", "sqs.amazonaws.com", "sns.amazonaws.com", "kafka.amazonaws.com",
+# CloudWatch Logs is granted as its regional principal by key_policy itself.
+INFRA_KEY_SERVICES = ["sqs.amazonaws.com", "sns.amazonaws.com", "kafka.amazonaws.com",
                       "lambda.amazonaws.com", "cloudwatch.amazonaws.com"]
 
 
@@ -48,14 +49,14 @@ class RegionalStack(TerraformStack):
         # uses the multi-region platform key from the global stack.
         key = KmsKey(self, "infra-key", description=f"payments infrastructure key {region}",
                      enable_key_rotation=True, rotation_period_in_days=365, deletion_window_in_days=30,
-                     policy=key_policy(INFRA_KEY_SERVICES), tags=tags(role="infra-key"))
+                     policy=key_policy(region, INFRA_KEY_SERVICES), tags=tags(role="infra-key"))
         KmsAlias(self, "infra-key-alias", name=f"alias/payments-infra-{region}", target_key_id=key.key_id)
 
         self.network = Network(self, "network", region=region, rcfg=rcfg, key_arn=key.arn)
         lambda_sg = lambda_security_group(self, region, self.network.vpc_id, self.network.vpc_cidr)
         self.kafka = Kafka(self, "kafka", region=region, cfg=cfg, vpc_id=self.network.vpc_id,
                            vpc_cidr=self.network.vpc_cidr, subnet_ids=self.network.private_subnet_ids,
-                           key_arn=key.arn, client_sg_id=lambda_sg.id)
+                           key_arn=key.arn, client_sg_id=lambda_sg.id, multi_vpc=replication_enabled())
         alias = platform_key_alias()
         self.functions = Functions(self, "lambda", region=region, cfg=cfg,
                                    env=platform_env(region, cfg, self.kafka.bootstrap, alias),

@@ -7,9 +7,10 @@ prefixed with the source cluster alias (MSK's default, loop-free for two-way
 replication); consumer-group offsets are synchronised so a peer can take over a
 stage's consumer group on failover.
 
-First rollout of a fresh account: a peer must exist before a replicator can target
-it, so deploy the first region with INFRA_REPLICATION=off, then the others, then the
-first again (see README).
+Rollout in two steps (README "Replication bootstrap"): a replicator needs its peer's
+cluster, and its source cluster's multi-VPC connectivity can only be turned on once that
+cluster is ACTIVE; so every region is first applied with INFRA_REPLICATION=off (clusters
+only), then again with replication on (multi-VPC connectivity, cluster policy, replicators).
 """
 from __future__ import annotations
 
@@ -36,7 +37,9 @@ class Replicators(Construct):
                        assume_role_policy=assume_role("kafka.amazonaws.com"), tags=tags())
         kafka_arn = f"arn:{PARTITION}:kafka:*:{ACCOUNT}"
         IamRolePolicy(self, "role-policy", role=role.id, name="replicate-payments", policy=policy(
-            allow(["kafka-cluster:Connect", "kafka-cluster:DescribeCluster", "kafka-cluster:AlterCluster"],
+            # WriteDataIdempotently: Replicator writes with an idempotent producer (MSK Replicator docs).
+            allow(["kafka-cluster:Connect", "kafka-cluster:DescribeCluster", "kafka-cluster:AlterCluster",
+                   "kafka-cluster:WriteDataIdempotently"],
                   f"{kafka_arn}:cluster/payments-*/*"),
             allow(["kafka-cluster:DescribeTopic", "kafka-cluster:CreateTopic", "kafka-cluster:AlterTopic",
                    "kafka-cluster:WriteData", "kafka-cluster:ReadData", "kafka-cluster:DescribeTopicDynamicConfiguration",
@@ -72,4 +75,4 @@ class Replicators(Construct):
                     "consumer_group_replication": structs([{
                         "consumer_groups_to_replicate": consumer_groups, "synchronise_consumer_group_offsets": True,
                         "detect_and_copy_new_consumer_groups": True}])},
-                tags=tags())
+                depends_on=[kafka.replicator_policy] if kafka.replicator_policy else None, tags=tags())

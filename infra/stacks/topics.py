@@ -24,7 +24,8 @@ class Topics(Construct):
         spec = [{"name": t.name, "partitions": t.partitions, "replication_factor": replication_factor,
                  "config": {"retention.ms": str(t.retention_ms), "min.insync.replicas": "2"}} for t in topics]
         self.spec = spec
-        self.function = functions.function("topic-admin", "handler.handler", 1, artifact=settings.TOPIC_ADMIN_ZIP,
+        self.function = functions.function("topic-admin", "handler.handler", functions.concurrency["topic_admin"],
+                                           artifact=settings.TOPIC_ADMIN_ZIP,
                                            env={pc.KAFKA_BOOTSTRAP_SERVERS: bootstrap})
         functions.functions["topic_admin"] = self.function  # alarmed like the others
         self.invocation = LambdaInvocation(

@@ -1,6 +1,7 @@
 """Each regional stack: MSK, topics, Replicator, Lambdas and mappings, API, health checks, alarms."""
 from __future__ import annotations
 
+import ast
 import json
 from itertools import permutations
 
@@ -9,8 +10,9 @@ from chalicelib import config as pc
 from chalicelib.domain.events import dlq_topic
 from chalicelib.stages import STAGES, topics
 
+from infra import settings
 from infra.stacks.artifacts import PLACEHOLDER_HASH, source_hash
-from tests.infra.conftest import ref
+from tests.infra.conftest import ROOT, ref
 
 REQUIRED_ENV = {pc.PLATFORM_MODE, pc.PLATFORM_REGION, pc.PAYMENTS_TABLE, pc.KAFKA_BOOTSTRAP_SERVERS,
                 pc.KAFKA_SECURITY, pc.KMS_KEY_ID}
@@ -112,7 +114,6 @@ def test_every_lambda_is_arm64_traced_with_adot_and_reserved_concurrency(synth, 
         assert f["architectures"] == ["arm64"], name
         assert f["tracing_config"] == {"mode": "Active"}
         assert f["layers"] == [cfg["regions"][region]["adot_layer_arn"]] and ":layer:aws-otel-python-arm64" in f["layers"][0]
-        assert f["reserved_concurrent_executions"] >= 1
         assert len(f["vpc_config"]["subnet_ids"]) == 3
     for stage in STAGES:
         assert fns[f"payments-{stage}"][1]["handler"] == f"app.{stage}"
@@ -122,6 +123,50 @@ def test_every_lambda_is_arm64_traced_with_adot_and_reserved_concurrency(synth, 
     assert fns["payments-reports"][1]["handler"] == "app.reports"
     conc = cfg["lambda"]["reserved_concurrency"]
     assert fns["payments-api"][1]["reserved_concurrent_executions"] == conc["api"]
+
+
+def test_stage_reservations_cover_their_partitions_and_leave_100_unreserved(synth, cfg, region):
+    """20 per stage throttled capture (36 partitions), settlement and notification, and 297 in
+    all left under 100 of the default 1,000 unreserved, which Lambda refuses (defect 6)."""
+    fns = functions(synth, region)
+    partitions = {t.name: t.partitions for t in settings.platform_topics(cfg)}
+    for stage, module in STAGES.items():
+        assert fns[f"payments-{stage}"][1]["reserved_concurrent_executions"] == sum(
+            partitions[t] for t in module.CONSUMES), stage
+    total = sum(f.get("reserved_concurrent_executions", 0) for _, f in fns.values())
+    assert cfg["lambda"]["account_concurrency"] - total >= settings.UNRESERVED_MINIMUM == 100
+
+
+def test_reservations_are_optional_and_checked_against_the_quota(cfg):
+    off = {**cfg, "lambda": {**cfg["lambda"], "reserved_concurrency": {"enabled": False}}}
+    assert {k: v for k, v in settings.reserved_concurrency(off).items() if v} == {"reconciliation": 1}
+    wide = {**cfg, "msk": {**cfg["msk"], "topics": {**cfg["msk"]["topics"],
+                                                      "default": {"partitions": 96, "retention_hours": 1}}}}
+    with pytest.raises(settings.InfraConfigError, match="unreserved"):
+        settings.reserved_concurrency(wide)
+
+
+def stream_decorators() -> dict[str, str]:
+    """starting_position of each @app.on_dynamodb_record in chalice_app/app.py, by name."""
+    tree = ast.parse((ROOT / "chalice_app" / "app.py").read_text())
+    found = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "on_dynamodb_record":
+            kw = {k.arg: k.value.value for k in node.keywords if isinstance(k.value, ast.Constant)}
+            found[kw["name"]] = kw["starting_position"]
+    return found
+
+
+def test_stream_mappings_start_where_the_handlers_decorators_say(synth, region):
+    """The relay started at LATEST: outbox items written before the mapping existed, or while it
+    was replaced, were never relayed (defect 7)."""
+    decorators = stream_decorators()
+    assert decorators["outbox_relay"] == "TRIM_HORIZON"
+    fns = functions(synth, region)
+    by_fn = {m["function_name"]: m for m in synth.resources(stack(region), "aws_lambda_event_source_mapping").values()}
+    for name, fn in (("outbox_relay", "payments-outbox-relay"), ("reports", "payments-reports")):
+        mapping = by_fn[ref("aws_lambda_function", fns[fn][0], "arn")]
+        assert mapping["starting_position"] == decorators[name], name
 
 
 def test_lambda_env_uses_the_config_module_names(synth, cfg, region):
@@ -197,9 +242,9 @@ def test_reconciliation_runs_every_minute_from_an_eventbridge_rule(synth, region
     assert perm["source_arn"] == ref("aws_cloudwatch_event_rule", rule_logical, "arn")
 
 
-def test_edge_api_proxies_to_the_api_lambda_with_a_health_check(synth, cfg, region):
+def test_regional_api_proxies_to_the_api_lambda_with_a_health_check(synth, cfg, region):
     api_logical, api = synth.one(stack(region), "aws_api_gateway_rest_api")
-    assert api["endpoint_configuration"]["types"] == ["EDGE"]
+    assert api["endpoint_configuration"]["types"] == ["REGIONAL"]
     fns = functions(synth, region)
     integrations = synth.resources(stack(region), "aws_api_gateway_integration").values()
     assert len(integrations) == 2
@@ -210,7 +255,7 @@ def test_edge_api_proxies_to_the_api_lambda_with_a_health_check(synth, cfg, regi
     hc_logical, hc = synth.one(stack(region), "aws_route53_health_check")
     assert hc["type"] == "HTTPS" and hc["resource_path"] == f"/{cfg['api']['stage']}/health"
     assert ref("aws_api_gateway_rest_api", api_logical, "id") in hc["fqdn"] and region in hc["fqdn"]
-    _, record = synth.one(stack(region), "aws_route53_record")
+    [record] = [r for r in synth.resources(stack(region), "aws_route53_record").values() if "set_identifier" in r]
     assert record["health_check_id"] == ref("aws_route53_health_check", hc_logical, "id")
     assert record["set_identifier"] == region
     assert record.get("latency_routing_policy") == {"region": region} or "failover_routing_policy" in record

@@ -4,9 +4,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.infra.conftest import ROOT
 
@@ -43,6 +46,13 @@ def test_checkov_passes_on_every_stack(synth):
     assert files == {p.name for p in stacks}, "checkov did not scan every stack"
     assert failed == [] and summary["failed"] == 0 and summary["parsing_errors"] == 0
     assert summary["passed"] > 300
+    # The README states these figures; a stale statement fails here (it said 651 while 721 passed).
+    readme = (ROOT / "README.md").read_text()
+    stated = re.search(r"checkov [\d.]+ over the three stacks: ([\d,]+) passed,\s+(\d+) failed, (\d+) check ids skipped",
+                       readme)
+    assert stated, "README no longer states the checkov figures"
+    assert (int(stated[1].replace(",", "")), int(stated[2]), int(stated[3])) == (
+        summary["passed"], summary["failed"], len(checkov_skips())), stated[0]
 
 
 def _make(*args: str, path: str) -> subprocess.CompletedProcess:
@@ -95,3 +105,19 @@ def test_topic_admin_plan_creates_grows_and_configures():
     assert [t["name"] for t in todo["create"]] == ["a"]
     assert todo["grow"] == [("c", 12)]  # b has more partitions than wanted: never shrunk
     assert todo["configure"] == [("a", {"retention.ms": "1"})]
+
+
+@pytest.mark.skipif(shutil.which("terraform") is None, reason="needs a terraform binary")
+def test_plan_where_providers_cannot_be_downloaded_says_so_in_one_line(tmp_path):
+    """terraform is there but cannot get its providers (an empty provider mirror stands in for a
+    machine without network, so the test means the same everywhere)."""
+    (tmp_path / "mirror").mkdir()
+    rc = tmp_path / "terraformrc"
+    rc.write_text('provider_installation {\n  filesystem_mirror {\n    path = "%s"\n  }\n}\n' % (tmp_path / "mirror"))
+    env = {**os.environ, "TF_CLI_CONFIG_FILE": str(rc)}
+    result = subprocess.run(["make", "--no-print-directory", "plan", "REGION=us-east-1"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    ours = [line for line in result.stderr.splitlines() if not re.match(r"make(\[\d+\])?: ", line)]
+    assert len(ours) == 1 and "cannot download" in ours[0] and "terraform" in ours[0], result.stderr
+    assert "Error:" not in result.stderr and "╷" not in result.stderr  # not terraform's raw output
