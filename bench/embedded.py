@@ -10,6 +10,7 @@ the SQLite write transactions (to count writes for the substrate baseline).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -52,12 +53,12 @@ def payment_body(i: int) -> bytes:
 
 
 class ObservedStore:
-    """The platform's store, with the moment each payment's settling commit returned."""
+    """The store's unit of work, with the moment each payment's settling commit returned."""
 
     def __init__(self, inner: Any):
         self._inner = inner
         self.settled: dict[str, float] = {}
-        if not hasattr(inner, "commit_many"):  # e.g. DynamoStore: the stages then commit one by one
+        if not hasattr(inner, "commit_many"):  # e.g. DynamoDB: the stages then commit one by one
             self.commit_many = None
 
     def __getattr__(self, name: str) -> Any:
@@ -312,10 +313,10 @@ def run_pipeline(data_dir: Path, n: int, mode: str = "embedded", rate: float | N
     platform = build_platform(data_dir, mode, extra_env)
     counter = WriteCounter()
     if mode == "embedded":
-        counter.install("store", platform.store.db)
+        counter.install("store", platform.store.unit_of_work.db)
         counter.install("bus", platform.bus.db)
-    observed = ObservedStore(platform.store)
-    platform.store = platform.tenants = observed
+    observed = ObservedStore(platform.store.unit_of_work)
+    platform.store = dataclasses.replace(platform.store, unit_of_work=observed)
     bootstrap.set_platform(platform)
     tenant = tenancy.create_tenant(platform, "bench", webhook_url=WEBHOOK_URL)
     stats = {name: StageStats() for name in app_handlers()}
@@ -404,7 +405,7 @@ def status_counts(platform: Any, tenant_id: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     cursor = None
     while True:
-        page, cursor = platform.store.list_payments(tenant_id, None, 100, cursor)
+        page, cursor = platform.store.payments.list_payments(tenant_id, None, 100, cursor)
         for p in page:
             counts[p.status] = counts.get(p.status, 0) + 1
         if not cursor:

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     platform = build_platform(args.data_dir, args.mode, json.loads(args.extra_env))
     counter = WriteCounter()
     if args.mode == "embedded":
-        counter.install("store", platform.store.db)
+        counter.install("store", platform.store.unit_of_work.db)
     out_lock = threading.Lock()
 
     def accepted(pid: str, at: float) -> None:

@@ -88,7 +88,7 @@ def drain_with_workers(data_dir: Path, n: int, workers: int, progress: Callable[
     bootstrap.set_platform(platform)
     tenant = tenancy.create_tenant(platform, "bench", webhook_url="https://merchant.example/hooks")
     ingest(platform, tenant["tenant_id"], n)
-    conn = platform.store.db.conn()
+    conn = platform.store.unit_of_work.db.conn()
 
     def settled() -> int:
         return conn.execute("SELECT COUNT(*) FROM payments WHERE tenant_id=? AND status='settled'",

@@ -75,7 +75,7 @@ def outbox_relay(event):
 
     Raising makes Lambda retry the batch, so a record is never lost (duplicates are)."""
     platform = get_platform()
-    return {"published": relay_stream_records(event.to_dict()["Records"], platform.feed, platform.store, platform.bus)}
+    return {"published": relay_stream_records(event.to_dict()["Records"], platform.store.feed, platform.store.outbox, platform.bus)}
 
 
 @app.on_dynamodb_record(stream_arn=os.environ.get(OUTBOX_STREAM_ARN) or LOCAL_STREAM_ARN, batch_size=100,
@@ -85,5 +85,5 @@ def reports(event):
 
     Each change is counted with its processed marker in one transaction: a retried batch counts nothing twice."""
     platform = get_platform()
-    return {"counted": reporting.report_stream_records(event.to_dict()["Records"], platform.feed, platform.store)}
+    return {"counted": reporting.report_stream_records(event.to_dict()["Records"], platform.store)}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
@@ -17,7 +17,7 @@ from .clock import SystemClock
 from .config import ConfigError, Settings
 from .connectors import build_connector, open_config
 from .observability import logmask, logs, metrics, tracing
-from .ports import AuditLog, ChangeFeed, Clock, Connector, EventBus, KeyService, PaymentStore, Platform, TenantDirectory
+from .ports import AuditLog, Clock, Connector, EventBus, KeyService, Platform, Store
 from .services.audit import audit_mac_key
 from .webhooks import Poster, http_post
 
@@ -49,50 +49,43 @@ def build(settings: Settings | None = None, clock: Clock | None = None) -> Platf
     if settings.mode == "embedded":
         from .adapters.keyring import LocalKeyring
         from .adapters.sqlite.bus import SqliteBus
-        from .adapters.sqlite.store import SqliteStore
-        store = SqliteStore(settings.store_path)
-        return assemble(settings, store, store, SqliteBus(settings.bus_path, settings.partitions),
+        from .adapters.sqlite.store import open_store
+        return assemble(settings, open_store(settings.store_path), SqliteBus(settings.bus_path, settings.partitions),
                         LocalKeyring(settings.keyring_path), clock or SystemClock())
     if settings.mode in ("aws-local", "aws"):
         # DynamoDB + Kafka (MSK / Tansu) + KMS; aws-local points boto3 at moto or LocalStack.
-        from .adapters.aws.setup import build_adapters
-        store, bus, keys, _ = build_adapters(settings)
-        return assemble(settings, store, store, bus, keys, clock or SystemClock())
+        from .adapters.aws.dynamodb_audit import DynamoAuditLog
+        from .adapters.aws.setup import AwsSettings, build_adapters
+        aws = AwsSettings.from_env(settings.mode)
+        store, bus, keys, clients = build_adapters(settings, aws)
+        return assemble(settings, store, bus, keys, clock or SystemClock(),
+                        audit_log=lambda signer: DynamoAuditLog(clients["dynamodb"], aws.table, signer))
     raise ConfigError(f"PLATFORM_MODE={settings.mode} is not wired")
 
 
-def assemble(settings: Settings, store: PaymentStore, tenants: TenantDirectory, bus: EventBus, keys: KeyService,
-             clock: Clock, connectors: dict[str, Connector] | None = None, post_webhook: Poster = http_post
-             ) -> Platform:
-    """A Platform from its adapters: the parts that follow from them (PSP connectors with their
-    sealed credentials opened, the audit log, the change feed, the rate limiter) are made here."""
+def assemble(settings: Settings, store: Store, bus: EventBus, keys: KeyService, clock: Clock,
+             connectors: dict[str, Connector] | None = None, post_webhook: Poster = http_post,
+             audit_log: Callable[[HeadSigner], AuditLog] | None = None) -> Platform:
+    """A Platform from its adapters. What follows from them is made here: the PSP connectors (sealed
+    credentials opened with the keys), the audit log (`audit_log(signer)`; default the embedded
+    $DATA_DIR/audit.db) with its head signed under a key only the KeyService can open, and the
+    rate limiter over the store's request counters."""
     if connectors is None:
         try:
             connectors = {c["name"]: build_connector(open_config(c, keys)) for c in psp_configs(settings)}
         except ValueError as e:
             raise ConfigError(f"{PSP_CONFIG}: {e}") from None
-    audit_log, feed = _audit_and_feed(settings, store, keys)
-    return Platform(settings=settings, store=store, tenants=tenants, bus=bus, keys=keys, clock=clock,
-                    connectors=connectors, audit_log=audit_log, feed=feed,
-                    rate_limiter=SharedRateLimiter(store, settings.rate_limit_per_s, settings.rate_limit_burst),
-                    post_webhook=post_webhook)
-
-
-def _audit_and_feed(settings: Settings, store: Any, keys: KeyService) -> tuple[AuditLog, ChangeFeed]:
-    """The audit log beside the store ($DATA_DIR/audit.db embedded, the table in the aws modes),
-    its head signed with a key only KeyService can open; and the store's change feed."""
-    holder: list[AuditLog] = []
-    signer = HeadSigner(lambda: audit_mac_key(keys, holder[0]))
-    if settings.mode == "embedded":
+    if audit_log is None:
         from .adapters.sqlite.audit import SqliteAuditLog
-        from .adapters.sqlite.feed import SqliteChangeFeed
-        audit_log, feed = SqliteAuditLog(settings.data_dir / "audit.db", signer), SqliteChangeFeed(store)
-    else:
-        from .adapters.aws.dynamodb_audit import DynamoAuditLog
-        from .adapters.aws.dynamodb_stream import DynamoChangeFeed
-        audit_log, feed = DynamoAuditLog(store.client, store.table, signer), DynamoChangeFeed()
-    holder.append(audit_log)
-    return audit_log, feed
+
+        def audit_log(signer: HeadSigner) -> AuditLog:
+            return SqliteAuditLog(settings.data_dir / "audit.db", signer)
+    opened: list[AuditLog] = []
+    log = audit_log(HeadSigner(lambda: audit_mac_key(keys, opened[0])))
+    opened.append(log)
+    return Platform(settings=settings, store=store, bus=bus, keys=keys, clock=clock, connectors=connectors,
+                    audit_log=log, post_webhook=post_webhook,
+                    rate_limiter=SharedRateLimiter(store.requests, settings.rate_limit_per_s, settings.rate_limit_burst))
 
 
 _platform: Platform | None = None

@@ -7,20 +7,23 @@ count as failures; a card decline is a healthy PSP doing its job.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .clock import iso, parse_iso
 from .domain.psp import Outcome
+
+if TYPE_CHECKING:  # the ports import Breakers for Platform.breakers
+    from .ports import Clock, ControlRecords
 
 UNHEALTHY = frozenset({Outcome.UNAVAILABLE, Outcome.UNKNOWN})
 
 
 class Breakers:
-    def __init__(self, store: Any, clock: Any, threshold: int, cooldown_s: float):
-        self.store, self.clock, self.threshold, self.cooldown_s = store, clock, threshold, cooldown_s
+    def __init__(self, controls: ControlRecords, clock: Clock, threshold: int, cooldown_s: float):
+        self.controls, self.clock, self.threshold, self.cooldown_s = controls, clock, threshold, cooldown_s
 
     def state(self, psp: str) -> dict[str, Any]:
-        return self.store.get_control(f"breaker:{psp}") or {"state": "closed", "failures": 0, "opened_at": None}
+        return self.controls.get_control(f"breaker:{psp}") or {"state": "closed", "failures": 0, "opened_at": None}
 
     def allows(self, psp: str) -> bool:
         """Closed, or open long enough that a half-open probe may go through."""
@@ -33,11 +36,11 @@ class Breakers:
         s = self.state(psp)
         if outcome not in UNHEALTHY:
             if s["state"] != "closed" or s["failures"]:
-                self.store.put_control(f"breaker:{psp}", {"state": "closed", "failures": 0, "opened_at": None})
+                self.controls.put_control(f"breaker:{psp}", {"state": "closed", "failures": 0, "opened_at": None})
             return
         failures = s["failures"] + 1
         # A failed half-open probe re-opens at once; a closed breaker opens at the threshold.
         opens = s["state"] == "open" or failures >= self.threshold
-        self.store.put_control(f"breaker:{psp}", {
+        self.controls.put_control(f"breaker:{psp}", {
             "state": "open" if opens else "closed", "failures": failures,
             "opened_at": iso(self.clock.now()) if opens else None})

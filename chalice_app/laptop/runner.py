@@ -118,9 +118,8 @@ class Runner:
         self.relay = relay
         self.stopping = False
         self._housekept = 0.0
-        register = getattr(platform.store, "register_feed_reader", None)
-        if relay and register:  # keep the change feed for the reporting consumer from now on
-            register(reporting.CONSUMER)
+        if relay:  # keep the change feed for the reporting consumer from now on
+            platform.store.feed.register(reporting.CONSUMER)
         self._chain_at = 0.0
         self._relay_lock = threading.Lock()
         self._wakes: dict[str, list[threading.Event]] = {}  # topic -> the loops of this process polling it
@@ -135,7 +134,7 @@ class Runner:
         """The outbox relay alone. Loops that committed events call it at once, so the next stage
         gets them now; one relay at a time (two would publish the same rows twice)."""
         with self._relay_lock:
-            return relay_once(self.platform.store, self.platform.bus, published=self._published)
+            return relay_once(self.platform.store.outbox, self.platform.bus, published=self._published)
 
     def relay_step(self) -> int:
         """Outbox relay, the audit chainer, and now and then a purge of expired idempotency keys."""
@@ -146,7 +145,7 @@ class Runner:
             done += chained
         if time.monotonic() - self._housekept > self.HOUSEKEEPING_S:
             self._housekept = time.monotonic()
-            self.platform.store.purge_expired_idempotency(int(self.platform.clock.now().timestamp()))
+            self.platform.store.idempotency.purge_expired_idempotency(int(self.platform.clock.now().timestamp()))
         return done
 
     def reconcile_step(self) -> int:
@@ -158,7 +157,7 @@ class Runner:
 
     def report_step(self) -> int:
         """The reporting consumer on the embedded change feed (AWS modes: the table's stream)."""
-        return reporting.report_feed_once(self.platform.feed, self.platform.store)
+        return reporting.report_feed_once(self.platform.store)
 
     def step(self) -> int:
         done = self.relay_step() + self.reconcile_step() + self.report_step() if self.relay else 0
@@ -183,7 +182,7 @@ class Runner:
 
     def _reminders_pending(self) -> bool:
         far = iso(self.platform.clock.now() + timedelta(days=1))
-        return bool(self.relay and self.platform.store.due_reminders(far, 1))
+        return bool(self.relay and self.platform.store.reminders.due_reminders(far, 1))
 
     def run_forever(self) -> None:
         """The polling threads (see start) until SIGTERM/SIGINT."""

@@ -32,7 +32,7 @@ def demo_tenant(platform: Any) -> tuple[dict[str, Any], bool]:
     path = platform.settings.data_dir / DEMO_FILE
     if path.exists():
         creds = orjson.loads(path.read_bytes())
-        if platform.tenants.get_tenant(creds["tenant_id"]) is not None:  # aws-local servers start empty
+        if platform.store.tenants.get_tenant(creds["tenant_id"]) is not None:  # aws-local servers start empty
             return creds, False
     webhook = f"{platform.settings.simulator_url}/webhooks/demo"
     created = tenancy.create_tenant(platform, "demo", webhook_url=webhook)

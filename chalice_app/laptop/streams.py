@@ -34,12 +34,12 @@ class StreamRelay:
         return f"{self.CHECKPOINT}:{self.arn.rsplit('/', 1)[-1]}:{shard_id}"
 
     def handle(self, records: list[dict[str, Any]]) -> int:
-        return relay_stream_records(records, self.platform.feed, self.platform.store, self.platform.bus)
+        return relay_stream_records(records, self.store.feed, self.store.outbox, self.platform.bus)
 
     def _iterator(self, shard_id: str) -> str | None:
         if shard_id in self._iterators:
             return self._iterators[shard_id]
-        done = self.store.get_control(self._checkpoint_name(shard_id))
+        done = self.store.controls.get_control(self._checkpoint_name(shard_id))
         kw: dict[str, Any] = {"StreamArn": self.arn, "ShardId": shard_id}
         if done:
             kw.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=done["sequence_number"])
@@ -77,7 +77,7 @@ class StreamRelay:
             records = out.get("Records", [])
             if records:
                 published += self.handle(records)
-                self.store.put_control(self._checkpoint_name(sid),
+                self.store.controls.put_control(self._checkpoint_name(sid),
                                        {"sequence_number": records[-1]["dynamodb"]["SequenceNumber"]})
             self._iterators[sid] = out.get("NextShardIterator")
         return published
@@ -89,5 +89,5 @@ class StreamReporter(StreamRelay):
     CHECKPOINT = "stream-reports"
 
     def handle(self, records: list[dict[str, Any]]) -> int:
-        report_stream_records(records, self.platform.feed, self.platform.store)
+        report_stream_records(records, self.store)
         return len(records)

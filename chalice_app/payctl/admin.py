@@ -37,7 +37,7 @@ def cmd_tenant_create(args: argparse.Namespace) -> int:
 
 def cmd_tenant_list(args: argparse.Namespace) -> int:
     tenants = [{"tenant_id": t["tenant_id"], "name": t["name"], "created_at": t.get("created_at"),
-                "webhook_url": (t.get("webhook") or {}).get("url")} for t in platform().tenants.list_tenants()]
+                "webhook_url": (t.get("webhook") or {}).get("url")} for t in platform().store.tenants.list_tenants()]
 
     def render(rows: list) -> None:
         table = Table("tenant_id", "name", "created_at", "webhook_url")

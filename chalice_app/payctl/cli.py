@@ -51,9 +51,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_ledger_check(args: argparse.Namespace) -> int:
     """I4: every transaction sums to zero per currency, and every balance equals its postings."""
     store = platform().store
-    totals = store.ledger_totals()
+    totals = store.ledger.ledger_totals()
     bad = [t for t in totals if t["sum"] != 0]
-    drift = store.ledger_drift()
+    drift = store.ledger.ledger_drift()
     report = {"transactions": len(totals), "unbalanced": bad, "drifted_balances": drift,
               "balanced": not bad and not drift}
 

@@ -32,9 +32,9 @@ def platform() -> Any:
 
 def find_payment(p: Any, payment_id: str, tenant_id: str | None) -> Any:
     """Admin lookup: the given tenant, or every tenant in turn (reads stay tenant-keyed)."""
-    tenants = [tenant_id] if tenant_id else [t["tenant_id"] for t in p.tenants.list_tenants()]
+    tenants = [tenant_id] if tenant_id else [t["tenant_id"] for t in p.store.tenants.list_tenants()]
     for t in tenants:
-        payment = p.store.get_payment(t, payment_id)
+        payment = p.store.payments.get_payment(t, payment_id)
         if payment:
             return payment
     raise CliError(f"no payment {payment_id}" + (f" for tenant {tenant_id}" if tenant_id else ""))

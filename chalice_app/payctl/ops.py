@@ -14,7 +14,7 @@ def cmd_payments_show(args: argparse.Namespace) -> int:
     from chalicelib.services.payments import payment_view
     p = platform()
     payment = find_payment(p, args.payment_id, args.tenant)
-    view = payment_view(payment, p.store.timeline(payment.tenant_id, payment.payment_id))
+    view = payment_view(payment, p.store.payments.timeline(payment.tenant_id, payment.payment_id))
     view["tenant_id"] = payment.tenant_id
 
     def render(v: dict) -> None:
@@ -31,11 +31,11 @@ def cmd_trace(args: argparse.Namespace) -> int:
     from chalicelib.observability.timeline import render, trace
     p = platform()
     if args.correlation_id:
-        tenants = [args.tenant] if args.tenant else [t["tenant_id"] for t in p.tenants.list_tenants()]
-        found = [(t, pid) for t in tenants for pid in p.store.payments_by_correlation(t, args.correlation_id)]
+        tenants = [args.tenant] if args.tenant else [t["tenant_id"] for t in p.store.tenants.list_tenants()]
+        found = [(t, pid) for t in tenants for pid in p.store.payments.payments_by_correlation(t, args.correlation_id)]
         if not found:
             raise CliError(f"no payment with correlation id {args.correlation_id}")
-        payments = [p.store.get_payment(t, pid) for t, pid in found]
+        payments = [p.store.payments.get_payment(t, pid) for t, pid in found]
     elif args.payment_id:
         payments = [find_payment(p, args.payment_id, args.tenant)]
     else:

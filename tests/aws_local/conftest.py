@@ -18,7 +18,7 @@ from chalice.test import Client
 
 from chalicelib.services import tenants as tenancy
 from chalicelib.adapters.aws.setup import AwsSettings, clients, provision
-from chalicelib.adapters.aws.dynamodb import DynamoStore
+from chalicelib.adapters.aws.dynamodb import open_store as open_dynamo_store
 from chalicelib.config import Settings
 from laptop.psp_simulator import SimulatorServer
 from laptop import aws_local
@@ -127,7 +127,7 @@ def aws_stack(tmp_path_factory):
         try:
             with Client(app_module.app) as client:
                 stack = AwsStack(platform, runner, relay, client, tenant, aws.table,
-                                 DynamoStore(c["dynamodb"], aws.table))
+                                 open_dynamo_store(c["dynamodb"], aws.table))
                 threads = start_loops(stack, stop, reporter)
                 yield stack
         finally:

@@ -16,14 +16,14 @@ def test_state_changes_are_chained_in_dynamodb_and_tampering_is_named(aws_stack)
     r = s.post("/v1/payments", card_body(), **{"Idempotency-Key": uuid.uuid4().hex})
     assert r.status_code == 202, r.body
     pid = json.loads(r.body)["id"]
-    s.drive(lambda: s.platform.store.get_payment(tid, pid).status == "settled")
-    s.drive(lambda: s.platform.store.pending_audit_count(tid) == 0, timeout_s=30)  # the relay loop chains
+    s.drive(lambda: s.platform.store.payments.get_payment(tid, pid).status == "settled")
+    s.drive(lambda: s.platform.store.audit_queue.pending_audit_count(tid) == 0, timeout_s=30)  # the relay loop chains
     log = s.platform.audit_log
     assert isinstance(log, DynamoAuditLog)
     bodies = [json.loads(raw) for _, raw, _ in log.rows(tid)]
     mine = [b for b in bodies if b.get("subject") == pid]
     assert mine[0]["action"] == "payment.create" and mine[0]["actor"].startswith("api:key_")
-    timeline = s.platform.store.timeline(tid, pid)
+    timeline = s.platform.store.payments.timeline(tid, pid)
     chained = [(b["from"], b["to"]) for b in mine[1:]]  # the notification stage may still be adding some
     assert len(chained) >= 7 and chained == [(t["from"], t["to"]) for t in timeline][:len(chained)]
     import app as app_module
@@ -37,13 +37,13 @@ def test_state_changes_are_chained_in_dynamodb_and_tampering_is_named(aws_stack)
     # Someone with table access rewrites one state-change entry: verify names it.
     seq = mine[2]["seq"]
     key = {"pk": {"S": f"{tid}#audit"}, "sk": {"S": f"{seq:012d}"}}
-    original = s.raw_store.client.get_item(TableName=s.table, Key=key, ConsistentRead=True)["Item"]
+    original = s.raw_store.unit_of_work.client.get_item(TableName=s.table, Key=key, ConsistentRead=True)["Item"]
     forged = dict(mine[2], actor="stage:someone-else")
     forged.pop("hash", None)
-    s.raw_store.client.put_item(TableName=s.table, Item={
+    s.raw_store.unit_of_work.client.put_item(TableName=s.table, Item={
         "pk": {"S": f"{tid}#audit"}, "sk": {"S": f"{seq:012d}"}, "body": {"B": audit.canonical(forged)},
         "hash": {"S": log.rows(tid)[seq - 1][2]}})
     result = audit.verify(s.platform, tid)["results"][0]
     assert not result["ok"] and result["entry"] == seq and "altered" in result["problem"]
-    s.raw_store.client.put_item(TableName=s.table, Item=original)  # put back: the stack is shared
+    s.raw_store.unit_of_work.client.put_item(TableName=s.table, Item=original)  # put back: the stack is shared
     assert audit.verify(s.platform, tid)["ok"]

@@ -20,17 +20,17 @@ def test_payments_reach_settled_through_every_stage(aws_stack):
         assert r.status_code == 202, r.body
         created.append(json.loads(r.body)["id"])
 
-    s.drive(lambda: all(s.platform.store.get_payment(tid, p).status == "settled" for p in created))
+    s.drive(lambda: all(s.platform.store.payments.get_payment(tid, p).status == "settled" for p in created))
 
     for pid in created:
-        actions = [t["action"] for t in s.platform.store.timeline(tid, pid)]
+        actions = [t["action"] for t in s.platform.store.payments.timeline(tid, pid)]
         assert actions[:7] == SEVEN_STAGE_ACTIONS, actions
         assert json.loads(s.get(f"/v1/payments/{pid}").body)["status"] == "settled"
-    assert all(t["sum"] == 0 for t in s.platform.store.ledger_totals())
+    assert all(t["sum"] == 0 for t in s.platform.store.ledger.ledger_totals())
     listed = json.loads(s.get("/v1/payments?status=settled&limit=100").body)["data"]
     assert set(created) <= {p["id"] for p in listed}
     # the stream relay published and then deleted every outbox record
-    s.drive(lambda: s.raw_store.pending_outbox(100) == [], timeout_s=10)
+    s.drive(lambda: s.raw_store.outbox.pending_outbox(100) == [], timeout_s=10)
     # the reporting consumer on the same stream counted each payment once (the tenant is shared
     # with the other tests of this package, so at least these three)
     def report() -> dict:
@@ -53,7 +53,7 @@ def test_idempotent_replay_returns_the_first_response(aws_stack):
     other = s.post("/v1/payments", card_body(amount=1001), **{"Idempotency-Key": key})
     assert other.status_code == 409
     pid = json.loads(first.body)["id"]
-    s.drive(lambda: s.platform.store.get_payment(s.tenant["tenant_id"], pid).status == "settled")
+    s.drive(lambda: s.platform.store.payments.get_payment(s.tenant["tenant_id"], pid).status == "settled")
     late = s.post("/v1/payments", body, **{"Idempotency-Key": key})
     assert late.body == first.body and late.headers["Idempotent-Replayed"] == "true"
 
@@ -79,7 +79,7 @@ def test_dashboard_metrics_read_the_aws_local_adapters(aws_stack):
     tid = s.tenant["tenant_id"]
     r = s.post("/v1/payments", card_body(), **{"Idempotency-Key": uuid.uuid4().hex})
     pid = json.loads(r.body)["id"]
-    s.drive(lambda: s.platform.store.get_payment(tid, pid).status == "settled")
+    s.drive(lambda: s.platform.store.payments.get_payment(tid, pid).status == "settled")
     m = metrics.snapshot(s.platform)
     assert m["mode"] == "aws-local" and pid in {p["payment_id"] for p in m["recent"]}
     stages = {x["stage"]: x for x in m["stages"]}

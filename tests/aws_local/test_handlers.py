@@ -22,7 +22,7 @@ def test_outbox_relay_publishes_new_outbox_items_and_marks_them_published(aws_st
     insert = event["Records"][0]["dynamodb"]["NewImage"]
     event_id = json.loads(insert["event"]["S"])["event_id"]
     with s.relay_lock:  # this test is the stream's consumer for now
-        s.platform.store.client.put_item(TableName=s.table, Item=insert)  # the committed outbox item
+        s.platform.store.unit_of_work.client.put_item(TableName=s.table, Item=insert)  # the committed outbox item
         with Client(app_module.app) as client:
             result = client.lambda_.invoke("outbox_relay", event)
         assert result.payload == {"published": 1}  # the MODIFY and REMOVE records are not outbox inserts
@@ -30,7 +30,7 @@ def test_outbox_relay_publishes_new_outbox_items_and_marks_them_published(aws_st
         relayed = [r for r in mine if json.loads(r.value)["event_id"] == event_id]
         assert len(relayed) == 1
         assert dict(relayed[0].headers)["tenant_id"] == b"ten_acme"
-        gone = s.platform.store.client.get_item(TableName=s.table, Key={"pk": insert["pk"], "sk": insert["sk"]})
+        gone = s.platform.store.unit_of_work.client.get_item(TableName=s.table, Key={"pk": insert["pk"], "sk": insert["sk"]})
         assert "Item" not in gone  # marked published
 
 
@@ -50,7 +50,7 @@ def test_reports_lambda_counts_each_stream_change_once(aws_stack):
             assert set(client.lambda_.invoke("reports", event).payload) == {"counted"}
     # ten_acme is the sample's tenant: one initiated payment of 19.99 EUR, whoever read it first
     # (the stream reporter also sees the item when the relay test puts it in the table).
-    counters = aws_stack.platform.store.report_counters("ten_acme")
+    counters = aws_stack.platform.store.reports.report_counters("ten_acme")
     assert (counters["payments"], counters["amount:EUR"], counters["changes"]) == (1, 1999, 1)
 
 

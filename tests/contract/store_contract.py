@@ -1,10 +1,10 @@
-"""Contract suite for the PaymentStore port (TenantDirectory: tenants_contract.py).
+"""Contract suite for the Store port (TenantDirectory: tenants_contract.py).
 
 Subclass, implement the factory, and the whole suite runs against your adapter:
 
     class TestDynamoStore(PaymentStoreContract):
         def make_store(self, tmp_path):
-            return DynamoStore(table=f"t{abs(hash(tmp_path))}", client=moto_client)
+            return open_dynamo_store(table=f"t{abs(hash(tmp_path))}", client=moto_client)
 
 Factory rules: every call with the same `tmp_path` opens the SAME backing data
 (a second call is another process's view); different `tmp_path`s are isolated
@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from chalicelib.ports import (AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConflict,
-                              IdempotencyRecord, PaymentStore, ReportDelta)
+                              IdempotencyRecord, Store, ReportDelta)
 
 from .factories import (KnownBugs, at, capture_postings, close_quietly, drive_to_authorized,
                         event_for, new_payment, refund_postings)
@@ -37,9 +37,9 @@ def idem(tenant_id: str = "ten_a", key: str = "idem-1", *, created_at: int = 1_0
 
 
 class PaymentStoreContract(KnownBugs):
-    """What every PaymentStore must do (ports.PaymentStore)."""
+    """What every store adapter must do (the ports bundled in ports.Store)."""
 
-    def make_store(self, tmp_path: Path) -> PaymentStore:
+    def make_store(self, tmp_path: Path) -> Store:
         raise NotImplementedError
 
     @pytest.fixture
@@ -49,18 +49,18 @@ class PaymentStoreContract(KnownBugs):
         close_quietly(s)
 
     # -- helpers ------------------------------------------------------------------
-    def created(self, store: PaymentStore, tenant_id: str = "ten_a", **kw: Any):
+    def created(self, store: Store, tenant_id: str = "ten_a", **kw: Any):
         p = new_payment(tenant_id, **kw)
         store.commit(Changes(payment=p, events=[event_for(p, "payments.initiated")]))
         return p
 
     @staticmethod
-    def snapshot(store: PaymentStore, p) -> dict[str, Any]:
+    def snapshot(store: Store, p) -> dict[str, Any]:
         """Everything a failed commit must leave untouched."""
-        return {"payment": store.get_payment(p.tenant_id, p.payment_id),
-                "outbox": [(r.id, r.event) for r in store.pending_outbox(1000)],
-                "timeline": store.timeline(p.tenant_id, p.payment_id),
-                "balances": store.balances(p.tenant_id), "totals": store.ledger_totals()}
+        return {"payment": store.payments.get_payment(p.tenant_id, p.payment_id),
+                "outbox": [(r.id, r.event) for r in store.outbox.pending_outbox(1000)],
+                "timeline": store.payments.timeline(p.tenant_id, p.payment_id),
+                "balances": store.ledger.balances(p.tenant_id), "totals": store.ledger.ledger_totals()}
 
     @staticmethod
     def doomed_effects(p, event_id: str) -> dict[str, Any]:
@@ -69,10 +69,10 @@ class PaymentStoreContract(KnownBugs):
                 "postings": capture_postings(p), "idempotency": idem(p.tenant_id, "idem-doomed"),
                 "secrets": [(p.tenant_id, "tok_doomed", b"ct")]}
 
-    def assert_nothing_written(self, store: PaymentStore, p, before: dict[str, Any], event_id: str) -> None:
+    def assert_nothing_written(self, store: Store, p, before: dict[str, Any], event_id: str) -> None:
         assert self.snapshot(store, p) == before
-        assert store.get_idempotency(p.tenant_id, "idem-doomed", 0) is None
-        assert store.get_secret(p.tenant_id, "tok_doomed") is None
+        assert store.idempotency.get_idempotency(p.tenant_id, "idem-doomed", 0) is None
+        assert store.secrets.get_secret(p.tenant_id, "tok_doomed") is None
         store.commit(Changes(processed=(CONSUMER, event_id)))  # the marker was not kept either
 
     # -- create / get -----------------------------------------------------------------
@@ -80,21 +80,21 @@ class PaymentStoreContract(KnownBugs):
         p = drive_to_authorized(new_payment())
         store.commit(Changes(payment=p, events=[event_for(p, "payments.initiated")]))
         assert p.version == 1 and p.pending_timeline == []
-        got = store.get_payment("ten_a", p.payment_id)
+        got = store.payments.get_payment("ten_a", p.payment_id)
         assert got == p
         assert got.attempts[0].psp_reference == "psp_ref_1" and got.status == "processing"
 
     def test_get_is_scoped_by_tenant(self, store):
         p = self.created(store, "ten_a")
-        assert store.get_payment("ten_b", p.payment_id) is None
-        assert store.get_payment("ten_a", "pay_01JD0000000000000000000000") is None
+        assert store.payments.get_payment("ten_b", p.payment_id) is None
+        assert store.payments.get_payment("ten_a", "pay_01JD0000000000000000000000") is None
 
     def test_same_payment_id_in_two_tenants_are_separate(self, store):
         a = self.created(store, "ten_a", amount=100)
         b = new_payment("ten_b", payment_id=a.payment_id, amount=200)
         store.commit(Changes(payment=b))
-        assert store.get_payment("ten_a", a.payment_id).amount == 100
-        assert store.get_payment("ten_b", a.payment_id).amount == 200
+        assert store.payments.get_payment("ten_a", a.payment_id).amount == 100
+        assert store.payments.get_payment("ten_b", a.payment_id).amount == 200
 
     def test_create_twice_raises_already_exists_and_writes_nothing(self, store):
         p = self.created(store)
@@ -108,7 +108,7 @@ class PaymentStoreContract(KnownBugs):
         p = self.created(store)
         other = self.make_store(tmp_path)
         try:
-            assert other.get_payment("ten_a", p.payment_id) == p
+            assert other.payments.get_payment("ten_a", p.payment_id) == p
         finally:
             close_quietly(other)
 
@@ -118,15 +118,15 @@ class PaymentStoreContract(KnownBugs):
         p.validate(at(1))
         store.commit(Changes(payment=p, expected_version=1, events=[event_for(p)]))
         assert p.version == 2
-        got = store.get_payment("ten_a", p.payment_id)
+        got = store.payments.get_payment("ten_a", p.payment_id)
         assert (got.version, got.state.value) == (2, "validated")
         got.screen(at(2), "approve", 1, [])  # a reloaded aggregate commits on its own version
         store.commit(Changes(payment=got, expected_version=got.version))
-        assert store.get_payment("ten_a", p.payment_id).version == 3
+        assert store.payments.get_payment("ten_a", p.payment_id).version == 3
 
     def test_stale_version_conflicts_and_writes_nothing(self, store):
         p = self.created(store)
-        fresh, stale = (store.get_payment("ten_a", p.payment_id) for _ in range(2))
+        fresh, stale = (store.payments.get_payment("ten_a", p.payment_id) for _ in range(2))
         fresh.validate(at(1))
         store.commit(Changes(payment=fresh, expected_version=1, events=[event_for(fresh)]))
         before = self.snapshot(store, p)
@@ -140,7 +140,7 @@ class PaymentStoreContract(KnownBugs):
         p = new_payment()
         with pytest.raises(ConcurrencyConflict):
             store.commit(Changes(payment=p, expected_version=1))
-        assert store.get_payment("ten_a", p.payment_id) is None
+        assert store.payments.get_payment("ten_a", p.payment_id) is None
 
     # -- processed markers ---------------------------------------------------------------
     def test_processed_marker_rejects_a_second_commit_atomically(self, store):
@@ -148,13 +148,13 @@ class PaymentStoreContract(KnownBugs):
         p.validate(at(1))
         store.commit(Changes(payment=p, expected_version=1, processed=(CONSUMER, "evt_1")))
         before = self.snapshot(store, p)
-        again = store.get_payment("ten_a", p.payment_id)
+        again = store.payments.get_payment("ten_a", p.payment_id)
         again.screen(at(2), "approve", 1, [])
         with pytest.raises(AlreadyProcessed):
             store.commit(Changes(payment=again, expected_version=2, **self.doomed_effects(again, "evt_1")))
         assert self.snapshot(store, p) == before
-        assert store.get_idempotency("ten_a", "idem-doomed", 0) is None
-        assert store.get_secret("ten_a", "tok_doomed") is None
+        assert store.idempotency.get_idempotency("ten_a", "idem-doomed", 0) is None
+        assert store.secrets.get_secret("ten_a", "tok_doomed") is None
 
     def test_processed_marker_alone_and_per_consumer(self, store):
         store.commit(Changes(processed=(CONSUMER, "evt_x")))
@@ -168,25 +168,25 @@ class PaymentStoreContract(KnownBugs):
         e1, e2 = event_for(p, "payments.initiated"), event_for(p, "payments.validated")
         store.commit(Changes(payment=p, events=[e1, e2]))
         q = self.created(store, "ten_b")
-        e3 = store.pending_outbox(10)[-1].event
+        e3 = store.outbox.pending_outbox(10)[-1].event
         p.validate(at(1))
         e4 = event_for(p, "payments.failed")
         store.commit(Changes(payment=p, expected_version=1, events=[e4]))
-        pending = store.pending_outbox(10)
+        pending = store.outbox.pending_outbox(10)
         assert [r.event for r in pending] == [e1, e2, e3, e4] and e3.payment_id == q.payment_id
         assert len({r.id for r in pending}) == 4
-        assert [r.event for r in store.pending_outbox(2)] == [e1, e2]
-        store.mark_published([r.id for r in pending[:3]])
-        assert [r.event for r in store.pending_outbox(10)] == [e4]
-        store.mark_published([r.id for r in pending])  # a relay retrying after a crash
-        assert store.pending_outbox(10) == []
+        assert [r.event for r in store.outbox.pending_outbox(2)] == [e1, e2]
+        store.outbox.mark_published([r.id for r in pending[:3]])
+        assert [r.event for r in store.outbox.pending_outbox(10)] == [e4]
+        store.outbox.mark_published([r.id for r in pending])  # a relay retrying after a crash
+        assert store.outbox.pending_outbox(10) == []
 
     def test_outbox_keeps_the_trace_header_beside_the_envelope(self, store):
         p = new_payment()
         header = "Root=1-6744a3b0-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1"
         e = dataclasses.replace(event_for(p, "payments.initiated"), trace=header)
         store.commit(Changes(payment=p, events=[e]))
-        (record,) = store.pending_outbox(10)
+        (record,) = store.outbox.pending_outbox(10)
         assert record.event.trace == header and record.event == e
         assert "trace" not in record.event.to_dict()  # the published envelope is unchanged
 
@@ -197,20 +197,20 @@ class PaymentStoreContract(KnownBugs):
         p.screen(at(2), "approve", 7, [])
         p.set_route(at(3), ["sim-a"])
         store.commit(Changes(payment=p, expected_version=p.version))  # same object, committed again
-        rows = store.timeline("ten_a", p.payment_id)
+        rows = store.payments.timeline("ten_a", p.payment_id)
         assert [r["seq"] for r in rows] == [1, 2, 3]
         assert [(r["action"], r["from"], r["to"], r["stage"]) for r in rows] == [
             ("validate", "initiated", "validated", "validation"),
             ("approve_risk", "validated", "screened", "risk"),
             ("route", "screened", "routed", "routing")]
         assert rows[1]["at"] == at(2) and rows[2]["detail"] == {"psps": ["sim-a"]}
-        assert store.timeline("ten_b", p.payment_id) == []
+        assert store.payments.timeline("ten_b", p.payment_id) == []
 
     # -- listing -----------------------------------------------------------------------
     def walk(self, store, tenant_id, status, limit):
         pages, cursor = [], None
         while True:
-            page, cursor = store.list_payments(tenant_id, status, limit, cursor)
+            page, cursor = store.payments.list_payments(tenant_id, status, limit, cursor)
             pages.append([x.payment_id for x in page])
             if cursor is None:
                 return pages
@@ -234,18 +234,18 @@ class PaymentStoreContract(KnownBugs):
         assert len(pages) >= 3 and [x for pg in pages for x in pg] == failed[::-1]
         processing = [x for pg in self.walk(store, "ten_a", "processing", 2) for x in pg]
         assert processing == [p.payment_id for p in made[1::2]][::-1]
-        assert store.list_payments("ten_a", "refunded", 5, None) == ([], None)
-        assert store.list_payments("ten_c", None, 5, None) == ([], None)
+        assert store.payments.list_payments("ten_a", "refunded", 5, None) == ([], None)
+        assert store.payments.list_payments("ten_c", None, 5, None) == ([], None)
 
     @pytest.mark.parametrize("garbage", ["not a cursor", "zzzz", "!!!!", "AAAA", "truncated"],
                              ids=["text", "invalid-utf8", "punctuation", "nul-bytes", "truncated"])
     def test_garbage_cursor_raises_value_error(self, store, garbage):
         for i in range(3):
             self.created(store, created=i)
-        _, real = store.list_payments("ten_a", None, 1, None)
+        _, real = store.payments.list_payments("ten_a", None, 1, None)
         cursor = real[:-4] if garbage == "truncated" else garbage
         with pytest.raises(ValueError):
-            store.list_payments("ten_a", None, 1, cursor)
+            store.payments.list_payments("ten_a", None, 1, cursor)
 
     def test_count_recent_payments(self, store):
         for i in (0, 10, 20, 30):
@@ -253,11 +253,11 @@ class PaymentStoreContract(KnownBugs):
         self.created(store, created=20, customer_id="cus_2")
         self.created(store, created=20, customer_id=None)
         self.created(store, "ten_b", created=20, customer_id="cus_1")
-        assert store.count_recent_payments("ten_a", "cus_1", at(10)) == 3  # `since` is inclusive
-        assert store.count_recent_payments("ten_a", "cus_1", at(0)) == 4
-        assert store.count_recent_payments("ten_a", "cus_1", at(31)) == 0
-        assert store.count_recent_payments("ten_a", "cus_2", at(0)) == 1
-        assert store.count_recent_payments("ten_b", "cus_1", at(0)) == 1
+        assert store.payments.count_recent_payments("ten_a", "cus_1", at(10)) == 3  # `since` is inclusive
+        assert store.payments.count_recent_payments("ten_a", "cus_1", at(0)) == 4
+        assert store.payments.count_recent_payments("ten_a", "cus_1", at(31)) == 0
+        assert store.payments.count_recent_payments("ten_a", "cus_2", at(0)) == 1
+        assert store.payments.count_recent_payments("ten_b", "cus_1", at(0)) == 1
 
     def test_payments_by_correlation_id_scoped_by_tenant(self, store):
         a1, a2 = self.created(store), self.created(store)  # the factory's correlation id: corr-contract
@@ -265,13 +265,13 @@ class PaymentStoreContract(KnownBugs):
         other.correlation_id = "corr-other"
         store.commit(Changes(payment=other))
         b = self.created(store, "ten_b")
-        assert store.payments_by_correlation("ten_a", "corr-contract") == sorted([a1.payment_id, a2.payment_id])
-        assert store.payments_by_correlation("ten_a", "corr-other") == [other.payment_id]
-        assert store.payments_by_correlation("ten_b", "corr-contract") == [b.payment_id]
-        assert store.payments_by_correlation("ten_a", "corr-none") == []
+        assert store.payments.payments_by_correlation("ten_a", "corr-contract") == sorted([a1.payment_id, a2.payment_id])
+        assert store.payments.payments_by_correlation("ten_a", "corr-other") == [other.payment_id]
+        assert store.payments.payments_by_correlation("ten_b", "corr-contract") == [b.payment_id]
+        assert store.payments.payments_by_correlation("ten_a", "corr-none") == []
         a1.validate(at(1))
         store.commit(Changes(payment=a1, expected_version=1))  # updates add nothing
-        assert len(store.payments_by_correlation("ten_a", "corr-contract")) == 2
+        assert len(store.payments.payments_by_correlation("ten_a", "corr-contract")) == 2
 
     # -- idempotency records -------------------------------------------------------------
     def test_idempotency_record_reads_back_byte_identical(self, store):
@@ -279,23 +279,23 @@ class PaymentStoreContract(KnownBugs):
         rec = idem(body=body)
         p = new_payment()
         store.commit(Changes(payment=p, events=[event_for(p, "payments.initiated")], idempotency=rec))
-        got = store.get_idempotency("ten_a", "idem-1", 1_050)
+        got = store.idempotency.get_idempotency("ten_a", "idem-1", 1_050)
         assert got is not None
         assert (got.tenant_id, got.key, got.request_hash, got.status_code) == ("ten_a", "idem-1", rec.request_hash, 202)
         assert got.response == body and type(got.response) is bytes
         assert got.headers == rec.headers and got.expires_at == rec.expires_at == 1_100
-        assert store.get_idempotency("ten_b", "idem-1", 1_050) is None
+        assert store.idempotency.get_idempotency("ten_b", "idem-1", 1_050) is None
 
     def test_idempotency_record_expires_at_its_ttl(self, store):
         store.commit(Changes(idempotency=idem(created_at=1_000, ttl=100)))
-        assert store.get_idempotency("ten_a", "idem-1", 1_099) is not None
-        assert store.get_idempotency("ten_a", "idem-1", 1_100) is None
-        assert store.get_idempotency("ten_a", "idem-1", 9_999) is None
+        assert store.idempotency.get_idempotency("ten_a", "idem-1", 1_099) is not None
+        assert store.idempotency.get_idempotency("ten_a", "idem-1", 1_100) is None
+        assert store.idempotency.get_idempotency("ten_a", "idem-1", 9_999) is None
 
     def test_expired_idempotency_record_can_be_replaced(self, store):
         store.commit(Changes(idempotency=idem(created_at=1_000, ttl=100, body=b"first")))
         store.commit(Changes(idempotency=idem(created_at=1_100, ttl=100, body=b"second")))
-        got = store.get_idempotency("ten_a", "idem-1", 1_150)
+        got = store.idempotency.get_idempotency("ten_a", "idem-1", 1_150)
         assert (got.response, got.expires_at) == (b"second", 1_200)
 
     def test_live_idempotency_record_cannot_be_replaced(self, store):
@@ -304,19 +304,19 @@ class PaymentStoreContract(KnownBugs):
         with pytest.raises(AlreadyExists):
             store.commit(Changes(payment=p, events=[event_for(p)],
                                  idempotency=idem(created_at=1_099, ttl=100, body=b"second")))
-        assert store.get_idempotency("ten_a", "idem-1", 1_050).response == b"first"
-        assert store.get_payment("ten_a", p.payment_id) is None and store.pending_outbox(10) == []
+        assert store.idempotency.get_idempotency("ten_a", "idem-1", 1_050).response == b"first"
+        assert store.payments.get_payment("ten_a", p.payment_id) is None and store.outbox.pending_outbox(10) == []
         store.commit(Changes(idempotency=idem("ten_b", created_at=1_050, body=b"other tenant")))
 
     # -- vault and ledger ------------------------------------------------------------------
     def test_vault_secret_round_trip_scoped_by_tenant(self, store):
         blob = bytes(range(256)) + b"k1"
         store.commit(Changes(secrets=[("ten_a", "tok_1", blob), ("ten_b", "tok_2", b"b")]))
-        assert store.get_secret("ten_a", "tok_1") == blob
-        assert store.get_secret("ten_b", "tok_1") is None and store.get_secret("ten_a", "tok_2") is None
+        assert store.secrets.get_secret("ten_a", "tok_1") == blob
+        assert store.secrets.get_secret("ten_b", "tok_1") is None and store.secrets.get_secret("ten_a", "tok_2") is None
         with pytest.raises(AlreadyExists):  # a token is never silently re-pointed
             store.commit(Changes(secrets=[("ten_a", "tok_1", b"other")]))
-        assert store.get_secret("ten_a", "tok_1") == blob
+        assert store.secrets.get_secret("ten_a", "tok_1") == blob
 
     def test_ledger_balances_sum_postings_per_account_and_currency(self, store):
         eur = self.created(store, amount=1999)
@@ -324,17 +324,17 @@ class PaymentStoreContract(KnownBugs):
         store.commit(Changes(postings=capture_postings(eur) + capture_postings(usd, fee=10)))
         store.commit(Changes(postings=refund_postings(eur, 300)))
         store.commit(Changes(postings=capture_postings(self.created(store, "ten_b"))))
-        got = {(b["account"], b["currency"]): b["balance"] for b in store.balances("ten_a")}
+        got = {(b["account"], b["currency"]): b["balance"] for b in store.ledger.balances("ten_a")}
         assert got == {("psp_receivable:sim-a", "EUR"): 1699, ("merchant_payable", "EUR"): -1640,
                        ("platform_fees", "EUR"): -59, ("psp_receivable:sim-a", "USD"): 500,
                        ("merchant_payable", "USD"): -490, ("platform_fees", "USD"): -10}
-        assert store.balances("ten_c") == []
+        assert store.ledger.balances("ten_c") == []
 
     def test_ledger_totals_per_transaction(self, store):
         a, b = self.created(store), self.created(store, "ten_b", currency="USD")
         lopsided = capture_postings(b)[:2]  # I4 checks must see an unbalanced transaction
         store.commit(Changes(postings=capture_postings(a) + refund_postings(a, 100) + lopsided))
-        got = {(t["txn_id"], t["currency"]): (t["sum"], t["legs"]) for t in store.ledger_totals()}
+        got = {(t["txn_id"], t["currency"]): (t["sum"], t["legs"]) for t in store.ledger.ledger_totals()}
         assert got == {(f"txn_{a.payment_id}_capture", "EUR"): (0, 3), ("txn_ref_1", "EUR"): (0, 2),
                        (f"txn_{b.payment_id}_capture", "USD"): (59, 2)}
 
@@ -345,11 +345,11 @@ class PaymentStoreContract(KnownBugs):
         store.commit(Changes(payment=p, expected_version=1, events=[ev], processed=(CONSUMER, "evt_all"),
                              postings=capture_postings(p), idempotency=idem(key="idem-all"),
                              secrets=[("ten_a", "tok_all", b"ct")]))
-        assert store.get_payment("ten_a", p.payment_id).version == 2
-        assert store.pending_outbox(10)[-1].event == ev
-        assert len(store.timeline("ten_a", p.payment_id)) == 5
-        assert store.get_idempotency("ten_a", "idem-all", 1_000) is not None
-        assert store.get_secret("ten_a", "tok_all") == b"ct" and len(store.balances("ten_a")) == 3
+        assert store.payments.get_payment("ten_a", p.payment_id).version == 2
+        assert store.outbox.pending_outbox(10)[-1].event == ev
+        assert len(store.payments.timeline("ten_a", p.payment_id)) == 5
+        assert store.idempotency.get_idempotency("ten_a", "idem-all", 1_000) is not None
+        assert store.secrets.get_secret("ten_a", "tok_all") == b"ct" and len(store.ledger.balances("ten_a")) == 3
         with pytest.raises(AlreadyProcessed):
             store.commit(Changes(processed=(CONSUMER, "evt_all")))
 
@@ -357,33 +357,33 @@ class PaymentStoreContract(KnownBugs):
     def test_report_counts_each_change_once_however_often_it_is_delivered(self, store):
         d1 = ReportDelta("ten_a", "evt_r1", {"payments": 1, "amount:EUR": 1999})
         d2 = ReportDelta("ten_a", "evt_r2", {"authorized": 1, "psp:sim-a:authorized": 1})
-        assert store.apply_report("reports", [d1]) == 1
-        assert store.apply_report("reports", [d1, d2, d1]) == 1  # redelivered batch, duplicate inside it
-        assert store.apply_report("reports", [d2, d1]) == 0
-        assert store.report_counters("ten_a") == {"payments": 1, "amount:EUR": 1999, "authorized": 1,
+        assert store.reports.apply_report("reports", [d1]) == 1
+        assert store.reports.apply_report("reports", [d1, d2, d1]) == 1  # redelivered batch, duplicate inside it
+        assert store.reports.apply_report("reports", [d2, d1]) == 0
+        assert store.reports.report_counters("ten_a") == {"payments": 1, "amount:EUR": 1999, "authorized": 1,
                                                   "psp:sim-a:authorized": 1}
 
     def test_report_counters_are_per_tenant_and_per_consumer(self, store):
-        assert store.report_counters("ten_a") == {}
-        store.apply_report("reports", [ReportDelta("ten_a", "evt_1", {"payments": 1}),
+        assert store.reports.report_counters("ten_a") == {}
+        store.reports.apply_report("reports", [ReportDelta("ten_a", "evt_1", {"payments": 1}),
                                        ReportDelta("ten_b", "evt_2", {"payments": 1, "amount:USD": 500}),
                                        ReportDelta("ten_b", "evt_3", {"payments": 1, "amount:USD": 250})])
-        assert store.report_counters("ten_a") == {"payments": 1}
-        assert store.report_counters("ten_b") == {"payments": 2, "amount:USD": 750}
-        assert store.report_counters("ten_c") == {}
+        assert store.reports.report_counters("ten_a") == {"payments": 1}
+        assert store.reports.report_counters("ten_b") == {"payments": 2, "amount:USD": 750}
+        assert store.reports.report_counters("ten_c") == {}
         # Another consumer's markers are its own; a stage's marker for the same event id is not ours.
         store.commit(Changes(processed=(CONSUMER, "evt_4")))
-        assert store.apply_report("reports", [ReportDelta("ten_a", "evt_4", {"payments": 1})]) == 1
-        assert store.apply_report("reports.v2", [ReportDelta("ten_a", "evt_1", {"payments": 1})]) == 1
-        assert store.report_counters("ten_a") == {"payments": 3}
+        assert store.reports.apply_report("reports", [ReportDelta("ten_a", "evt_4", {"payments": 1})]) == 1
+        assert store.reports.apply_report("reports.v2", [ReportDelta("ten_a", "evt_1", {"payments": 1})]) == 1
+        assert store.reports.report_counters("ten_a") == {"payments": 3}
 
     def test_report_batch_bigger_than_one_transaction_counts_exactly(self, store):
         deltas = [ReportDelta(f"ten_{i % 7}", f"evt_big_{i}", {"payments": 1, f"amount:EUR": i}) for i in range(130)]
-        assert store.apply_report("reports", deltas[:40]) == 40
-        assert store.apply_report("reports", deltas) == 90  # the first 40 are redeliveries
+        assert store.reports.apply_report("reports", deltas[:40]) == 40
+        assert store.reports.apply_report("reports", deltas) == 90  # the first 40 are redeliveries
         for t in range(7):
             mine = [i for i in range(130) if i % 7 == t]
-            assert store.report_counters(f"ten_{t}") == {"payments": len(mine), "amount:EUR": sum(mine)}
+            assert store.reports.report_counters(f"ten_{t}") == {"payments": len(mine), "amount:EUR": sum(mine)}
     # -- state-change audit rows (chained later by security/audit.chain_pending) --------------
     def test_each_state_change_gets_an_audit_row_in_its_commit(self, store):
         p = new_payment()
@@ -392,7 +392,7 @@ class PaymentStoreContract(KnownBugs):
         p.validate(at(1))
         p.screen(at(2), "approve", 12, [])
         store.commit(Changes(payment=p, expected_version=1, actor="stage:risk"))
-        rows = [r for r in store.pending_audit(100) if r.tenant_id == "ten_a"]
+        rows = [r for r in store.audit_queue.pending_audit(100) if r.tenant_id == "ten_a"]
         assert [r.source for r in rows] == [f"{p.payment_id}@1#c", f"{p.payment_id}@2#0", f"{p.payment_id}@2#1"]
         assert [(r.body["from"], r.body["to"], r.body["version"]) for r in rows] == [
             (None, "initiated", 1), ("initiated", "validated", 2), ("validated", "screened", 2)]
@@ -400,35 +400,35 @@ class PaymentStoreContract(KnownBugs):
         assert rows[0].body["correlation_id"] == "corr-create" and rows[1].body["correlation_id"] == "corr-contract"
         assert all(r.body["subject"] == p.payment_id and r.body["at"] for r in rows)
         assert len({r.id for r in rows}) == 3 and [r.id for r in rows] == sorted(r.id for r in rows)
-        assert store.pending_audit_count("ten_a") == 3 and store.pending_audit_count("ten_b") == 0
+        assert store.audit_queue.pending_audit_count("ten_a") == 3 and store.audit_queue.pending_audit_count("ten_b") == 0
 
     def test_a_refused_commit_leaves_no_audit_row(self, store):
         p = self.created(store)
-        before = store.pending_audit(100)
+        before = store.audit_queue.pending_audit(100)
         p.validate(at(1))
         with pytest.raises(ConcurrencyConflict):
             store.commit(Changes(payment=p, expected_version=7, actor="stage:validation"))
         with pytest.raises(AlreadyExists):
             store.commit(Changes(payment=new_payment(payment_id=p.payment_id)))
-        assert store.pending_audit(100) == before
+        assert store.audit_queue.pending_audit(100) == before
 
     def test_audit_rows_are_forgotten_once_chained(self, store):
         a, b = self.created(store, "ten_a"), self.created(store, "ten_b")
-        rows = store.pending_audit(100)
+        rows = store.audit_queue.pending_audit(100)
         assert {r.tenant_id for r in rows} == {"ten_a", "ten_b"}
-        store.mark_audited([r.id for r in rows if r.tenant_id == "ten_a"])
-        store.mark_audited([r.id for r in rows if r.tenant_id == "ten_a"])  # again: harmless
-        assert [r.body["subject"] for r in store.pending_audit(100)] == [b.payment_id]
-        assert store.pending_audit_count("ten_a") == 0 and store.pending_audit_count("ten_b") == 1
+        store.audit_queue.mark_audited([r.id for r in rows if r.tenant_id == "ten_a"])
+        store.audit_queue.mark_audited([r.id for r in rows if r.tenant_id == "ten_a"])  # again: harmless
+        assert [r.body["subject"] for r in store.audit_queue.pending_audit(100)] == [b.payment_id]
+        assert store.audit_queue.pending_audit_count("ten_a") == 0 and store.audit_queue.pending_audit_count("ten_b") == 1
         assert a.payment_id != b.payment_id
 
     # -- shared rate limit ---------------------------------------------------------------
     def test_count_request_admits_limit_per_tenant_and_window_across_instances(self, store, tmp_path):
         other = self.make_store(tmp_path)
-        assert [s.count_request("ten_a", 100, 3, 2_000) for s in (store, other, store, other)] == [
+        assert [s.requests.count_request("ten_a", 100, 3, 2_000) for s in (store, other, store, other)] == [
             True, True, True, False]
-        assert store.count_request("ten_b", 100, 3, 2_000)  # per tenant
-        assert other.count_request("ten_a", 101, 3, 2_000)  # per window
+        assert store.requests.count_request("ten_b", 100, 3, 2_000)  # per tenant
+        assert other.requests.count_request("ten_a", 101, 3, 2_000)  # per window
         close_quietly(other)
 
     def test_count_request_is_atomic_under_concurrency(self, store, tmp_path):
@@ -439,7 +439,7 @@ class PaymentStoreContract(KnownBugs):
 
         def hammer(s) -> None:
             for _ in range(10):
-                ok = s.count_request("ten_a", 7, 25, 2_000)
+                ok = s.requests.count_request("ten_a", 7, 25, 2_000)
                 with lock:
                     admitted.append(ok)
         threads = [threading.Thread(target=hammer, args=(s,)) for s in stores]

@@ -10,7 +10,7 @@ import hashlib
 import pytest
 
 from chalicelib.adapters.aws import setup as aws
-from chalicelib.adapters.aws.dynamodb import DynamoStore
+from chalicelib.adapters.aws.dynamodb import open_store as open_dynamo_store
 from chalicelib.adapters.aws.dynamodb_audit import DynamoAuditLog
 from chalicelib.adapters.aws.kafka import KafkaBus
 from chalicelib.adapters.aws.kms import KmsDecryptionError, KmsKeys
@@ -35,12 +35,12 @@ def table_for(tmp_path) -> str:
 
 class TestDynamoStore(PaymentStoreContract, StoreCoordinationContract):
     def make_store(self, tmp_path):
-        return DynamoStore(services().client("dynamodb"), table_for(tmp_path))
+        return open_dynamo_store(services().client("dynamodb"), table_for(tmp_path))
 
 
 class TestDynamoTenants(TenantDirectoryContract):
     def make_tenants(self, tmp_path):
-        return DynamoStore(services().client("dynamodb"), table_for(tmp_path))
+        return open_dynamo_store(services().client("dynamodb"), table_for(tmp_path)).tenants
 
 
 class TestDynamoAuditLog(AuditLogContract):

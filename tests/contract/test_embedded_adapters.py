@@ -7,7 +7,7 @@ from chalicelib.adapters.sqlite import bus as sqlite_bus
 from chalicelib.adapters.sqlite.audit import SqliteAuditLog
 from chalicelib.adapters.keyring import DecryptionError, LocalKeyring
 from chalicelib.adapters.sqlite.bus import SqliteBus
-from chalicelib.adapters.sqlite.store import SqliteStore
+from chalicelib.adapters.sqlite.store import open_store
 from chalicelib.ports import Changes, OutRecord
 
 from .audit_contract import AuditLogContract
@@ -21,12 +21,12 @@ from .tenants_contract import TenantDirectoryContract
 
 class TestSqliteStore(PaymentStoreContract, StoreCoordinationContract):
     def make_store(self, tmp_path):
-        return SqliteStore(tmp_path / "store.db")
+        return open_store(tmp_path / "store.db")
 
 
 class TestSqliteTenantDirectory(TenantDirectoryContract):
     def make_tenants(self, tmp_path):
-        return SqliteStore(tmp_path / "store.db")
+        return open_store(tmp_path / "store.db").tenants
 
 
 class TestSqliteAuditLog(AuditLogContract):
@@ -62,22 +62,22 @@ class TestSqliteBusOnly:
 
 
 class TestSqliteCommitMany:
-    """SqliteStore.commit_many: the stages' batched commit, one transaction, each unit on its own."""
+    """SqliteUnitOfWork.commit_many: the stages' batched commit, one transaction, each unit on its own."""
 
     def test_each_unit_commits_or_fails_alone(self, tmp_path):
         from chalicelib.ports import AlreadyProcessed, Changes, ConcurrencyConflict
 
         from .factories import event_for, new_payment
-        store = SqliteStore(tmp_path / "store.db")
+        store = open_store(tmp_path / "store.db")
         a, b = new_payment(), new_payment()
         store.commit(Changes(payment=a))
         store.commit(Changes(payment=b))
         store.commit(Changes(processed=("stage.x", "evt_seen")))
-        stale = store.get_payment(b.tenant_id, b.payment_id)
+        stale = store.payments.get_payment(b.tenant_id, b.payment_id)
         stale.reference = "stale"
-        fresh_a = store.get_payment(a.tenant_id, a.payment_id)
+        fresh_a = store.payments.get_payment(a.tenant_id, a.payment_id)
         fresh_a.reference = "moved"
-        results = store.commit_many([
+        results = store.unit_of_work.commit_many([
             Changes(payment=fresh_a, expected_version=1, events=[event_for(fresh_a)],
                     processed=("stage.x", "evt_new")),
             Changes(processed=("stage.x", "evt_seen"), events=[event_for(a)]),  # a duplicate delivery
@@ -86,11 +86,11 @@ class TestSqliteCommitMany:
         assert results[0] is None
         assert isinstance(results[1], AlreadyProcessed) and isinstance(results[2], ConcurrencyConflict)
         assert fresh_a.version == 2 and stale.version == 1  # only the committed unit moves on
-        assert store.get_payment(a.tenant_id, a.payment_id).reference == "moved"
-        assert store.get_payment(b.tenant_id, b.payment_id).reference != "stale"
-        outbox = store.pending_outbox(10)
+        assert store.payments.get_payment(a.tenant_id, a.payment_id).reference == "moved"
+        assert store.payments.get_payment(b.tenant_id, b.payment_id).reference != "stale"
+        outbox = store.outbox.pending_outbox(10)
         assert [r.event.payment_id for r in outbox] == [a.payment_id]  # nothing of the failed units
-        results = store.commit_many([Changes(processed=("stage.x", "evt_new"))])
+        results = store.unit_of_work.commit_many([Changes(processed=("stage.x", "evt_new"))])
         assert isinstance(results[0], AlreadyProcessed)  # the first unit's marker was kept
 
 
@@ -106,27 +106,27 @@ class TestSqliteChangeFeed:
                                                                   "payments.initiated").to_dict()),))
         old.commit()
         old.close()
-        store = SqliteStore(path)
-        (pending,) = store.pending_outbox(10)
-        assert store.change_feed("reports", 10) == [pending]
-        store.mark_published([pending.id])  # no reader registered yet: gone at once, as before
-        assert store.pending_outbox(10) == [] and store.change_feed("reports", 10) == []
+        store = open_store(path)
+        (pending,) = store.outbox.pending_outbox(10)
+        assert store.feed.read("reports", 10) == [pending]
+        store.outbox.mark_published([pending.id])  # no reader registered yet: gone at once, as before
+        assert store.outbox.pending_outbox(10) == [] and store.feed.read("reports", 10) == []
 
     def test_published_changes_wait_for_every_reader(self, tmp_path):
-        store = SqliteStore(tmp_path / "store.db")
-        store.register_feed_reader("reports")
-        store.register_feed_reader("audit")
+        store = open_store(tmp_path / "store.db")
+        store.feed.register("reports")
+        store.feed.register("audit")
         p = new_payment()
         store.commit(Changes(payment=p, events=[event_for(p, "payments.initiated"), event_for(p, "payments.validated")]))
-        first, second = store.pending_outbox(10)
-        store.mark_published([first.id, second.id])
-        assert store.change_feed("reports", 10) == [first, second]
-        store.advance_feed("reports", first.id)
-        assert store.change_feed("reports", 10) == [second] and store.change_feed("audit", 10) == [first, second]
-        store.advance_feed("audit", second.id)
-        store.advance_feed("reports", first.id - 1)  # a late, smaller position never moves a reader back
-        assert store.change_feed("reports", 10) == [second]
-        store.advance_feed("reports", second.id)
-        assert store.change_feed("reports", 10) == [] and store.change_feed("audit", 10) == []
-        (n,) = store.db.conn().execute("SELECT COUNT(*) FROM outbox").fetchone()
+        first, second = store.outbox.pending_outbox(10)
+        store.outbox.mark_published([first.id, second.id])
+        assert store.feed.read("reports", 10) == [first, second]
+        store.feed.advance("reports", first.id)
+        assert store.feed.read("reports", 10) == [second] and store.feed.read("audit", 10) == [first, second]
+        store.feed.advance("audit", second.id)
+        store.feed.advance("reports", first.id - 1)  # a late, smaller position never moves a reader back
+        assert store.feed.read("reports", 10) == [second]
+        store.feed.advance("reports", second.id)
+        assert store.feed.read("reports", 10) == [] and store.feed.read("audit", 10) == []
+        (n,) = store.unit_of_work.db.conn().execute("SELECT COUNT(*) FROM outbox").fetchone()
         assert n == 0

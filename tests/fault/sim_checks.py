@@ -38,7 +38,7 @@ def check_all(sim: Any) -> list[str]:
         # I2: nothing lost.
         if p.status == "processing" and pid not in dlq_keys:
             out.append(f"I2 {pid}: still {p.state.value} and named by no DLQ entry ({_attempts(p)})")
-        out.extend(_timeline(pid, store.timeline(tenant, pid), p.state.value))
+        out.extend(_timeline(pid, store.payments.timeline(tenant, pid), p.state.value))
     out.extend(_ledger(sim, payments))
     out.extend(_idempotency(sim, payments))
     out.extend(_reports(sim, payments))
@@ -47,7 +47,7 @@ def check_all(sim: Any) -> list[str]:
 
 def _reports(sim: Any, payments: list[Any]) -> list[str]:
     """The reporting consumer's counters, crashed and redelivered, equal a recount of the final state."""
-    got = sim.raw_store.report_counters(sim.tenant_id)
+    got = sim.raw_store.reports.report_counters(sim.tenant_id)
     held = {p.payment_id for p in payments if any(a.status in HELD_AT_PSP for a in p.attempts)}
     want: Counter = Counter(payments=len(payments), authorized=len(held))
     for p in payments:  # attempts are counted once authorization is decided: approved, or failed for good
@@ -91,9 +91,9 @@ def _timeline(pid: str, timeline: list[dict[str, Any]], final: str) -> list[str]
 
 def _ledger(sim: Any, payments: list[Any]) -> list[str]:
     """I4: every transaction balanced per currency; one capture posting set per settled payment."""
-    out = [f"I4 {t['txn_id']}: {t['currency']} sums to {t['sum']}" for t in sim.store.ledger_totals() if t["sum"]]
+    out = [f"I4 {t['txn_id']}: {t['currency']} sums to {t['sum']}" for t in sim.store.ledger.ledger_totals() if t["sum"]]
     for p in payments:
-        txns = Counter(x["txn_id"] for x in sim.store.postings_for(sim.tenant_id, p.payment_id))
+        txns = Counter(x["txn_id"] for x in sim.store.ledger.postings_for(sim.tenant_id, p.payment_id))
         capture = txns.get(f"txn_{p.payment_id}_capture", 0)
         settled = p.state.value in ("settled", "partially_refunded", "refunded")
         if settled and capture != 3 or not settled and capture:

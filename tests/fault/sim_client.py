@@ -75,7 +75,7 @@ class ApiClient:
             return
         r = self.rng
         pid = next(iter(self.answers[r.choice(sorted(self.answers))]))
-        p = self.raw_store.get_payment(self.tenant_id, pid)
+        p = self.raw_store.payments.get_payment(self.tenant_id, pid)
         args = (self.tenant_id, pid)
         try:
             if p.status == "requires_capture" and r.random() < 0.6:

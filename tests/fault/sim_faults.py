@@ -11,6 +11,7 @@ SQLite adapter, with one crash point before and one after it.
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
 from contextlib import contextmanager
@@ -80,10 +81,17 @@ class _Wrapped:
         return guarded
 
 
-class CrashingStore(_Wrapped):
+class _CrashingPart(_Wrapped):
+    """One store port whose writes get crash points ("store.<method>:before/after")."""
     WRITES = ("commit", "commit_many", "put_control", "mark_published", "claim_idempotency", "release_idempotency",
-              "purge_expired_idempotency", "apply_report", "advance_feed")
+              "purge_expired_idempotency", "apply_report", "advance")
     PREFIX = "store"
+
+
+def CrashingStore(inner: Any, crash: Crasher) -> Any:
+    """The Store with every port wrapped: a commit, a relay's mark, a claim... may crash before or after."""
+    return dataclasses.replace(inner, **{f.name: _CrashingPart(getattr(inner, f.name), crash)
+                                         for f in dataclasses.fields(inner)})
 
 
 class CrashingConsumer(_Wrapped):

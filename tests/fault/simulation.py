@@ -34,7 +34,7 @@ from chalicelib.stages import reconciliation
 from chalicelib.services import reporting, tenants as tenancy
 from chalicelib.adapters.keyring import LocalKeyring
 from chalicelib.adapters.sqlite.bus import SqliteBus
-from chalicelib.adapters.sqlite.store import SqliteStore
+from chalicelib.adapters.sqlite.store import open_store
 from chalicelib.config import Settings
 from chalicelib import bootstrap
 from chalicelib.handlers.relay import relay_once
@@ -83,11 +83,11 @@ class Simulation(ApiClient):
         self.crasher = Crasher(random.Random(rng.random()))
         self.faults: Counter = Counter()
         self.stats: Counter = Counter()
-        self.raw_store = SqliteStore(self.settings.store_path)
+        self.raw_store = open_store(self.settings.store_path)
         self.raw_bus = SqliteBus(self.settings.bus_path, self.partitions)
-        for db in (self.raw_store.db, self.raw_bus.db):  # process crashes only, no power cuts: no fsync
+        for db in (self.raw_store.unit_of_work.db, self.raw_bus.db):  # process crashes only, no power cuts: no fsync
             db.conn().execute("PRAGMA synchronous=OFF")
-        self.raw_store.register_feed_reader(reporting.CONSUMER)  # as the worker's runner does
+        self.raw_store.feed.register(reporting.CONSUMER)  # as the worker's runner does
         self.store = CrashingStore(self.raw_store, self.crasher)
         self.bus = CrashingBus(self.raw_bus, self.crasher)
         scale = rng.uniform(0.3, 1.6)
@@ -96,7 +96,7 @@ class Simulation(ApiClient):
         self.psps = {n: SimPsp(n, psp_rng, PspRates(**vars(rates)), self.faults, self.crasher)
                      for n in ("sim-a", "sim-b")}
         self.webhook_fail = rng.uniform(0, 0.3)
-        self.platform = bootstrap.assemble(self.settings, self.store, self.store, self.bus,
+        self.platform = bootstrap.assemble(self.settings, self.store, self.bus,
                                            LocalKeyring(self.settings.keyring_path), self.clock, self.psps,
                                            post_webhook=self._webhook)
         self.service = PaymentService(self.platform)
@@ -140,7 +140,7 @@ class Simulation(ApiClient):
     def all_payments(self) -> list[Any]:
         out, cursor = [], None
         while True:
-            page, cursor = self.raw_store.list_payments(self.tenant_id, None, 100, cursor)
+            page, cursor = self.raw_store.payments.list_payments(self.tenant_id, None, 100, cursor)
             out += page
             if not cursor:
                 return out
@@ -150,7 +150,7 @@ class Simulation(ApiClient):
         h = hashlib.sha256()
         for p in self.all_payments():
             h.update(orjson.dumps(p.to_dict(), option=orjson.OPT_SORT_KEYS))
-            h.update(orjson.dumps(self.raw_store.timeline(self.tenant_id, p.payment_id)))
+            h.update(orjson.dumps(self.raw_store.payments.timeline(self.tenant_id, p.payment_id)))
         for name, psp in sorted(self.psps.items()):
             h.update(orjson.dumps(sorted((k, r["result"].outcome.value) for k, r in psp.auths.items())))
         h.update(orjson.dumps(sorted(self.stats.items())))
@@ -184,8 +184,8 @@ class Simulation(ApiClient):
         self._start_worker(self.rng.choice(list(self.workers)))
 
     def do_relay(self) -> None:
-        relay_once(self.store, self.bus, limit=self.rng.randint(1, 8))
-        reporting.report_feed_once(self.platform.feed, self.store, limit=self.rng.randint(1, 8))  # the reporting consumer
+        relay_once(self.store.outbox, self.bus, limit=self.rng.randint(1, 8))
+        reporting.report_feed_once(self.store, limit=self.rng.randint(1, 8))  # the reporting consumer
 
     def do_reconcile(self) -> None:
         reconciliation.run_due(self.platform, limit=self.rng.randint(1, 5))
@@ -216,8 +216,8 @@ class Simulation(ApiClient):
     def drain(self, rounds: int = 400) -> None:
         """No more crashes; run everything until nothing moves, advancing time past every schedule."""
         for _ in range(rounds):
-            moved = relay_once(self.store, self.bus) + reconciliation.run_due(self.platform, limit=100)
-            moved += reporting.report_feed_once(self.platform.feed, self.store)
+            moved = relay_once(self.store.outbox, self.bus) + reconciliation.run_due(self.platform, limit=100)
+            moved += reporting.report_feed_once(self.store)
             for key in list(self.workers):
                 moved += self.workers[key].step(self.now())
             for key in list(self.unanswered):
@@ -225,9 +225,9 @@ class Simulation(ApiClient):
             if moved:
                 continue
             workers = self.workers.values()
-            busy = (self.unanswered or self.raw_store.pending_outbox(1) or any(w.not_before for w in workers)
-                    or self.raw_store.change_feed(reporting.CONSUMER, 1)
-                    or self.raw_store.due_reminders("9999", 1) or any(w.consumer.lag() for w in workers))
+            busy = (self.unanswered or self.raw_store.outbox.pending_outbox(1) or any(w.not_before for w in workers)
+                    or self.raw_store.feed.read(reporting.CONSUMER, 1)
+                    or self.raw_store.reminders.due_reminders("9999", 1) or any(w.consumer.lag() for w in workers))
             if not busy:
                 return
             self.clock.advance(max(self.settings.retry_max_ms / 1000, self.settings.idempotency_lock_s) + 1)
@@ -246,7 +246,7 @@ def run_seed(seed: int, verbose: bool = False) -> Result:
                 violations = check_all(sim)
             finally:
                 bootstrap.set_platform(None)
-                sim.raw_store.db.close()
+                sim.raw_store.unit_of_work.db.close()
                 sim.raw_bus.db.close()
         res = Result(seed, len(sim.keys), sim.n_steps, sim.faults, sim.crasher.crashes, sim.stats, violations,
                      sim.digest())

@@ -86,9 +86,9 @@ def test_lost_requests_and_responses_never_charge_twice(pipeline):
     wall = time.monotonic() - started
 
     store, tid = platform.store, tenant["tenant_id"]
-    payments = {p: store.get_payment(tid, p) for p in ids}
+    payments = {p: store.payments.get_payment(tid, p) for p in ids}
     status = {p: pay.status for p, pay in payments.items()}
-    timelines = {p: store.timeline(tid, p) for p in ids}
+    timelines = {p: store.payments.timeline(tid, p) for p in ids}
     # Which payments met an unknown outcome, and how each one left it.
     unknown, exits, checks = set(), Counter(), 0
     for p, tl in timelines.items():
@@ -130,5 +130,5 @@ def test_lost_requests_and_responses_never_charge_twice(pipeline):
     assert settled_not_once == [] and refused_yet_charged == []
     for p in review:  # held for an operator with the PSP's record unknown to us: at most one charge
         assert charged[p] <= 1
-    ledger = store.ledger_totals()
+    ledger = store.ledger.ledger_totals()
     assert all(t["sum"] == 0 for t in ledger)

@@ -48,7 +48,7 @@ def test_unavailable_on_a_resumed_attempt_is_not_proof_it_was_not_processed(sim)
     redelivery sim-a's front door answered 503 and authorization failed over to sim-b: two charges."""
     pid = _pay(sim)
     _pump(sim, {"validation", "risk", "routing"})
-    assert sim.raw_store.get_payment(sim.tenant_id, pid).state == State.ROUTED
+    assert sim.raw_store.payments.get_payment(sim.tenant_id, pid).state == State.ROUTED
     auth = [k for k in sim.workers if k[0] == "authorization"]
     sim.crasher.arm_at("psp.authorize:after")  # sim-a approved; the answer never arrived
     with pytest.raises(SimCrash):
@@ -65,4 +65,4 @@ def test_unavailable_on_a_resumed_attempt_is_not_proof_it_was_not_processed(sim)
     for psp in sim.psps.values():
         approvals.update(psp.approvals())
     assert approvals[pid] == 1, dict(approvals)
-    assert sim.raw_store.get_payment(sim.tenant_id, pid).state == State.SETTLED
+    assert sim.raw_store.payments.get_payment(sim.tenant_id, pid).state == State.SETTLED

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from chalicelib.adapters.sqlite import store as sqlite_store
-from chalicelib.adapters.sqlite.store import SqliteStore
+from chalicelib.adapters.sqlite import unit_of_work as sqlite_unit_of_work
+from chalicelib.adapters.sqlite.reports import SqliteReports
 from chalicelib.domain.psp import FAILOVER_OUTCOMES, Outcome
 from chalicelib.stages import authorization
 
@@ -44,12 +44,12 @@ def _first_failing_seed(limit: int) -> tuple[int, list[str]] | None:
 
 def test_a_store_that_forgets_processed_markers_is_caught(monkeypatch):
     """Drop the dedupe marker from every unit of work: duplicate deliveries must show up in I3/I4."""
-    prepare = sqlite_store._prepare  # under commit and the stages' batched commit_many alike
+    prepare = sqlite_unit_of_work._prepare  # under commit and the stages' batched commit_many alike
 
     def forgetful(changes):
         changes.processed = None
         return prepare(changes)
-    monkeypatch.setattr(sqlite_store, "_prepare", forgetful)
+    monkeypatch.setattr(sqlite_unit_of_work, "_prepare", forgetful)
     found = _first_failing_seed(20)
     assert found is not None, "the simulator did not notice missing processed markers in 20 seeds"
 
@@ -57,12 +57,12 @@ def test_a_store_that_forgets_processed_markers_is_caught(monkeypatch):
 def test_a_reporter_that_counts_redeliveries_is_caught(monkeypatch):
     """Apply report deltas without their processed markers: crashes before the feed position
     moves re-read changes, and the recount of the final state must disagree."""
-    apply = SqliteStore.apply_report
+    apply = SqliteReports.apply_report
 
     def forgetful(self, consumer, deltas):
         return apply(self, consumer, [replace(d, change_id=f"{d.change_id}-{next(fresh)}") for d in deltas])
     fresh = itertools.count()
-    monkeypatch.setattr(SqliteStore, "apply_report", forgetful)
+    monkeypatch.setattr(SqliteReports, "apply_report", forgetful)
     found = _first_failing_seed(40)
     assert found is not None, "the simulator did not notice double-counted report changes in 40 seeds"
     assert any(v.startswith("reports:") for v in found[1]), found

@@ -80,10 +80,10 @@ class Stack:
 
     def stored(self, payment_id: str, tenant: dict | None = None) -> Any:
         """The payment as the store holds it (version, internal state)."""
-        return self.platform.store.get_payment((tenant or self.tenant)["tenant_id"], payment_id)
+        return self.platform.store.payments.get_payment((tenant or self.tenant)["tenant_id"], payment_id)
 
     def actions(self, payment_id: str, tenant: dict | None = None) -> list[str]:
-        return [t["action"] for t in self.platform.store.timeline((tenant or self.tenant)["tenant_id"], payment_id)]
+        return [t["action"] for t in self.platform.store.payments.timeline((tenant or self.tenant)["tenant_id"], payment_id)]
 
     def stats(self, psp: str) -> dict[str, Any]:
         """The simulator's own record of what a PSP charged (declines excluded)."""
@@ -108,9 +108,9 @@ class Stack:
                 for r in self.platform.bus.read_all(t)]
 
     def update_tenant(self, tenant: dict | None = None, **changes: Any) -> None:
-        config = self.platform.tenants.get_tenant((tenant or self.tenant)["tenant_id"])
+        config = self.platform.store.tenants.get_tenant((tenant or self.tenant)["tenant_id"])
         config.update(changes)
-        self.platform.tenants.put_tenant(config)
+        self.platform.store.tenants.put_tenant(config)
 
     def restart(self) -> Runner:
         """Simulate a crash: a new platform and runner on the same files (old in-memory state dropped)."""
@@ -140,7 +140,7 @@ def subsequence(wanted: list[str], actual: list[str]) -> bool:
 
 def assert_timeline_chained(stack: Stack, payment_id: str, tenant: dict | None = None) -> list[dict[str, Any]]:
     """Every entry starts where the previous one ended (I3: each change legal, applied once, in order)."""
-    timeline = stack.platform.store.timeline((tenant or stack.tenant)["tenant_id"], payment_id)
+    timeline = stack.platform.store.payments.timeline((tenant or stack.tenant)["tenant_id"], payment_id)
     state = "initiated"
     for entry in timeline:
         assert entry["from"] == state, (payment_id, entry, [t["action"] for t in timeline])
@@ -151,7 +151,7 @@ def assert_timeline_chained(stack: Stack, payment_id: str, tenant: dict | None =
 
 def assert_ledger_balanced(stack: Stack) -> None:
     """I4: every ledger transaction sums to zero per currency."""
-    for txn in stack.platform.store.ledger_totals():
+    for txn in stack.platform.store.ledger.ledger_totals():
         assert txn["sum"] == 0, txn
 
 

@@ -48,7 +48,7 @@ def test_missing_or_bad_api_key_is_401(stack, authorization):
               stack.client.http.post("/v1/payments", headers=headers, body=json.dumps(card_body()))):
         assert_problem(r, 401)
         assert r.headers["WWW-Authenticate"].startswith("Bearer")
-    assert stack.platform.store.pending_outbox(10) == []
+    assert stack.platform.store.outbox.pending_outbox(10) == []
 
 
 def test_api_key_of_one_tenant_only_opens_that_tenant(stack):
@@ -179,7 +179,7 @@ def test_another_tenants_payment_is_indistinguishable_from_none(stack):
         assert answers[0] == answers[1], (method, suffix)
     after = stack.stored(pid)
     assert (after.version, after.state, after.refunds) == (before.version, before.state, before.refunds)
-    assert stack.platform.store.pending_outbox(10) == []
+    assert stack.platform.store.outbox.pending_outbox(10) == []
     assert body_of(stack.get("/v1/payments", stack.other))["data"] == []
     assert body_of(stack.get("/v1/balances", stack.other))["available"] == []
     assert stack.payment(pid)["status"] == "settled"  # the owner still sees it
@@ -305,7 +305,7 @@ def test_a_card_number_in_a_free_text_field_is_refused_and_kept_nowhere(stack, w
     problem = assert_problem(r, 422)
     assert problem["invalid_fields"] == [field] and problem["code"] == "card_number_in_text"
     assert pan not in r.body.decode() and pan.replace(" ", "").replace("-", "") not in r.body.decode()
-    assert stack.platform.store.pending_outbox(10) == []
+    assert stack.platform.store.outbox.pending_outbox(10) == []
     # Not card numbers, though their digit runs pass Luhn: a run inside a hex id, an IBAN
     # (compact or printed in groups), epoch milliseconds. Accepted as they are.
     assert luhn_ok("4000056655665556")

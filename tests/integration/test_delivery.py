@@ -61,12 +61,12 @@ def record_batches(stack) -> list[tuple[str, dict[str, Any]]]:
 def snapshot(stack, pids: list[str]) -> dict[str, Any]:
     store, bus, tid = stack.platform.store, stack.platform.bus, stack.tenant_id
     return {
-        "payments": {p: (store.get_payment(tid, p).version, store.get_payment(tid, p).state.value,
-                         store.get_payment(tid, p).to_dict()) for p in pids},
-        "timelines": {p: store.timeline(tid, p) for p in pids},
-        "outbox": [r.event.event_id for r in store.pending_outbox(10_000)],
-        "postings": {p: store.postings_for(tid, p) for p in pids},
-        "ledger": sorted(store.ledger_totals(), key=lambda t: t["txn_id"]),
+        "payments": {p: (store.payments.get_payment(tid, p).version, store.payments.get_payment(tid, p).state.value,
+                         store.payments.get_payment(tid, p).to_dict()) for p in pids},
+        "timelines": {p: store.payments.timeline(tid, p) for p in pids},
+        "outbox": [r.event.event_id for r in store.outbox.pending_outbox(10_000)],
+        "postings": {p: store.ledger.postings_for(tid, p) for p in pids},
+        "ledger": sorted(store.ledger.ledger_totals(), key=lambda t: t["txn_id"]),
         "topics": {t: len(bus.read_all(t)) for t in bus.topics()},
         "stats": {psp: stack.stats(psp) for psp in PSPS},
     }
@@ -174,11 +174,11 @@ def test_every_batch_delivered_twice_in_a_row_has_the_effect_of_one(stack):
         actions = [t["action"] for t in assert_timeline_chained(stack, pid)]
         for action in ("validate", "approve_risk", "route", "authorize", "capture", "settle"):
             assert actions.count(action) == 1, (pid, actions)
-        txns = {p["txn_id"] for p in stack.platform.store.postings_for(stack.tenant_id, pid)}
+        txns = {p["txn_id"] for p in stack.platform.store.ledger.postings_for(stack.tenant_id, pid)}
         assert len([t for t in txns if t.endswith("_capture")]) == 1
     assert stack.payment(ok)["status"] == "partially_refunded"
     assert stack.payment(ok)["amount_refunded"] == 999
-    assert [t["action"] for t in stack.platform.store.timeline(stack.tenant_id, ok)].count("refund_partial") == 1
+    assert [t["action"] for t in stack.platform.store.payments.timeline(stack.tenant_id, ok)].count("refund_partial") == 1
     assert stack.payment(failover)["status"] == stack.payment(unknown)["status"] == "settled"
     assert [sum(stack.charges(p).values()) for p in (ok, failover, unknown)] == [1, 1, 1]
     assert_ledger_balanced(stack)
@@ -188,7 +188,7 @@ def test_every_batch_delivered_twice_in_a_row_has_the_effect_of_one(stack):
 # -- poison records --------------------------------------------------------------------------
 def test_poison_records_go_to_the_dlq_without_blocking_the_partition(stack):
     pid = stack.pay(reference=ref())  # committed to the outbox, not yet on the bus
-    (genuine,) = [r.event.to_dict() for r in stack.platform.store.pending_outbox(10)]
+    (genuine,) = [r.event.to_dict() for r in stack.platform.store.outbox.pending_outbox(10)]
     schema_invalid = {**genuine, "event_id": "evt_01ARZ3NDEKTSV4RRFFQ69G5FAV",
                       "data": {**genuine["data"], "amount": "a lot"}}
     unknown_version = {**genuine, "event_id": "evt_01ARZ3NDEKTSV4RRFFQ69G5FAW", "schema_version": 99}
@@ -222,12 +222,12 @@ def test_poison_records_go_to_the_dlq_without_blocking_the_partition(stack):
     assert "99" in by_value[poison["unknown-version"]]["error"]
     # the validation consumer group moved past all of them
     assert stack.platform.bus.consumer("stage.validation", ["payments.initiated"]).lag() == 0
-    assert [t["action"] for t in stack.platform.store.timeline(stack.tenant_id, pid)].count("validate") == 1
+    assert [t["action"] for t in stack.platform.store.payments.timeline(stack.tenant_id, pid)].count("validate") == 1
 
 
 def test_record_whose_tenant_header_disagrees_with_the_event_goes_to_the_dlq(stack):
     pid = stack.pay(reference=ref())
-    (genuine,) = [r.event for r in stack.platform.store.pending_outbox(10)]
+    (genuine,) = [r.event for r in stack.platform.store.outbox.pending_outbox(10)]
     forged = codec.to_record(genuine)
     forged = OutRecord(forged.topic, forged.key, forged.value,
                        tuple((k, stack.other["tenant_id"].encode() if k == "tenant_id" else v)
@@ -241,20 +241,20 @@ def test_record_whose_tenant_header_disagrees_with_the_event_goes_to_the_dlq(sta
     assert base64.b64decode(entry["value"]) == forged.value
     # the genuine record was processed once; the forged one changed nothing
     assert stack.payment(pid)["status"] == "settled"
-    assert [t["action"] for t in stack.platform.store.timeline(stack.tenant_id, pid)].count("validate") == 1
+    assert [t["action"] for t in stack.platform.store.payments.timeline(stack.tenant_id, pid)].count("validate") == 1
 
 
 def test_event_naming_another_tenant_cannot_reach_a_payment(stack):
     pid = stack.pay(reference=ref())
-    (genuine,) = [r.event.to_dict() for r in stack.platform.store.pending_outbox(10)]
+    (genuine,) = [r.event.to_dict() for r in stack.platform.store.outbox.pending_outbox(10)]
     stolen = {**genuine, "event_id": "evt_01ARZ3NDEKTSV4RRFFQ69G5FAX", "tenant_id": stack.other["tenant_id"]}
     stack.platform.bus.publish([OutRecord("payments.initiated", pid, orjson.dumps(stolen),
                                           (("tenant_id", stack.other["tenant_id"].encode()),))])
     stack.runner.drain()
     (entry,) = stack.dlq("payments.initiated")
     assert "not found" in entry["error"] and entry["tenant_id"] == stack.other["tenant_id"]
-    assert [t["action"] for t in stack.platform.store.timeline(stack.tenant_id, pid)].count("validate") == 1
-    assert stack.platform.store.get_payment(stack.other["tenant_id"], pid) is None
+    assert [t["action"] for t in stack.platform.store.payments.timeline(stack.tenant_id, pid)].count("validate") == 1
+    assert stack.platform.store.payments.get_payment(stack.other["tenant_id"], pid) is None
 
 
 # -- transient failures: retry, DLQ, redrive ---------------------------------------------------
@@ -297,7 +297,7 @@ def test_transient_failure_is_retried_max_attempts_then_dead_lettered_and_redriv
     # Parked, not guessed: still authorized (processing), no money booked.
     assert stack.payment(stuck)["status"] == "processing"
     assert stack.stored(stuck).state.value == "authorized"
-    assert stack.platform.store.postings_for(stack.tenant_id, stuck) == []
+    assert stack.platform.store.ledger.postings_for(stack.tenant_id, stuck) == []
     # The partition went on: the payment queued behind it settled.
     p1, o1 = offset_of(stack, "payments.authorized", stuck)
     p2, o2 = offset_of(stack, "payments.authorized", behind)
@@ -311,7 +311,7 @@ def test_transient_failure_is_retried_max_attempts_then_dead_lettered_and_redriv
     p = stack.payment(stuck)
     assert p["status"] == "settled" and p["amount_captured"] == 1999
     assert stack.charges(stuck) == {"sim-a": 1, "sim-b": 0}
-    assert len({x["txn_id"] for x in stack.platform.store.postings_for(stack.tenant_id, stuck)}) == 1
+    assert len({x["txn_id"] for x in stack.platform.store.ledger.postings_for(stack.tenant_id, stuck)}) == 1
     assert len(stack.all_dlq_entries()) == 1
     assert_ledger_balanced(stack)
 
@@ -375,26 +375,26 @@ def test_connector_exception_is_retried_then_dead_lettered(stack, monkeypatch):
     assert entry["attempts"] == len(calls) == stack.platform.settings.max_attempts
     assert "ConnectionResetError" in entry["error"]
     assert stack.stored(pid).state.value == "authorized"
-    assert stack.platform.store.postings_for(stack.tenant_id, pid) == []
+    assert stack.platform.store.ledger.postings_for(stack.tenant_id, pid) == []
 
 
 # -- the outbox relay ---------------------------------------------------------------------------
 def test_relay_publishes_each_committed_event_exactly_once(stack, monkeypatch):
     committed: list[str] = []
-    real_commit = stack.platform.store.commit
+    real_commit = stack.platform.store.unit_of_work.commit
 
     def commit(changes):
         real_commit(changes)
         committed.extend(e.event_id for e in changes.events)
-    monkeypatch.setattr(stack.platform.store, "commit", commit)
-    real_commit_many = stack.platform.store.commit_many
+    monkeypatch.setattr(stack.platform.store.unit_of_work, "commit", commit)
+    real_commit_many = stack.platform.store.unit_of_work.commit_many
 
     def commit_many(batch):  # the stages' batched commits
         results = real_commit_many(batch)
         committed.extend(e.event_id for changes, error in zip(batch, results) if error is None
                          for e in changes.events)
         return results
-    monkeypatch.setattr(stack.platform.store, "commit_many", commit_many)
+    monkeypatch.setattr(stack.platform.store.unit_of_work, "commit_many", commit_many)
     pids = many_kinds_of_payment(stack)
 
     published = [(t, r) for t in stack.platform.bus.topics() if not t.endswith(".dlq")
@@ -402,7 +402,7 @@ def test_relay_publishes_each_committed_event_exactly_once(stack, monkeypatch):
     ids = [json.loads(r.value)["event_id"] for _, r in published]
     assert len(committed) > 30
     assert Counter(ids) == Counter(committed)  # every committed event, each exactly once
-    assert stack.platform.store.pending_outbox(10_000) == []
+    assert stack.platform.store.outbox.pending_outbox(10_000) == []
     for topic, r in published:
         event = json.loads(r.value)
         assert event["type"] == topic and r.key == event["payment_id"] in pids
@@ -411,7 +411,7 @@ def test_relay_publishes_each_committed_event_exactly_once(stack, monkeypatch):
 
 def test_unpublished_outbox_survives_a_crash(stack):
     pids = [stack.pay(reference=ref()) for _ in range(2)]
-    assert len(stack.platform.store.pending_outbox(10)) == 2
+    assert len(stack.platform.store.outbox.pending_outbox(10)) == 2
     assert stack.platform.bus.read_all("payments.initiated") == []
     # crash before the relay ran: only the files remain
     stack.restart().drain()
@@ -419,7 +419,7 @@ def test_unpublished_outbox_survives_a_crash(stack):
         assert stack.payment(pid)["status"] == "settled"
         assert sum(stack.charges(pid).values()) == 1
     assert sorted(x.key for x in stack.platform.bus.read_all("payments.initiated")) == sorted(pids)
-    assert stack.platform.store.pending_outbox(10) == []
+    assert stack.platform.store.outbox.pending_outbox(10) == []
 
 
 def test_crash_between_publish_and_outbox_delete_republishes_but_applies_once(stack):
@@ -431,7 +431,7 @@ def test_crash_between_publish_and_outbox_delete_republishes_but_applies_once(st
             self.store = store
 
         def pending_outbox(self, limit):
-            return self.store.pending_outbox(limit)
+            return self.store.outbox.pending_outbox(limit)
 
         def mark_published(self, ids):
             raise RuntimeError("process killed")
@@ -439,7 +439,7 @@ def test_crash_between_publish_and_outbox_delete_republishes_but_applies_once(st
     with pytest.raises(RuntimeError):
         relay_once(CrashAfterPublish(stack.platform.store), stack.platform.bus)
     assert len(stack.platform.bus.read_all("payments.initiated")) == 1
-    assert len(stack.platform.store.pending_outbox(10)) == 1
+    assert len(stack.platform.store.outbox.pending_outbox(10)) == 1
 
     stack.restart().drain()
     initiated = stack.platform.bus.read_all("payments.initiated")
@@ -448,7 +448,7 @@ def test_crash_between_publish_and_outbox_delete_republishes_but_applies_once(st
     actions = [t["action"] for t in assert_timeline_chained(stack, pid)]
     assert actions.count("validate") == 1 and actions.count("settle") == 1
     assert stack.charges(pid) == {"sim-a": 1, "sim-b": 0}
-    assert len([p for p in stack.platform.store.postings_for(stack.tenant_id, pid)]) == 3
+    assert len([p for p in stack.platform.store.ledger.postings_for(stack.tenant_id, pid)]) == 3
     assert stack.all_dlq_entries() == []
 
 
@@ -457,12 +457,12 @@ def record_invocations(stack, monkeypatch, stage: str) -> list[tuple[dict[str, t
     (the batch's records by payment id -> (topic, partition, offset), its answer, the commit_many
     calls made while it ran -- each a list of the units' actors)."""
     commits: list[list[str]] = []
-    real_commit_many = stack.platform.store.commit_many
+    real_commit_many = stack.platform.store.unit_of_work.commit_many
 
     def commit_many(batch):
         commits.append([c.actor for c in batch])
         return real_commit_many(batch)
-    monkeypatch.setattr(stack.platform.store, "commit_many", commit_many)
+    monkeypatch.setattr(stack.platform.store.unit_of_work, "commit_many", commit_many)
     calls: list[tuple[dict[str, tuple[str, int, int]], Any, list]] = []
     worker = next(w for w in stack.runner.workers if w.stage.NAME == stage)
 
@@ -509,7 +509,7 @@ def test_a_stage_without_calls_out_commits_its_partitions_at_once_and_a_failure_
     assert len(batch_commits[0]) == len(records) - len(held_back)
     for pid in [stuck, behind, *others]:  # the retry went through: each screened once, all settled
         assert stack.payment(pid)["status"] == "settled"
-        actions = [t for t in stack.platform.store.timeline(stack.tenant_id, pid) if t["stage"] == "risk"]
+        actions = [t for t in stack.platform.store.payments.timeline(stack.tenant_id, pid) if t["stage"] == "risk"]
         assert len(actions) == 1, actions
 
 

@@ -164,7 +164,7 @@ def test_a_stage_span_ends_with_the_batch_commit_of_its_record_and_carries_its_o
     from chalicelib.ports import ConcurrencyConflict
     stack = traced
     pid = pay(stack, "corr-held")
-    real = stack.platform.store.commit_many
+    real = stack.platform.store.unit_of_work.commit_many
     returned: list[int] = []
     failed_once: list[bool] = []
 
@@ -175,7 +175,7 @@ def test_a_stage_span_ends_with_the_batch_commit_of_its_record_and_carries_its_o
         results = real(batch)
         returned.append(time.time_ns())
         return results
-    monkeypatch.setattr(stack.platform.store, "commit_many", commit_many)
+    monkeypatch.setattr(stack.platform.store.unit_of_work, "commit_many", commit_many)
     stack.runner.drain()
     assert stack.payment(pid)["status"] == "settled"
     spans = [s for s in tracing.finished_spans() if s.attributes.get("payments.payment_id") == pid]

@@ -82,7 +82,7 @@ def test_ledger_check_finds_an_unbalanced_transaction(stack, capsys):
     stack.runner.drain()
     code, report = run(capsys, "ledger", "check")
     assert code == 0 and report["balanced"] and report["transactions"] == 1
-    with stack.platform.store.db.write() as conn:
+    with stack.platform.store.unit_of_work.db.write() as conn:
         conn.execute("UPDATE postings SET amount = amount + 1 WHERE id = (SELECT MIN(id) FROM postings)")
     code, report = run(capsys, "ledger", "check")
     assert code == 1 and not report["balanced"] and len(report["unbalanced"]) == 1
@@ -109,7 +109,7 @@ def test_usage_errors_exit_non_zero(argv):
 def test_ledger_check_finds_a_balance_that_drifted_from_its_postings(stack, capsys):
     stack.pay()
     stack.runner.drain()
-    with stack.platform.store.db.write() as conn:
+    with stack.platform.store.unit_of_work.db.write() as conn:
         conn.execute("UPDATE balances SET balance = balance - 1 WHERE account = 'merchant_payable'")
     code, report = run(capsys, "ledger", "check")
     assert code == 1 and not report["balanced"] and report["unbalanced"] == []

@@ -94,7 +94,7 @@ def test_happy_path_settles_through_all_seven_stages(stack):
     assert hmac.compare_digest(v1, hmac.new(secret, t.encode() + b"." + raw, hashlib.sha256).hexdigest())
 
     # Ledger: one balanced capture transaction, 1.40 % fee (27.986 -> 28 minor units).
-    postings = stack.platform.store.postings_for(stack.tenant_id, pid)
+    postings = stack.platform.store.ledger.postings_for(stack.tenant_id, pid)
     assert {(x["account"], x["amount"]) for x in postings} == {
         ("psp_receivable:sim-a", 1999), ("merchant_payable", -1971), ("platform_fees", -28)}
     assert set(txn_sums(postings).values()) == {0}
@@ -138,7 +138,7 @@ def test_hard_decline_is_final_after_one_attempt(stack, number, code):
     assert subsequence(["validate", "approve_risk", "route", "start_attempt", "decline"], actions)
     assert "authorize" not in actions and actions.count("start_attempt") == 1
     assert stack.charges(pid) == {"sim-a": 0, "sim-b": 0}
-    assert stack.platform.store.postings_for(stack.tenant_id, pid) == []
+    assert stack.platform.store.ledger.postings_for(stack.tenant_id, pid) == []
     assert [b["type"] for _, b, _ in webhooks_for(stack, pid)] == ["payments.failed"]
     assert webhooks_for(stack, pid)[0][1]["data"]["status"] == "declined"
 
@@ -154,7 +154,7 @@ def test_soft_decline_fails_over_to_next_psp_and_charges_once(stack):
     actions = [t["action"] for t in assert_timeline_chained(stack, pid)]
     assert actions.count("start_attempt") == 2 and actions.count("authorize") == 1
     assert stack.charges(pid) == {"sim-a": 0, "sim-b": 1}
-    postings = stack.platform.store.postings_for(stack.tenant_id, pid)
+    postings = stack.platform.store.ledger.postings_for(stack.tenant_id, pid)
     assert {x["account"] for x in postings} == {"psp_receivable:sim-b", "merchant_payable", "platform_fees"}
     assert_ledger_balanced(stack)
 
@@ -194,7 +194,7 @@ def test_timeout_without_charge_ends_with_no_authorization_anywhere(stack):
     assert actions.count("status_check") == len(stack.platform.settings.unknown_check_schedule_s) == 3
     assert timeline[-1]["to"] == "requires_review" or timeline[-1]["from"] == "requires_review"
     assert stack.charges(pid) == {"sim-a": 0, "sim-b": 0}
-    assert stack.platform.store.postings_for(stack.tenant_id, pid) == []
+    assert stack.platform.store.ledger.postings_for(stack.tenant_id, pid) == []
     assert [b["type"] for _, b, _ in webhooks_for(stack, pid)] == ["payments.failed"]
     assert webhooks_for(stack, pid)[0][1]["data"]["status"] == "requires_review"
 
@@ -206,7 +206,7 @@ def test_card_failing_luhn_is_refused_at_the_api_and_not_stored(stack):
     assert problem["code"] == "invalid_card_number"
     assert problem["invalid_fields"] == ["payment_method.card.number"]
     assert body_of(stack.get("/v1/payments"))["data"] == []
-    assert stack.platform.store.pending_outbox(10) == []
+    assert stack.platform.store.outbox.pending_outbox(10) == []
     # a refused request does not burn its idempotency key
     assert create(stack, card_body(), key="luhn-key").status_code == 202
 
@@ -219,7 +219,7 @@ def test_manual_partial_capture_settles_the_captured_amount(stack):
     p = stack.payment(pid)
     assert p["status"] == "requires_capture"
     assert p["attempts"][0]["status"] == "authorized"
-    assert stack.platform.store.postings_for(stack.tenant_id, pid) == []
+    assert stack.platform.store.ledger.postings_for(stack.tenant_id, pid) == []
 
     over = stack.post(f"/v1/payments/{pid}/capture", {"amount": 2000})
     assert over.status_code == 422, over.body
@@ -232,7 +232,7 @@ def test_manual_partial_capture_settles_the_captured_amount(stack):
     assert p["amount_captured"] == 1000
     actions = [t["action"] for t in assert_timeline_chained(stack, pid)]
     assert subsequence(["authorize", "await_capture", "request_capture", "capture", "settle"], actions), actions
-    postings = stack.platform.store.postings_for(stack.tenant_id, pid)
+    postings = stack.platform.store.ledger.postings_for(stack.tenant_id, pid)
     assert {(x["account"], x["amount"]) for x in postings} == {
         ("psp_receivable:sim-a", 1000), ("merchant_payable", -986), ("platform_fees", -14)}
     assert_ledger_balanced(stack)
@@ -257,7 +257,7 @@ def test_cancel_before_capture_voids_the_authorization(stack):
     assert moves[-3:] == [("authorized", "requires_capture"), ("requires_capture", "cancelling"),
                           ("cancelling", "cancelled")], moves
     assert "capture" not in [t["action"] for t in timeline]
-    assert stack.platform.store.postings_for(stack.tenant_id, pid) == []
+    assert stack.platform.store.ledger.postings_for(stack.tenant_id, pid) == []
     assert [b["type"] for _, b, _ in webhooks_for(stack, pid)] == ["payments.cancelled"]
     late = stack.post(f"/v1/payments/{pid}/capture", {})
     assert late.status_code == 409, late.body
@@ -274,7 +274,7 @@ def test_cancel_of_a_settled_payment_is_a_conflict(stack):
     assert problem["status"] == 409 and problem["status_now"] == "settled"
     after = stack.stored(pid)
     assert (after.version, after.state) == (before.version, before.state)
-    assert stack.platform.store.pending_outbox(10) == []
+    assert stack.platform.store.outbox.pending_outbox(10) == []
 
 
 # -- refunds ------------------------------------------------------------------------------
@@ -306,7 +306,7 @@ def test_partial_then_full_refund_with_balanced_ledger(stack):
     actions = [t["action"] for t in assert_timeline_chained(stack, pid)]
     assert subsequence(["settle", "refund_partial", "refund_full"], actions), actions
 
-    postings = stack.platform.store.postings_for(stack.tenant_id, pid)
+    postings = stack.platform.store.ledger.postings_for(stack.tenant_id, pid)
     sums = txn_sums(postings)
     assert len(sums) == 3 and set(sums.values()) == {0}
     refund_legs = [(x["account"], x["amount"]) for x in postings if x["txn_id"] != f"txn_{pid}_capture"]
@@ -423,7 +423,7 @@ def test_routing_skips_a_psp_whose_breaker_is_open(stack):
     p = stack.payment(pid)
     assert p["status"] == "settled"
     assert [a["psp"] for a in p["attempts"]] == ["sim-b"]
-    route = [t for t in stack.platform.store.timeline(stack.tenant_id, pid) if t["action"] == "route"]
+    route = [t for t in stack.platform.store.payments.timeline(stack.tenant_id, pid) if t["action"] == "route"]
     assert route[0]["detail"]["psps"] == ["sim-b"]
 
 

@@ -40,13 +40,13 @@ def test_summary_counts_volume_approvals_currencies_and_psp_outcomes(stack):
 
 def test_redelivered_changes_are_counted_once(stack):
     store = stack.platform.store
-    store.register_feed_reader("replay-probe")  # a second reader: the feed keeps every change for it
+    store.feed.register("replay-probe")  # a second reader: the feed keeps every change for it
     for _ in range(3):
         stack.pay()
     stack.runner.drain()
     before = summary(stack)
     # Redeliver every change the feed ever held (as a stream retry or a crash before the position moved).
-    events = [r.event for r in store.change_feed("replay-probe", 10_000)]
+    events = [r.event for r in store.feed.read("replay-probe", 10_000)]
     assert len(events) >= 3 * 7
     assert reporting.report_events(events, store) == 0
     assert reporting.report_events(events[::-1], store) == 0
@@ -58,28 +58,28 @@ def test_crash_before_the_feed_position_moves_counts_nothing_twice(stack):
     store = stack.platform.store
     def crash(*_):
         raise RuntimeError("crash")
-    store.advance_feed = crash  # the counts commit, then the process dies before the position moves
+    store.feed.advance = crash  # the counts commit, then the process dies before the position moves
     try:
         stack.runner.drain()
     except RuntimeError:
         pass
-    del store.advance_feed
-    assert store.report_counters(stack.tenant_id)["payments"] == 1
+    del store.feed.advance
+    assert store.reports.report_counters(stack.tenant_id)["payments"] == 1
     stack.restart()
     stack.runner.drain()
     s = summary(stack)
     assert (s["payments"]["count"], s["payments"]["settled"]) == (1, 1)
-    assert store.change_feed(reporting.CONSUMER, 10) == []
+    assert store.feed.read(reporting.CONSUMER, 10) == []
 
 
 def test_the_feed_keeps_changes_until_the_reporter_read_them(stack):
     stack.pay()
     store = stack.platform.store
     stack.runner.relay_step()  # published, but the reporter has not read it yet
-    assert store.pending_outbox(10) == [] and len(store.change_feed(reporting.CONSUMER, 10)) == 1
+    assert store.outbox.pending_outbox(10) == [] and len(store.feed.read(reporting.CONSUMER, 10)) == 1
     stack.runner.report_step()
-    assert store.change_feed(reporting.CONSUMER, 10) == []
-    (n,) = store.db.conn().execute("SELECT COUNT(*) FROM outbox").fetchone()
+    assert store.feed.read(reporting.CONSUMER, 10) == []
+    (n,) = store.unit_of_work.db.conn().execute("SELECT COUNT(*) FROM outbox").fetchone()
     assert n == 0  # published and reported: pruned
 
 

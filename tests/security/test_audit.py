@@ -167,7 +167,7 @@ def test_every_payment_state_change_is_chained_with_actor_and_correlation(paid, 
     tid = stack.tenant_id
     changes = [b for b in _bodies(stack, tid) if b["action"].startswith("payment.")]
     for pid in (auto, manual):
-        timeline = stack.platform.store.timeline(tid, pid)
+        timeline = stack.platform.store.payments.timeline(tid, pid)
         mine = [b for b in changes if b["subject"] == pid]
         assert mine[0]["action"] == "payment.create" and mine[0]["actor"].startswith("api:key_")
         assert [(b["from"], b["to"]) for b in mine[1:]] == [(t["from"], t["to"]) for t in timeline]
@@ -176,7 +176,7 @@ def test_every_payment_state_change_is_chained_with_actor_and_correlation(paid, 
     assert {"stage:validation", "stage:risk", "stage:routing", "stage:authorization"} <= actors
     capture = [b for b in changes if b["subject"] == manual and b["action"] == "payment.request_capture"]
     assert len(capture) == 1 and capture[0]["actor"].startswith("api:key_")
-    assert stack.platform.store.pending_audit_count(tid) == 0
+    assert stack.platform.store.audit_queue.pending_audit_count(tid) == 0
     code, result = _verify(capsys, tid)
     assert code == 0 and result["ok"] and result["pending"] == 0 and result["entries"] == len(_bodies(stack, tid))
 
@@ -191,7 +191,7 @@ def test_verify_reports_state_changes_not_yet_chained(stack, capsys):
 
 def test_a_chainer_crash_before_forgetting_its_rows_chains_nothing_twice(stack, capsys):
     stack.pay()
-    pending = stack.platform.store.pending_audit(100)
+    pending = stack.platform.store.audit_queue.pending_audit(100)
     log = stack.platform.audit_log
     log.append(stack.tenant_id, [(r.source, r.body) for r in pending])  # ... and crashed before mark_audited
     n = len(log.rows(stack.tenant_id))

@@ -128,19 +128,19 @@ def test_store_reads_with_another_tenants_id_find_nothing(stack, tenant_a):
     store, keys = stack.platform.store, stack.platform.keys
     a, b = stack.tenant_id, stack.other["tenant_id"]
     for pid in tenant_a["payments"]:
-        payment = store.get_payment(a, pid)
+        payment = store.payments.get_payment(a, pid)
         token = payment.payment_method["card"]["token"]
-        assert store.get_secret(a, token) is not None
-        checks = [store.get_payment(b, pid), store.timeline(b, pid), store.get_secret(b, token),
-                  store.postings_for(b, pid)]
+        assert store.secrets.get_secret(a, token) is not None
+        checks = [store.payments.get_payment(b, pid), store.payments.timeline(b, pid), store.secrets.get_secret(b, token),
+                  store.ledger.postings_for(b, pid)]
         PROBES["store"] += len(checks)
         assert checks == [None, [], None, []], pid
         with pytest.raises(Exception) as info:  # B's data key cannot open A's ciphertext
-            keys.decrypt(b, store.get_secret(a, token))
+            keys.decrypt(b, store.secrets.get_secret(a, token))
         assert "4242" not in str(info.value)
-    assert store.list_payments(b, None, 100, None) == ([], None)
-    assert store.balances(b) == [] and store.balances(a) != []
-    assert store.count_recent_payments(b, "c1", "2000-01-01T00:00:00Z") == 0
+    assert store.payments.list_payments(b, None, 100, None) == ([], None)
+    assert store.ledger.balances(b) == [] and store.ledger.balances(a) != []
+    assert store.payments.count_recent_payments(b, "c1", "2000-01-01T00:00:00Z") == 0
     PROBES["store"] += 3
 
 
@@ -168,7 +168,7 @@ def test_every_stage_refuses_an_event_naming_another_tenants_payment(stack, tena
             stack.platform.bus.publish([OutRecord(rec.topic, rec.key, rec.value, rec.headers)])
             sent.append((name, etype, stolen["payment_id"]))
     assert len({s[0] for s in sent}) >= 6, sent  # most stages had a genuine event to steal
-    snapshot = {pid: (stack.stored(pid).version, len(stack.platform.store.timeline(stack.tenant_id, pid)))
+    snapshot = {pid: (stack.stored(pid).version, len(stack.platform.store.payments.timeline(stack.tenant_id, pid)))
                 for pid in tenant_a["payments"]}
     stack.runner.drain()
     entries = [e for e in stack.all_dlq_entries() if e["entry_id"] not in before_dlq]
@@ -177,7 +177,7 @@ def test_every_stage_refuses_an_event_naming_another_tenants_payment(stack, tena
     assert all(e["tenant_id"] == b and "not found for tenant" in e["error"] for e in entries), \
         [(e["stage"], e["tenant_id"], e["error"][-60:]) for e in entries if "not found for tenant" not in e["error"] or e["tenant_id"] != b]
     for pid, (version, steps) in snapshot.items():
-        assert (stack.stored(pid).version, len(stack.platform.store.timeline(stack.tenant_id, pid))) == \
+        assert (stack.stored(pid).version, len(stack.platform.store.payments.timeline(stack.tenant_id, pid))) == \
             (version, steps), pid
-    assert stack.platform.store.list_payments(b, None, 100, None) == ([], None)
+    assert stack.platform.store.payments.list_payments(b, None, 100, None) == ([], None)
 

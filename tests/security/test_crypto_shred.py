@@ -30,7 +30,7 @@ def test_deleted_tenant_secrets_cannot_be_decrypted(stack, capsys, tmp_path):
     vault = stack.platform.vault
     token = stack.stored(mine).payment_method["card"]["token"]
     other_token = stack.stored(other_pid, stack.other).payment_method["card"]["token"]
-    hook = base64.b64decode(stack.platform.tenants.get_tenant(a)["webhook"]["secret_enc"])
+    hook = base64.b64decode(stack.platform.store.tenants.get_tenant(a)["webhook"]["secret_enc"])
     assert vault.reveal(a, token) == "4242424242424242"  # readable before
     stack.platform.keys.decrypt(a, hook)
 
@@ -41,7 +41,7 @@ def test_deleted_tenant_secrets_cannot_be_decrypted(stack, capsys, tmp_path):
     assert code == 0 and deleted["data_key"] == "destroyed" and deleted["keys_revoked"] == 1
 
     # The ciphertext is still stored, and nothing opens it: this process, a fresh keyring, any tenant.
-    blob = stack.platform.store.get_secret(a, token)
+    blob = stack.platform.store.secrets.get_secret(a, token)
     assert blob is not None
     fresh = LocalKeyring(tmp_path / "data" / "keyring.json")
     for keys in (stack.platform.keys, fresh):
@@ -60,7 +60,7 @@ def test_deleted_tenant_secrets_cannot_be_decrypted(stack, capsys, tmp_path):
     assert stack.get("/v1/payments").status_code == 401
     assert vault.reveal(b, other_token) == "5555555555554444"
     assert stack.get("/v1/payments", stack.other).status_code == 200
-    assert stack.platform.tenants.get_tenant(a)["deleted_at"] == deleted["deleted_at"]
+    assert stack.platform.store.tenants.get_tenant(a)["deleted_at"] == deleted["deleted_at"]
 
 
 def test_delete_unknown_tenant_fails(stack, capsys):

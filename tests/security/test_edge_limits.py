@@ -61,7 +61,7 @@ def test_duplicate_card_number_key_cannot_smuggle_a_second_card(stack):
            b'{"number": "4242424242424242", "number": "4000000000000002", "exp_month": 12, "exp_year": 2030}}}')
     r = _post(stack, "/v1/payments", raw)
     assert r.status_code == 400 and json.loads(r.body)["reason"] == "duplicate_key"
-    assert stack.platform.store.list_payments(stack.tenant_id, None, 10, None)[0] == []
+    assert stack.platform.store.payments.list_payments(stack.tenant_id, None, 10, None)[0] == []
 
 
 json_values = st.recursive(

@@ -172,7 +172,7 @@ GOOD_KEY = "pk_test_" + "a" * 32
 
 def _platform() -> SimpleNamespace:
     return SimpleNamespace(settings=SimpleNamespace(api_key_pepper=PEPPER),
-                           tenants=_Tenants({tenancy.hash_key(PEPPER, GOOD_KEY): "ten_a"}))
+                           store=SimpleNamespace(tenants=_Tenants({tenancy.hash_key(PEPPER, GOOD_KEY): "ten_a"})))
 
 
 @FUZZ
@@ -185,7 +185,7 @@ def test_authorization_header_yields_a_tenant_only_for_a_registered_key(header):
     if tenant is not None:
         assert header.startswith("Bearer ") and header[7:].strip() == GOOD_KEY
     # The raw key is never what the directory sees: only its keyed hash.
-    assert all(len(h) == 64 and GOOD_KEY not in h for h in platform.tenants.asked)
+    assert all(len(h) == 64 and GOOD_KEY not in h for h in platform.store.tenants.asked)
 
 
 @FUZZ

@@ -92,8 +92,8 @@ def test_the_limit_is_shared_by_every_api_process(stack):
     from chalicelib.api.ratelimit import SharedRateLimiter
     clock = Clock()
     second = bootstrap.build(Settings.from_env())  # another process's platform on the same data
-    a = SharedRateLimiter(stack.platform.store, 0.5, 3, clock)
-    b = SharedRateLimiter(second.store, 0.5, 3, clock)
+    a = SharedRateLimiter(stack.platform.store.requests, 0.5, 3, clock)
+    b = SharedRateLimiter(second.store.requests, 0.5, 3, clock)
     tid = stack.tenant_id
     assert [a.take(tid), b.take(tid), a.take(tid)] == [0, 0, 0]
     wait_a, wait_b = a.take(tid), b.take(tid)
@@ -108,7 +108,7 @@ def test_shared_limit_answers_429_over_http(stack):
     from chalicelib.api.ratelimit import SharedRateLimiter
     clock = Clock()
     clock.t = 1_000_000.0
-    stack.platform.rate_limiter = SharedRateLimiter(stack.platform.store, 1, 2, clock)
+    stack.platform.rate_limiter = SharedRateLimiter(stack.platform.store.requests, 1, 2, clock)
     assert [stack.get("/v1/payments").status_code for _ in range(2)] == [200, 200]
     r = stack.get("/v1/payments")  # refused by this process's bucket: a token is back in 1 s
     assert r.status_code == 429 and r.headers["Retry-After"] == "1"

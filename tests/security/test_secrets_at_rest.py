@@ -35,7 +35,7 @@ def test_webhook_secret_is_stored_only_encrypted_and_shreds_with_the_tenant(stac
     made = tenancy.create_tenant(platform, "hooked", webhook_url="https://merchant.example/hooks")
     secret, tid = made["webhook_secret"], made["tenant_id"]
     assert secret.startswith("whsec_")
-    stored = platform.tenants.get_tenant(tid)["webhook"]
+    stored = platform.store.tenants.get_tenant(tid)["webhook"]
     assert set(stored) == {"url", "secret_enc"}
     assert sqlite_files(data) and all(v not in _stored_bytes(data) for v in _variants(secret))
     blob = base64.b64decode(stored["secret_enc"])
@@ -43,7 +43,7 @@ def test_webhook_secret_is_stored_only_encrypted_and_shreds_with_the_tenant(stac
     with pytest.raises(DecryptionError):
         platform.keys.decrypt(stack.tenant_id, blob)  # under this tenant's key only
     tenancy.delete_tenant(platform, tid)
-    assert platform.tenants.get_tenant(tid)["webhook"]["secret_enc"] == stored["secret_enc"]  # still stored...
+    assert platform.store.tenants.get_tenant(tid)["webhook"]["secret_enc"] == stored["secret_enc"]  # still stored...
     with pytest.raises(DecryptionError):
         platform.keys.decrypt(tid, blob)  # ... and open for nobody
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.adapters.sqlite.store import SqliteStore
+from chalicelib.adapters.sqlite.store import open_store
 from chalicelib.breaker import Breakers
 from chalicelib.domain.psp import Outcome
 
@@ -13,7 +13,7 @@ from ..fakes import FakeClock
 @pytest.fixture
 def breakers(tmp_path):
     clock = FakeClock()
-    return Breakers(SqliteStore(tmp_path / "store.db"), clock, threshold=3, cooldown_s=30), clock
+    return Breakers(open_store(tmp_path / "store.db").controls, clock, threshold=3, cooldown_s=30), clock
 
 
 def test_opens_after_threshold_consecutive_failures(breakers):
@@ -75,5 +75,5 @@ def test_state_is_shared_through_the_store(breakers, tmp_path):
     b, clock = breakers
     for _ in range(3):
         b.record("sim-a", Outcome.UNAVAILABLE)
-    other_worker = Breakers(SqliteStore(tmp_path / "store.db"), clock, threshold=3, cooldown_s=30)
+    other_worker = Breakers(open_store(tmp_path / "store.db").controls, clock, threshold=3, cooldown_s=30)
     assert not other_worker.allows("sim-a")

@@ -122,7 +122,7 @@ def test_domain_module_imports_only_stdlib_and_itself(path: Path):
     "from ..adapters import sqlite_store",
     "from .. import ports",
     "from ..ports import Posting",
-    "from chalicelib.adapters.sqlite.store import SqliteStore",
+    "from chalicelib.adapters.sqlite.store import open_store",
     "from chalicelib import codec",
     "import importlib\nimportlib.import_module('boto3')",
     "__import__('kafka')",

@@ -450,19 +450,19 @@ GOOD_KEY = "pk_test_Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5"
 def platform():
     tenants = FakeTenants({tenancy.hash_key(PEPPER, GOOD_KEY): "ten_a",
                            tenancy.hash_key(PEPPER, "pk_live_" + "x" * 120): "ten_b"})
-    return SimpleNamespace(tenants=tenants, settings=SimpleNamespace(api_key_pepper=PEPPER))
+    return SimpleNamespace(store=SimpleNamespace(tenants=tenants), settings=SimpleNamespace(api_key_pepper=PEPPER))
 
 
 def test_authenticate_finds_the_tenant(platform):
     assert tenancy.authenticate(platform, f"Bearer {GOOD_KEY}") == "ten_a"
     assert tenancy.authenticate(platform, f"Bearer {GOOD_KEY}  ") == "ten_a"
     assert tenancy.authenticate(platform, "Bearer pk_live_" + "x" * 120) == "ten_b"  # exactly 128 chars
-    assert platform.tenants.lookups[0] == tenancy.hash_key(PEPPER, GOOD_KEY)
+    assert platform.store.tenants.lookups[0] == tenancy.hash_key(PEPPER, GOOD_KEY)
 
 
 def test_authenticate_unknown_key(platform):
     assert tenancy.authenticate(platform, "Bearer pk_test_unknown") is None
-    assert platform.tenants.lookups == [tenancy.hash_key(PEPPER, "pk_test_unknown")]
+    assert platform.store.tenants.lookups == [tenancy.hash_key(PEPPER, "pk_test_unknown")]
 
 
 def test_authenticate_needs_the_platform_pepper(platform):
@@ -477,4 +477,4 @@ def test_authenticate_needs_the_platform_pepper(platform):
 ])
 def test_authenticate_refuses_malformed_headers_without_a_lookup(platform, header):
     assert tenancy.authenticate(platform, header) is None
-    assert platform.tenants.lookups == []
+    assert platform.store.tenants.lookups == []

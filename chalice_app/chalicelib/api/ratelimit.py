@@ -17,7 +17,9 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Any, Callable
+from typing import Callable
+
+from ..ports.store import RequestCounters
 
 
 class RateLimiter:
@@ -44,11 +46,11 @@ class RateLimiter:
 class SharedRateLimiter:
     """The tenant's limit across processes: a fixed-window counter in the store, behind a local bucket."""
 
-    def __init__(self, store: Any, rate_per_s: float, burst: int, now: Callable[[], float] = time.time,
+    def __init__(self, counters: RequestCounters, rate_per_s: float, burst: int, now: Callable[[], float] = time.time,
                  local: RateLimiter | None = None):
         if rate_per_s <= 0 or burst < 1:
             raise ValueError("rate must be > 0 and burst >= 1")
-        self.store, self.burst, self.now = store, int(burst), now
+        self.counters, self.burst, self.now = counters, int(burst), now
         self.window_s = burst / float(rate_per_s)
         self.local = local if local is not None else RateLimiter(rate_per_s, burst, now)
 
@@ -60,7 +62,7 @@ class SharedRateLimiter:
         now = self.now()
         window = int(now // self.window_s)
         end = (window + 1) * self.window_s
-        if self.store.count_request(tenant_id, window, self.burst, int(end) + 60):
+        if self.counters.count_request(tenant_id, window, self.burst, int(end) + 60):
             return 0.0
         return max(end - now, 1e-3)
 

@@ -184,4 +184,4 @@ def balances(svc: PaymentService, request: Any, tenant_id: str, corr: str) -> Re
 @endpoint()
 def report_summary(svc: PaymentService, request: Any, tenant_id: str, corr: str) -> Reply:
     """The caller's own aggregates, kept by the reporting consumer of the change feed."""
-    return Reply(200, orjson.dumps(reporting.summary(svc.p.store.report_counters(tenant_id))), {})
+    return Reply(200, orjson.dumps(reporting.summary(svc.p.store.reports.report_counters(tenant_id))), {})

@@ -21,7 +21,7 @@ from .. import codec
 from ..domain.payment import Payment
 from ..errors import TransientError
 from ..observability import tracing
-from ..ports import AlreadyProcessed, Changes, ConcurrencyConflict, PaymentStore
+from ..ports import AlreadyProcessed, Changes, ConcurrencyConflict, Store
 
 log = logging.getLogger("payments.stage")
 
@@ -30,7 +30,7 @@ log = logging.getLogger("payments.stage")
 class BatchCommit:
     """What one batch (or one partition of it, see adopt) gathered and has not written yet."""
     stage: str
-    store: PaymentStore
+    store: Store
     failed: dict[str, Exception] = field(default_factory=dict)  # item -> why its commit failed
     _pending: list[tuple[str | None, Changes, Any]] = field(default_factory=list, repr=False)
     _latest: dict[tuple[str, str], bytes] = field(default_factory=dict, repr=False)
@@ -112,7 +112,7 @@ class BatchCommit:
         return errors
 
     def _commit_all(self, batch: list[Changes]) -> list[Exception | None]:
-        commit_many = getattr(self.store, "commit_many", None)
+        commit_many = getattr(self.store.unit_of_work, "commit_many", None)
         if commit_many is not None:
             return commit_many(batch)
         results: list[Exception | None] = []

@@ -29,7 +29,7 @@ def trace_id_of(header: str | None) -> str | None:
 
 
 def trace(platform: Platform, payment: Payment) -> dict[str, Any]:
-    steps = platform.store.timeline(payment.tenant_id, payment.payment_id)
+    steps = platform.store.payments.timeline(payment.tenant_id, payment.payment_id)
     previous = payment.created_at
     rows: list[dict[str, Any]] = []
     stages: dict[str, dict[str, Any]] = {}

@@ -1,7 +1,7 @@
 """Ports: what the platform needs from the outside world, as narrow Protocols (STYLE 3).
 
 store.py     one Protocol per store concern (UnitOfWork, PaymentReads, IdempotencyKeys, Ledger,
-             Outbox, ...), TenantDirectory, AuditLog and the ChangeFeed the relay reads
+             Outbox, ChangeFeed, TenantDirectory, ...), the Store that bundles them, AuditLog
 records.py   what they carry (Changes, IdempotencyRecord, Posting, Reminder, ...)
 bus.py       EventBus and BusConsumer
 outside.py   Connector (PSPs), KeyService, Clock
@@ -17,28 +17,28 @@ from .outside import AuthorizeRequest, Clock, Connector, KeyService
 from .platform import Platform, RateLimit
 from .records import AuditPending, Changes, IdempotencyRecord, OutboxRecord, Posting, Reminder, ReportDelta
 from .store import (
-                      AuditLog,
-                      AuditQueue,
-                      ChangeFeed,
-                      ControlRecords,
-                      IdempotencyKeys,
-                      Ledger,
-                      Outbox,
-                      PaymentReads,
-                      PaymentStore,
-                      Reminders,
-                      ReportCounters,
-                      RequestCounters,
-                      Secrets,
-                      TenantDirectory,
-                      UnitOfWork,
+                    AuditLog,
+                    AuditQueue,
+                    ChangeFeed,
+                    ControlRecords,
+                    IdempotencyKeys,
+                    Ledger,
+                    Outbox,
+                    PaymentReads,
+                    Reminders,
+                    ReportCounters,
+                    RequestCounters,
+                    Secrets,
+                    Store,
+                    TenantDirectory,
+                    UnitOfWork,
 )
 
 __all__ = [
     "AlreadyExists", "AlreadyProcessed", "AuditLog", "AuditPending", "AuditQueue", "AuditTampered",
     "AuthorizeRequest", "BusConsumer", "BusRecord", "ChangeFeed", "Changes", "Clock", "ConcurrencyConflict",
     "Connector", "ControlRecords", "EventBus", "IdempotencyKeys", "IdempotencyRecord", "KeyService", "Ledger",
-    "OutRecord", "Outbox", "OutboxRecord", "PaymentReads", "PaymentStore", "Platform", "Posting", "RateLimit",
-    "Reminder", "Reminders", "ReportCounters", "ReportDelta", "RequestCounters", "Secrets", "TenantDirectory",
+    "OutRecord", "Outbox", "OutboxRecord", "PaymentReads", "Platform", "Posting", "RateLimit",
+    "Reminder", "Reminders", "ReportCounters", "ReportDelta", "RequestCounters", "Secrets", "Store", "TenantDirectory",
     "UnitOfWork",
 ]

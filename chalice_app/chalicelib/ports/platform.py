@@ -10,7 +10,7 @@ from ..vault import Vault
 from ..webhooks import Poster, http_post
 from .bus import EventBus
 from .outside import Clock, Connector, KeyService
-from .store import AuditLog, ChangeFeed, PaymentStore, TenantDirectory
+from .store import AuditLog, Store
 
 
 class RateLimit(Protocol):
@@ -25,25 +25,23 @@ class Platform:
     Not frozen: tests and the bench swap a part in place (the webhook poster, the PSPs)
     on the platform the runner already holds."""
     settings: Settings
-    store: PaymentStore
-    tenants: TenantDirectory
+    store: Store
     bus: EventBus
     keys: KeyService
     clock: Clock
     connectors: dict[str, Connector]
     audit_log: AuditLog
-    feed: ChangeFeed
     rate_limiter: RateLimit
     post_webhook: Poster = http_post
 
     @property
     def vault(self) -> Vault:
-        return Vault(self.store, self.keys)
+        return Vault(self.store.secrets, self.keys)
 
     @property
     def breakers(self) -> Breakers:
         s = self.settings
-        return Breakers(self.store, self.clock, s.breaker_threshold, s.breaker_cooldown_s)
+        return Breakers(self.store.controls, self.clock, s.breaker_threshold, s.breaker_cooldown_s)
 
     def connector(self, name: str) -> Connector:
         try:

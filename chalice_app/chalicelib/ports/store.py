@@ -2,12 +2,13 @@
 
 A commit (UnitOfWork) spans them: the payment, its outbox events, the processed marker,
 ledger postings, vault secrets, reminders and audit rows are written in one transaction.
-PaymentStore names all of them together: what one adapter per technology provides today
-(adapters/sqlite/store.py, adapters/aws/dynamodb.py); code that needs one concern asks
-for its narrow port.
+Store bundles them as one adapter per technology builds them (adapters/sqlite/store.py,
+adapters/aws/dynamodb.py), each concern its own small adapter over the shared database;
+code that needs one concern asks for its narrow port.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
 from ..domain.payment import Payment
@@ -16,7 +17,10 @@ from .records import AuditPending, Changes, IdempotencyRecord, OutboxRecord, Rem
 
 
 class UnitOfWork(Protocol):
-    """Writes a unit of work: the payment, its outbox events, markers, ledger and audit rows at once."""
+    """Writes a unit of work: the payment, its outbox events, markers, ledger and audit rows at once.
+
+    An adapter may also offer commit_many(batch) -> [error or None per unit]: several units in one
+    transaction, each still all or nothing (the stages' batch commit uses it when present)."""
 
     def commit(self, changes: Changes) -> None:
         """Write everything in `changes` in one transaction, or nothing.
@@ -101,6 +105,9 @@ class Ledger(Protocol):
     def ledger_totals(self) -> list[dict[str, Any]]:
         """Sum of postings per transaction and currency, across tenants (I4 checks)."""
 
+    def postings_for(self, tenant_id: str, payment_id: str) -> list[dict[str, Any]]:
+        """The payment's ledger legs, in the order they were posted."""
+
 
 class Outbox(Protocol):
     """Committed events not yet on the bus (the relay, handlers/relay.py)."""
@@ -146,10 +153,6 @@ class AuditQueue(Protocol):
 
     def pending_audit_count(self, tenant_id: str) -> int:
         """How many of the tenant's state-change rows wait for the chainer (payctl audit verify)."""
-
-
-class PaymentStore(UnitOfWork, PaymentReads, IdempotencyKeys, Reminders, ControlRecords, Secrets, Ledger, Outbox, ReportCounters, RequestCounters, AuditQueue, Protocol):
-    """Every store concern, as one adapter per technology provides them."""
 
 
 class TenantDirectory(Protocol):
@@ -198,6 +201,9 @@ class ChangeFeed(Protocol):
     def advance(self, reader: str, position: int) -> None:
         """Move `reader` past `position` (an OutboxRecord id)."""
 
+    def register(self, reader: str) -> None:
+        """Keep changes for `reader` from now on (a pushed stream keeps them by itself)."""
+
 
 class AuditLog(Protocol):
     """Append-only, hash-chained entries per tenant (audit/chain.py holds the chain rules)."""
@@ -225,3 +231,28 @@ class AuditLog(Protocol):
 
     def put_meta_if_absent(self, name: str, value: bytes) -> bytes:
         """Store `value` unless `name` exists; returns what is stored (first writer wins)."""
+
+
+@dataclass(frozen=True)
+class Store:
+    """The store: one narrow port per concern over one database, built whole by an adapter
+    (adapters/sqlite/store.py, adapters/aws/dynamodb.py). `commit` is the unit of work that
+    spans them: a state change, its outbox events, ledger postings, secrets, reminders and audit
+    rows are written together or not at all."""
+    unit_of_work: UnitOfWork
+    payments: PaymentReads
+    idempotency: IdempotencyKeys
+    reminders: Reminders
+    controls: ControlRecords
+    secrets: Secrets
+    ledger: Ledger
+    outbox: Outbox
+    feed: ChangeFeed
+    reports: ReportCounters
+    requests: RequestCounters
+    audit_queue: AuditQueue
+    tenants: TenantDirectory
+
+    def commit(self, changes: Changes) -> None:
+        """unit_of_work.commit: raises ConcurrencyConflict, AlreadyExists or AlreadyProcessed."""
+        self.unit_of_work.commit(changes)

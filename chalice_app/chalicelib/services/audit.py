@@ -82,9 +82,9 @@ def verify_tenant(audit: AuditLog, tenant_id: str, pending: int = 0, known: bool
 def verify(platform: Platform, tenant_id: str | None = None) -> dict[str, Any]:
     """Every tenant's chain (or one), with the state changes not yet chained."""
     audit = platform.audit_log
-    known = {t["tenant_id"] for t in platform.tenants.list_tenants()}
+    known = {t["tenant_id"] for t in platform.store.tenants.list_tenants()}
     tenants = [tenant_id] if tenant_id else sorted(set(audit.tenants()) | known)
-    results = [verify_tenant(audit, t, platform.store.pending_audit_count(t), t in known) for t in tenants]
+    results = [verify_tenant(audit, t, platform.store.audit_queue.pending_audit_count(t), t in known) for t in tenants]
     return {"tenants": len(results), "entries": sum(r["entries"] for r in results),
             "pending": sum(r["pending"] for r in results), "ok": all(r["ok"] for r in results), "results": results}
 
@@ -95,7 +95,7 @@ def chain_pending(platform: Platform, limit: int = 500) -> int:
 
     A crash between append and mark_audited is harmless: the rows stay pending and the
     next run skips those already chained (each row's source is remembered in the chain)."""
-    pending = platform.store.pending_audit(limit)
+    pending = platform.store.audit_queue.pending_audit(limit)
     if not pending:
         return 0
     audit = platform.audit_log
@@ -111,7 +111,7 @@ def chain_pending(platform: Platform, limit: int = 500) -> int:
             continue
         done += [r.id for r in rows]
     if done:
-        platform.store.mark_audited(done)
+        platform.store.audit_queue.mark_audited(done)
     return len(done)
 
 

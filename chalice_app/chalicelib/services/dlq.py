@@ -12,7 +12,7 @@ from ..ports import Platform
 
 
 def list_entries(platform: Platform, stage: str | None = None, include_redriven: bool = False) -> list[dict[str, Any]]:
-    done = platform.tenants.redriven_ids()
+    done = platform.store.tenants.redriven_ids()
     entries = []
     for topic in platform.bus.topics():
         if not topic.endswith(DLQ_SUFFIX):
@@ -37,6 +37,6 @@ def redrive(platform: Platform, stage: str | None = None, entry_id: str | None =
     entries = [e for e in list_entries(platform, stage) if entry_id in (None, e["entry_id"])]
     if entries:
         platform.bus.publish([dlq.original(e) for e in entries])
-        platform.tenants.mark_redriven([e["entry_id"] for e in entries], iso(platform.clock.now()))
+        platform.store.tenants.mark_redriven([e["entry_id"] for e in entries], iso(platform.clock.now()))
     return {"redriven": len(entries), "entries": [e["entry_id"] for e in entries],
             "payments": sorted({e["key"] for e in entries})}

@@ -126,7 +126,7 @@ class PaymentService:
                                region=self.p.settings.region, data=data)
 
     def _get(self, tenant_id: str, payment_id: str) -> Payment:
-        payment = self.p.store.get_payment(tenant_id, payment_id) if payment_id.startswith("pay_") else None
+        payment = self.p.store.payments.get_payment(tenant_id, payment_id) if payment_id.startswith("pay_") else None
         if payment is None:  # another tenant's payment gets the same answer as none at all
             raise ApiError(404, "Payment not found", f"no payment {payment_id!r} for this tenant")
         return payment
@@ -152,17 +152,17 @@ class PaymentService:
         settings = self.p.settings
         claim = IdempotencyRecord(tenant_id, idempotency_key, request_hash, 0, b"", {},
                                   now + settings.idempotency_ttl_s, now, "in_flight", now + settings.idempotency_lock_s)
-        found = self.p.store.claim_idempotency(claim)
+        found = self.p.store.idempotency.claim_idempotency(claim)
         if found is not None:
             return self._answer_existing(found, request_hash)
         try:
             return self._create(tenant_id, body, claim, correlation_id)
         except ApiError:  # refused: keep nothing, so the key can be used again
-            self.p.store.release_idempotency(tenant_id, idempotency_key, request_hash)
+            self.p.store.idempotency.release_idempotency(tenant_id, idempotency_key, request_hash)
             raise
 
     def _create(self, tenant_id: str, body: dict[str, Any], claim: IdempotencyRecord, correlation_id: str) -> Reply:
-        tenant = self.p.tenants.get_tenant(tenant_id)
+        tenant = self.p.store.tenants.get_tenant(tenant_id)
         method_in = body["payment_method"]
         kind = method_in["type"]
         secret = method_in["card"]["number"] if kind == "card" else method_in["bank_account"]["iban"]
@@ -208,7 +208,7 @@ class PaymentService:
             self.p.store.commit(Changes(payment=payment, events=[event], idempotency=record,
                                         secrets=[secret_row], actor=self.actor, correlation_id=correlation_id))
         except AlreadyExists:  # our claim lapsed and another request took the key meanwhile
-            found = self.p.store.get_idempotency(tenant_id, claim.key, claim.created_at)
+            found = self.p.store.idempotency.get_idempotency(tenant_id, claim.key, claim.created_at)
             if found is not None:
                 return self._answer_existing(found, claim.request_hash)
             raise ApiError(409, "Request in progress", "a request with this Idempotency-Key is in progress") from None
@@ -293,7 +293,7 @@ class PaymentService:
     # -- queries -----------------------------------------------------------------------
     def get(self, tenant_id: str, payment_id: str) -> Reply:
         payment = self._get(tenant_id, payment_id)
-        return Reply(200, orjson.dumps(payment_view(payment, self.p.store.timeline(tenant_id, payment_id))), {})
+        return Reply(200, orjson.dumps(payment_view(payment, self.p.store.payments.timeline(tenant_id, payment_id))), {})
 
     def list(self, tenant_id: str, params: dict[str, str]) -> Reply:
         status = params.get("status") or None
@@ -308,14 +308,14 @@ class PaymentService:
             raise ApiError(400, "Invalid query parameter", "limit must be an integer from 1 to 100",
                            invalid_fields=["limit"])
         try:
-            page, cursor = self.p.store.list_payments(tenant_id, status, limit, params.get("cursor") or None)
+            page, cursor = self.p.store.payments.list_payments(tenant_id, status, limit, params.get("cursor") or None)
         except ValueError as e:
             raise ApiError(400, "Invalid query parameter", str(e), invalid_fields=["cursor"]) from None
         return Reply(200, orjson.dumps({"object": "list", "data": [payment_view(x) for x in page],
                                         "next_cursor": cursor}), {})
 
     def balances(self, tenant_id: str) -> Reply:
-        accounts = self.p.store.balances(tenant_id)
+        accounts = self.p.store.ledger.balances(tenant_id)
         available = [{"currency": a["currency"], "amount": -a["balance"]}
                      for a in accounts if a["account"] == "merchant_payable"]
         return Reply(200, orjson.dumps({"object": "balance", "available": available, "accounts": accounts}), {})

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 from ..clock import parse_iso
 from ..domain.events import Event
-from ..ports import ChangeFeed, PaymentStore, ReportDelta
+from ..ports import ReportDelta, Store
 
 CONSUMER = "reports"  # processed-marker namespace and embedded feed reader
 SUCCESS = frozenset({"authorized", "captured", "voided"})  # attempt states that were an approval
@@ -66,29 +66,29 @@ def delta_for(event: Event, get_payment: Any) -> ReportDelta | None:
 
 def report_events(events: Iterable[Event], store: Any) -> int:
     """Count these changes (exactly once each); returns how many were new."""
-    deltas = [x for x in (delta_for(e, store.get_payment) for e in events) if x is not None]
-    return store.apply_report(CONSUMER, deltas) if deltas else 0
+    deltas = [x for x in (delta_for(e, store.payments.get_payment) for e in events) if x is not None]
+    return store.reports.apply_report(CONSUMER, deltas) if deltas else 0
 
 
 # -- the feeds -------------------------------------------------------------------------------
-def report_stream_records(records: list[dict[str, Any]], feed: ChangeFeed, store: PaymentStore) -> int:
+def report_stream_records(records: list[dict[str, Any]], store: Store) -> int:
     """Stream records (Lambda's event["Records"] or GetRecords): count the new outbox items.
 
     Raising makes Lambda retry the batch; the markers make the retry harmless."""
-    return report_events([r.event for r in feed.outbox_in(records)], store)
+    return report_events([r.event for r in store.feed.outbox_in(records)], store)
 
 
-def report_feed_once(feed: ChangeFeed, store: PaymentStore, limit: int = 500) -> int:
+def report_feed_once(store: Store, limit: int = 500) -> int:
     """Embedded: count what the change feed holds after our position, then move past it.
 
     The position moves only after the counts are durable; a crash in between
     re-reads the changes and the markers skip them. A pushed feed (DynamoDB: its stream
     is read by the reports Lambda, or laptop/streams.py) has nothing to pull."""
-    records = feed.read(CONSUMER, limit)
+    records = store.feed.read(CONSUMER, limit)
     if not records:
         return 0
     report_events([r.event for r in records], store)
-    feed.advance(CONSUMER, records[-1].id)
+    store.feed.advance(CONSUMER, records[-1].id)
     return len(records)
 
 

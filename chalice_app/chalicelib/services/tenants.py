@@ -55,7 +55,7 @@ def create_tenant(platform: Platform, name: str, webhook_url: str | None = None,
     if not NAME_RE.match(name or ""):
         raise TenantError("tenant name must be 1-64 letters, digits, spaces, '.', '_' or '-'")
     tenant_id = tenant_id or ids.new_id("ten")
-    if platform.tenants.get_tenant(tenant_id):
+    if platform.store.tenants.get_tenant(tenant_id):
         raise TenantError(f"tenant {tenant_id} already exists")
     at = iso(platform.clock.now())
     config = default_config(name, tenant_id, at)
@@ -66,7 +66,7 @@ def create_tenant(platform: Platform, name: str, webhook_url: str | None = None,
         webhook_secret = "whsec_" + secrets.token_urlsafe(24)
         config["webhook"] = {"url": webhook_url, "secret_enc": base64.b64encode(
             platform.keys.encrypt(tenant_id, webhook_secret.encode())).decode()}
-    platform.tenants.put_tenant(config)
+    platform.store.tenants.put_tenant(config)
     audit.record(platform, tenant_id, "tenant.create", tenant_id, name=name, webhook=bool(webhook_url))
     api_key = add_key(platform, tenant_id, environment)
     return {"tenant_id": tenant_id, "name": name, "api_key": api_key, "webhook_secret": webhook_secret}
@@ -77,11 +77,11 @@ DISPLAY_PREFIX = 12  # "pk_test_" + 4 random characters: enough to tell keys apa
 
 def add_key(platform: Platform, tenant_id: str, environment: str = "test") -> str:
     """A new key for the tenant (shown once); the tenant's other keys keep working, so keys rotate."""
-    if platform.tenants.get_tenant(tenant_id) is None:
+    if platform.store.tenants.get_tenant(tenant_id) is None:
         raise TenantError(f"no tenant {tenant_id}")
     key = new_api_key(environment)
     key_hash = hash_key(platform.settings.api_key_pepper, key)
-    platform.tenants.add_api_key(tenant_id, key_hash, key[:DISPLAY_PREFIX], iso(platform.clock.now()))
+    platform.store.tenants.add_api_key(tenant_id, key_hash, key[:DISPLAY_PREFIX], iso(platform.clock.now()))
     audit.record(platform, tenant_id, "key.create", key_id(key_hash), prefix=key[:DISPLAY_PREFIX],
                  environment=environment)
     return key
@@ -99,7 +99,7 @@ def list_keys(platform: Platform, tenant_id: str) -> list[dict[str, Any]]:
     return [{"key_id": key_id(k["key_hash"]), "tenant_id": tenant_id, "prefix": k["prefix"],
              "environment": "live" if k["prefix"].startswith("pk_live_") else "test",
              "created_at": k["created_at"], "revoked_at": k["revoked_at"]}
-            for k in platform.tenants.list_api_keys(tenant_id)]
+            for k in platform.store.tenants.list_api_keys(tenant_id)]
 
 
 def revoke_key(platform: Platform, prefix_or_id: str) -> dict[str, Any]:
@@ -108,8 +108,8 @@ def revoke_key(platform: Platform, prefix_or_id: str) -> dict[str, Any]:
     if len(wanted) < 9:  # "pk_test_" alone names every test key
         raise TenantError("give a key id (key_...) or a key prefix of at least 9 characters")
     matches = []
-    for tenant in platform.tenants.list_tenants():
-        for k in platform.tenants.list_api_keys(tenant["tenant_id"]):
+    for tenant in platform.store.tenants.list_tenants():
+        for k in platform.store.tenants.list_api_keys(tenant["tenant_id"]):
             if hmac.compare_digest(key_id(k["key_hash"]), wanted) or k["prefix"].startswith(wanted):
                 matches.append((tenant["tenant_id"], k))
     live = [(t, k) for t, k in matches if k["revoked_at"] is None]
@@ -121,7 +121,7 @@ def revoke_key(platform: Platform, prefix_or_id: str) -> dict[str, Any]:
         raise TenantError(f"API key {wanted} is already revoked")
     tenant_id, k = live[0]
     at = iso(platform.clock.now())
-    if not platform.tenants.revoke_api_key(k["key_hash"], at):
+    if not platform.store.tenants.revoke_api_key(k["key_hash"], at):
         raise TenantError(f"API key {wanted} is already revoked")
     audit.record(platform, tenant_id, "key.revoke", key_id(k["key_hash"]), prefix=k["prefix"])
     return {"key_id": key_id(k["key_hash"]), "tenant_id": tenant_id, "prefix": k["prefix"], "revoked_at": at}
@@ -142,7 +142,7 @@ def authenticate_caller(platform: Platform, authorization: str | None) -> tuple[
         return None
     # Lookup is by keyed hash, so no stored secret is ever compared byte by byte.
     key_hash = hash_key(platform.settings.api_key_pepper, key)
-    tenant_id = platform.tenants.tenant_for_key(key_hash)
+    tenant_id = platform.store.tenants.tenant_for_key(key_hash)
     return (tenant_id, key_id(key_hash)) if tenant_id else None
 
 
@@ -153,13 +153,13 @@ def delete_tenant(platform: Platform, tenant_id: str) -> dict[str, Any]:
     under that data key, so they can never be decrypted again, here or in a backup.
     Payments and ledger rows stay (the platform's own books) without any secret.
     """
-    tenant = platform.tenants.get_tenant(tenant_id)
+    tenant = platform.store.tenants.get_tenant(tenant_id)
     if tenant is None:
         raise TenantError(f"no tenant {tenant_id}")
     at = iso(platform.clock.now())
-    revoked = [k["key_hash"] for k in platform.tenants.list_api_keys(tenant_id)
-               if k["revoked_at"] is None and platform.tenants.revoke_api_key(k["key_hash"], at)]
+    revoked = [k["key_hash"] for k in platform.store.tenants.list_api_keys(tenant_id)
+               if k["revoked_at"] is None and platform.store.tenants.revoke_api_key(k["key_hash"], at)]
     platform.keys.destroy_tenant_key(tenant_id)
     audit.record(platform, tenant_id, "tenant.delete", tenant_id, keys_revoked=len(revoked), data_key="destroyed")
-    platform.tenants.put_tenant({**tenant, "deleted_at": at})  # ciphertexts stay, unreadable: that is the proof
+    platform.store.tenants.put_tenant({**tenant, "deleted_at": at})  # ciphertexts stay, unreadable: that is the proof
     return {"tenant_id": tenant_id, "deleted_at": at, "keys_revoked": len(revoked), "data_key": "destroyed"}

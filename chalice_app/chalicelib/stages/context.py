@@ -12,7 +12,7 @@ from ..domain.events import Event
 from ..domain.payment import Payment
 from ..errors import PermanentError, TransientError
 from ..observability import context, tracing
-from ..ports import AlreadyProcessed, Changes, Clock, ConcurrencyConflict, PaymentStore, Platform, Posting, Reminder
+from ..ports import AlreadyProcessed, Changes, Clock, ConcurrencyConflict, Platform, Posting, Reminder, Store
 
 log = logging.getLogger("payments.stage")
 
@@ -50,7 +50,7 @@ class StageContext:
     _tenants: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     @property
-    def store(self) -> PaymentStore:
+    def store(self) -> Store:
         return self.platform.store
 
     @property
@@ -68,7 +68,7 @@ class StageContext:
         """The tenant's settings, read once per batch (a context lives for one batch)."""
         tenant = self._tenants.get(tenant_id)
         if tenant is None:
-            tenant = self.platform.tenants.get_tenant(tenant_id)
+            tenant = self.platform.store.tenants.get_tenant(tenant_id)
             if tenant is None:
                 raise PermanentError(f"unknown tenant {tenant_id}")
             self._tenants[tenant_id] = tenant
@@ -79,7 +79,7 @@ class StageContext:
         payment = self.batch.latest(event.tenant_id, event.payment_id) if self.batch is not None else None
         if payment is not None:
             return payment
-        payment = self.store.get_payment(event.tenant_id, event.payment_id)
+        payment = self.store.payments.get_payment(event.tenant_id, event.payment_id)
         if payment is None:
             raise PermanentError(f"payment {event.payment_id} not found for tenant {event.tenant_id}")
         return payment

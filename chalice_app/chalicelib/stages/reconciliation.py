@@ -31,7 +31,7 @@ NAME = "reconciliation"
 def run_due(platform: Platform, limit: int = 50) -> int:
     """Work every reminder that is due; returns how many were handled."""
     done = 0
-    for reminder in platform.store.due_reminders(iso(platform.clock.now()), limit):
+    for reminder in platform.store.reminders.due_reminders(iso(platform.clock.now()), limit):
         try:
             reconcile(platform, reminder)
             done += 1
@@ -41,7 +41,7 @@ def run_due(platform: Platform, limit: int = 50) -> int:
 
 
 def reconcile(platform: Platform, reminder: Reminder) -> str:
-    payment = platform.store.get_payment(reminder.tenant_id, reminder.payment_id)
+    payment = platform.store.payments.get_payment(reminder.tenant_id, reminder.payment_id)
     # A scheduled action joins the payment's trace, so its PSP calls and events sit under the payment.
     with context.bound(stage=NAME, tenant_id=reminder.tenant_id, payment_id=reminder.payment_id,
                        correlation_id=payment.correlation_id if payment else None), \

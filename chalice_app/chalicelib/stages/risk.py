@@ -52,7 +52,7 @@ def handle(event: Event, ctx: StageContext) -> None:
     recent = 0
     if customer_id:
         since = iso(ctx.clock.now() - timedelta(hours=1))
-        recent = ctx.store.count_recent_payments(payment.tenant_id, customer_id, since)
+        recent = ctx.store.payments.count_recent_payments(payment.tenant_id, customer_id, since)
     decision, score, reasons = assess(payment, tenant.get("risk") or {}, recent)
     payment.screen(ctx.now(), decision, score, reasons)
     if decision == "approve":

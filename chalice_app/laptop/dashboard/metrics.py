@@ -38,8 +38,8 @@ def _latency(values: list[float]) -> dict[str, float | None]:
 def recent_payments(platform: Any, per_tenant: int = SAMPLE) -> list[tuple[dict[str, Any], Any]]:
     """(tenant, payment) newest first across every tenant."""
     out = []
-    for tenant in platform.tenants.list_tenants():
-        page, _ = platform.store.list_payments(tenant["tenant_id"], None, per_tenant, None)
+    for tenant in platform.store.tenants.list_tenants():
+        page, _ = platform.store.payments.list_payments(tenant["tenant_id"], None, per_tenant, None)
         out += [(tenant, p) for p in page]
     return sorted(out, key=lambda tp: (tp[1].created_at, tp[1].payment_id), reverse=True)
 
@@ -158,8 +158,8 @@ def reports(platform: Any) -> dict[str, Any]:
     """The reporting consumer's aggregates per tenant, and summed over tenants."""
     total: dict[str, int] = {}
     per_tenant = []
-    for t in platform.tenants.list_tenants():
-        counters = platform.store.report_counters(t["tenant_id"])
+    for t in platform.store.tenants.list_tenants():
+        counters = platform.store.reports.report_counters(t["tenant_id"])
         for k, v in counters.items():
             total[k] = total.get(k, 0) + v
         per_tenant.append({"tenant_id": t["tenant_id"], "tenant": t.get("name"), **reporting.summary(counters)})
@@ -168,7 +168,7 @@ def reports(platform: Any) -> dict[str, Any]:
 
 def payment_trace(platform: Any, tenant_id: str, payment_id: str) -> dict[str, Any] | None:
     """One payment's timeline (observability.trace) with its attempts, for the drill-down."""
-    p = platform.store.get_payment(tenant_id, payment_id)
+    p = platform.store.payments.get_payment(tenant_id, payment_id)
     if p is None:
         return None
     tr = observability.trace(platform, p)

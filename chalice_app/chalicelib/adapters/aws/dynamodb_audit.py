@@ -18,12 +18,16 @@ import random
 import time
 from typing import Any, Sequence
 
+import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ...audit.chain import Head, HeadSigner, link
+from ...ports import AuditPending
 from ..errors import StoreUnavailable
+from . import dynamodb_layout as L
 from .dynamodb_layout import S as _s
 from .dynamodb_layout import key as _key
+from .dynamodb_table import DynamoTable
 
 CHUNK = 45  # entries per transaction: 2 items each + the head (+ tenant index) <= 100
 RETRIES = 30  # lost races on the head, each followed by a jittered wait (at most ~0.2 s)
@@ -145,3 +149,25 @@ class DynamoAuditLog:
         stored = self.meta(name)
         assert stored is not None
         return stored
+
+
+class DynamoAuditQueue(DynamoTable):
+    """State-change audit rows committed with the state, waiting for the chainer (port AuditQueue)."""
+
+    def _audit_queue(self, limit: int | None) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        for shard in range(L.AUDIT_SHARDS):
+            items += self._partition(f"_auditq#{shard}", limit=limit)
+        return sorted(items, key=lambda i: i["sk"]["S"])
+
+    def pending_audit(self, limit: int) -> list[AuditPending]:
+        """Oldest first across the queue partitions (ids are time-ordered)."""
+        return [AuditPending(int(i["id"]["N"]), i["tenant_id"]["S"], i["source"]["S"], orjson.loads(i["body"]["S"]))
+                for i in self._audit_queue(limit)[:limit]]
+
+    def mark_audited(self, ids: Sequence[int]) -> None:
+        self._batch_write([{"DeleteRequest": {"Key": L.audit_queue_key(i)}} for i in dict.fromkeys(ids)])
+
+    def pending_audit_count(self, tenant_id: str) -> int:
+        """An admin check (payctl audit verify): the queue is short while the chainer runs."""
+        return sum(1 for i in self._audit_queue(None) if i["tenant_id"]["S"] == tenant_id)

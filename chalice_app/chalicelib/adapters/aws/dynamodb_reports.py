@@ -17,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ...ports import ConcurrencyConflict, ReportDelta
 from ..errors import StoreUnavailable
+from .dynamodb_table import DynamoTable
 
 CHUNK = 45  # markers + one update per tenant stay under DynamoDB's 100 items per transaction
 PREFIX = "c:"
@@ -27,11 +28,8 @@ def report_key(tenant_id: str) -> dict[str, dict[str, str]]:
     return {"pk": {"S": f"{tenant_id}#report"}, "sk": {"S": "counters"}}
 
 
-class DynamoReports:
-    """Mixed into DynamoStore (self.client, self.table, self._get)."""
-
-    client: Any
-    table: str
+class DynamoReports(DynamoTable):
+    """Per-tenant report counters, each change counted once (port ReportCounters)."""
 
     def _report_items(self, consumer: str, chunk: Sequence[ReportDelta]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = [{"Put": {
@@ -82,5 +80,5 @@ class DynamoReports:
 
     def report_counters(self, tenant_id: str) -> dict[str, int]:
         key = report_key(tenant_id)
-        item = self._get(key["pk"]["S"], key["sk"]["S"]) or {}  # type: ignore[attr-defined]
+        item = self._get(key["pk"]["S"], key["sk"]["S"]) or {}
         return {k[len(PREFIX):]: int(v["N"]) for k, v in sorted(item.items()) if k.startswith(PREFIX)}

@@ -21,3 +21,6 @@ class DynamoChangeFeed:
 
     def advance(self, reader: str, position: int) -> None:
         """Lambda's event source mapping keeps the stream position."""
+
+    def register(self, reader: str) -> None:
+        """The stream keeps 24 hours of changes for every reader."""

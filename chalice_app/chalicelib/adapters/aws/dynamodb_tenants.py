@@ -1,7 +1,6 @@
 """TenantDirectory on the DynamoDB single table: tenants, API keys, DLQ redrive marks.
 
-Mixed into DynamoStore (dynamodb.py), which provides the client, the table and the
-read helpers. An API key's lookup item `_apikey#<hash>` is the truth (revocation
+An API key's lookup item `_apikey#<hash>` is the truth (revocation
 included); `<tenant>#apikeys` holds one entry per key so listing is a Query, not a Scan.
 """
 from __future__ import annotations
@@ -15,17 +14,11 @@ from ...ports import AlreadyExists
 from ..errors import StoreUnavailable
 from .dynamodb_layout import S
 from .dynamodb_layout import key as _key
+from .dynamodb_table import DynamoTable
 
 
-class TenantItems:
-    client: Any
-    table: str
-    _call: Any
-    _get: Any
-    _query: Any
-    _partition: Any
-    _batch_get: Any
-    _batch_write: Any
+class DynamoTenants(DynamoTable):
+    """Tenants, API keys and DLQ redrive marks (port TenantDirectory)."""
 
     # -- tenants ------------------------------------------------------------------------
     def put_tenant(self, tenant: dict[str, Any]) -> None:

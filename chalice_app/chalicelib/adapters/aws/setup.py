@@ -60,13 +60,13 @@ def clients(aws: AwsSettings) -> dict[str, Any]:
 
 def build_adapters(settings: Any, aws: AwsSettings | None = None) -> tuple[Any, Any, Any, dict[str, Any]]:
     """(store, bus, keys, clients) for the aws-local or aws mode."""
-    from .dynamodb import DynamoStore  # noqa: PLC0415
+    from .dynamodb import open_store  # noqa: PLC0415
     from .kafka import KafkaBus  # noqa: PLC0415
     from .kms import KmsKeys  # noqa: PLC0415
     aws = aws or AwsSettings.from_env(settings.mode)
     c = clients(aws)
     # The table's stream relay publishes fresh outbox records; the polling relay only sweeps old ones.
-    store = DynamoStore(c["dynamodb"], aws.table, outbox_grace_s=OUTBOX_SWEEP_AFTER_S)
+    store = open_store(c["dynamodb"], aws.table, outbox_grace_s=OUTBOX_SWEEP_AFTER_S)
     bus = KafkaBus(aws.bootstrap, aws.security, aws.region, partitions=settings.partitions)
     keys = KmsKeys(c["kms"], c["dynamodb"], aws.table, aws.key_id)
     return store, bus, keys, c

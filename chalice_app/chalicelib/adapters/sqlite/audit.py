@@ -11,7 +11,8 @@ from typing import Any, Sequence
 import orjson
 
 from ...audit.chain import Head, HeadSigner, link
-from .database import SqliteDatabase
+from ...ports import AuditPending
+from .database import OnDatabase, SqliteDatabase
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -83,3 +84,24 @@ class SqliteAuditLog:
 
     def close(self) -> None:
         self.db.close()
+
+
+class SqliteAuditQueue(OnDatabase):
+    """State-change audit rows in the store's own file (table audit_pending, written by the unit of
+    work in the payment's transaction), waiting for the chainer (services/audit.py) to chain them."""
+
+    def pending_audit(self, limit: int) -> list[AuditPending]:
+        rows = self.db.conn().execute("SELECT id, tenant_id, source, body FROM audit_pending ORDER BY id LIMIT ?",
+                                      (limit,)).fetchall()
+        return [AuditPending(r[0], r[1], r[2], orjson.loads(r[3])) for r in rows]
+
+    def mark_audited(self, ids: Sequence[int]) -> None:
+        # No fsync of its own: rows whose deletion a power cut undid are chained already, and
+        # the chainer skips them by source.
+        with self.db.write(durable=False) as conn:
+            conn.executemany("DELETE FROM audit_pending WHERE id=?", [(i,) for i in ids])
+
+    def pending_audit_count(self, tenant_id: str) -> int:
+        (n,) = self.db.conn().execute("SELECT COUNT(*) FROM audit_pending WHERE tenant_id=?",
+                                      (tenant_id,)).fetchone()
+        return n

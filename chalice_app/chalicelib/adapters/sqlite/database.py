@@ -69,3 +69,10 @@ class SqliteDatabase:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+class OnDatabase:
+    """One store concern on a SqliteDatabase shared with the others (a commit spans them)."""
+
+    def __init__(self, db: SqliteDatabase):
+        self.db = db
