@@ -11,7 +11,7 @@ from .common import CliError, console, emit, find_payment, platform
 
 # -- payments --------------------------------------------------------------------------
 def cmd_payments_show(args: argparse.Namespace) -> int:
-    from chalicelib.services.payments import payment_view
+    from chalicelib.services.api_io import payment_view
     p = platform()
     payment = find_payment(p, args.payment_id, args.tenant)
     view = payment_view(payment, p.store.payments.timeline(payment.tenant_id, payment.payment_id))

@@ -11,9 +11,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from chalicelib.audit.chain import GENESIS, HeadSigner, chain_hash
 from chalicelib.ports import AuditLog, AuditTampered
 from chalicelib.services.audit import verify_tenant
-from chalicelib.audit.chain import GENESIS, HeadSigner, chain_hash
 
 from .factories import KnownBugs, close_quietly
 

@@ -1,10 +1,12 @@
-"""Contract suite for the Store port (TenantDirectory: tenants_contract.py).
+"""Contract suites for the store's ports, one per port (the rest: store_ports_contract.py;
+TenantDirectory: tenants_contract.py). Each takes a whole Store from make_store, since a
+port's effects are written by commits.
 
-Subclass, implement the factory, and the whole suite runs against your adapter:
+An adapter runs every suite with a few lines of fixture:
 
-    class TestDynamoStore(PaymentStoreContract):
+    class TestDynamoStore(*STORE_CONTRACTS):
         def make_store(self, tmp_path):
-            return open_dynamo_store(table=f"t{abs(hash(tmp_path))}", client=moto_client)
+            return open_dynamo_store(moto_client, f"t{abs(hash(tmp_path))}")
 
 Factory rules: every call with the same `tmp_path` opens the SAME backing data
 (a second call is another process's view); different `tmp_path`s are isolated
@@ -14,17 +16,14 @@ Only Protocol methods are called on the adapter.
 from __future__ import annotations
 
 import dataclasses
-
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from chalicelib.ports import (AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConflict,
-                              IdempotencyRecord, Store, ReportDelta)
+from chalicelib.ports import AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConflict, IdempotencyRecord, Store
 
-from .factories import (KnownBugs, at, capture_postings, close_quietly, drive_to_authorized,
-                        event_for, new_payment, refund_postings)
+from .factories import KnownBugs, at, capture_postings, close_quietly, drive_to_authorized, event_for, new_payment
 
 CONSUMER = "stage.contract"
 
@@ -36,8 +35,8 @@ def idem(tenant_id: str = "ten_a", key: str = "idem-1", *, created_at: int = 1_0
                              created_at + ttl, created_at)
 
 
-class PaymentStoreContract(KnownBugs):
-    """What every store adapter must do (the ports bundled in ports.Store)."""
+class StoreContract(KnownBugs):
+    """The fixture every store suite shares: make_store and helpers that commit and read back."""
 
     def make_store(self, tmp_path: Path) -> Store:
         raise NotImplementedError
@@ -48,7 +47,6 @@ class PaymentStoreContract(KnownBugs):
         yield s
         close_quietly(s)
 
-    # -- helpers ------------------------------------------------------------------
     def created(self, store: Store, tenant_id: str = "ten_a", **kw: Any):
         p = new_payment(tenant_id, **kw)
         store.commit(Changes(payment=p, events=[event_for(p, "payments.initiated")]))
@@ -75,26 +73,9 @@ class PaymentStoreContract(KnownBugs):
         assert store.secrets.get_secret(p.tenant_id, "tok_doomed") is None
         store.commit(Changes(processed=(CONSUMER, event_id)))  # the marker was not kept either
 
-    # -- create / get -----------------------------------------------------------------
-    def test_create_then_get_round_trips_the_aggregate(self, store):
-        p = drive_to_authorized(new_payment())
-        store.commit(Changes(payment=p, events=[event_for(p, "payments.initiated")]))
-        assert p.version == 1 and p.pending_timeline == []
-        got = store.payments.get_payment("ten_a", p.payment_id)
-        assert got == p
-        assert got.attempts[0].psp_reference == "psp_ref_1" and got.status == "processing"
 
-    def test_get_is_scoped_by_tenant(self, store):
-        p = self.created(store, "ten_a")
-        assert store.payments.get_payment("ten_b", p.payment_id) is None
-        assert store.payments.get_payment("ten_a", "pay_01JD0000000000000000000000") is None
-
-    def test_same_payment_id_in_two_tenants_are_separate(self, store):
-        a = self.created(store, "ten_a", amount=100)
-        b = new_payment("ten_b", payment_id=a.payment_id, amount=200)
-        store.commit(Changes(payment=b))
-        assert store.payments.get_payment("ten_a", a.payment_id).amount == 100
-        assert store.payments.get_payment("ten_b", a.payment_id).amount == 200
+class UnitOfWorkContract(StoreContract):
+    """UnitOfWork: a commit writes all of a Changes or nothing; versions, markers and creates are enforced."""
 
     def test_create_twice_raises_already_exists_and_writes_nothing(self, store):
         p = self.created(store)
@@ -112,7 +93,6 @@ class PaymentStoreContract(KnownBugs):
         finally:
             close_quietly(other)
 
-    # -- conditional update ----------------------------------------------------------
     def test_update_on_expected_version_bumps_version(self, store):
         p = self.created(store)
         p.validate(at(1))
@@ -142,7 +122,6 @@ class PaymentStoreContract(KnownBugs):
             store.commit(Changes(payment=p, expected_version=1))
         assert store.payments.get_payment("ten_a", p.payment_id) is None
 
-    # -- processed markers ---------------------------------------------------------------
     def test_processed_marker_rejects_a_second_commit_atomically(self, store):
         p = self.created(store)
         p.validate(at(1))
@@ -162,33 +141,44 @@ class PaymentStoreContract(KnownBugs):
             store.commit(Changes(processed=(CONSUMER, "evt_x")))
         store.commit(Changes(processed=("stage.other", "evt_x")))  # each consumer has its own markers
 
-    # -- outbox and timeline ----------------------------------------------------------
-    def test_outbox_in_commit_order_until_published(self, store):
-        p = new_payment()
-        e1, e2 = event_for(p, "payments.initiated"), event_for(p, "payments.validated")
-        store.commit(Changes(payment=p, events=[e1, e2]))
-        q = self.created(store, "ten_b")
-        e3 = store.outbox.pending_outbox(10)[-1].event
-        p.validate(at(1))
-        e4 = event_for(p, "payments.failed")
-        store.commit(Changes(payment=p, expected_version=1, events=[e4]))
-        pending = store.outbox.pending_outbox(10)
-        assert [r.event for r in pending] == [e1, e2, e3, e4] and e3.payment_id == q.payment_id
-        assert len({r.id for r in pending}) == 4
-        assert [r.event for r in store.outbox.pending_outbox(2)] == [e1, e2]
-        store.outbox.mark_published([r.id for r in pending[:3]])
-        assert [r.event for r in store.outbox.pending_outbox(10)] == [e4]
-        store.outbox.mark_published([r.id for r in pending])  # a relay retrying after a crash
-        assert store.outbox.pending_outbox(10) == []
+    def test_one_commit_writes_every_kind_of_change_together(self, store):
+        p = self.created(store)
+        drive_to_authorized(p)
+        ev = event_for(p, "payments.failed")
+        store.commit(Changes(payment=p, expected_version=1, events=[ev], processed=(CONSUMER, "evt_all"),
+                             postings=capture_postings(p), idempotency=idem(key="idem-all"),
+                             secrets=[("ten_a", "tok_all", b"ct")]))
+        assert store.payments.get_payment("ten_a", p.payment_id).version == 2
+        assert store.outbox.pending_outbox(10)[-1].event == ev
+        assert len(store.payments.timeline("ten_a", p.payment_id)) == 5
+        assert store.idempotency.get_idempotency("ten_a", "idem-all", 1_000) is not None
+        assert store.secrets.get_secret("ten_a", "tok_all") == b"ct" and len(store.ledger.balances("ten_a")) == 3
+        with pytest.raises(AlreadyProcessed):
+            store.commit(Changes(processed=(CONSUMER, "evt_all")))
 
-    def test_outbox_keeps_the_trace_header_beside_the_envelope(self, store):
-        p = new_payment()
-        header = "Root=1-6744a3b0-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1"
-        e = dataclasses.replace(event_for(p, "payments.initiated"), trace=header)
-        store.commit(Changes(payment=p, events=[e]))
-        (record,) = store.outbox.pending_outbox(10)
-        assert record.event.trace == header and record.event == e
-        assert "trace" not in record.event.to_dict()  # the published envelope is unchanged
+
+class PaymentReadsContract(StoreContract):
+    """PaymentReads: payments, timelines and lookups, always scoped by the tenant."""
+
+    def test_create_then_get_round_trips_the_aggregate(self, store):
+        p = drive_to_authorized(new_payment())
+        store.commit(Changes(payment=p, events=[event_for(p, "payments.initiated")]))
+        assert p.version == 1 and p.pending_timeline == []
+        got = store.payments.get_payment("ten_a", p.payment_id)
+        assert got == p
+        assert got.attempts[0].psp_reference == "psp_ref_1" and got.status == "processing"
+
+    def test_get_is_scoped_by_tenant(self, store):
+        p = self.created(store, "ten_a")
+        assert store.payments.get_payment("ten_b", p.payment_id) is None
+        assert store.payments.get_payment("ten_a", "pay_01JD0000000000000000000000") is None
+
+    def test_same_payment_id_in_two_tenants_are_separate(self, store):
+        a = self.created(store, "ten_a", amount=100)
+        b = new_payment("ten_b", payment_id=a.payment_id, amount=200)
+        store.commit(Changes(payment=b))
+        assert store.payments.get_payment("ten_a", a.payment_id).amount == 100
+        assert store.payments.get_payment("ten_b", a.payment_id).amount == 200
 
     def test_timeline_entries_in_order_with_seq(self, store):
         p = new_payment()
@@ -206,7 +196,6 @@ class PaymentStoreContract(KnownBugs):
         assert rows[1]["at"] == at(2) and rows[2]["detail"] == {"psps": ["sim-a"]}
         assert store.payments.timeline("ten_b", p.payment_id) == []
 
-    # -- listing -----------------------------------------------------------------------
     def walk(self, store, tenant_id, status, limit):
         pages, cursor = [], None
         while True:
@@ -273,42 +262,41 @@ class PaymentStoreContract(KnownBugs):
         store.commit(Changes(payment=a1, expected_version=1))  # updates add nothing
         assert len(store.payments.payments_by_correlation("ten_a", "corr-contract")) == 2
 
-    # -- idempotency records -------------------------------------------------------------
-    def test_idempotency_record_reads_back_byte_identical(self, store):
-        body = b'{"amount":1999,"id":"pay_1"}\n\x00\xff\xfe'
-        rec = idem(body=body)
+
+class OutboxContract(StoreContract):
+    """Outbox: committed events wait, in commit order, until the relay marks them published."""
+
+    def test_outbox_in_commit_order_until_published(self, store):
         p = new_payment()
-        store.commit(Changes(payment=p, events=[event_for(p, "payments.initiated")], idempotency=rec))
-        got = store.idempotency.get_idempotency("ten_a", "idem-1", 1_050)
-        assert got is not None
-        assert (got.tenant_id, got.key, got.request_hash, got.status_code) == ("ten_a", "idem-1", rec.request_hash, 202)
-        assert got.response == body and type(got.response) is bytes
-        assert got.headers == rec.headers and got.expires_at == rec.expires_at == 1_100
-        assert store.idempotency.get_idempotency("ten_b", "idem-1", 1_050) is None
+        e1, e2 = event_for(p, "payments.initiated"), event_for(p, "payments.validated")
+        store.commit(Changes(payment=p, events=[e1, e2]))
+        q = self.created(store, "ten_b")
+        e3 = store.outbox.pending_outbox(10)[-1].event
+        p.validate(at(1))
+        e4 = event_for(p, "payments.failed")
+        store.commit(Changes(payment=p, expected_version=1, events=[e4]))
+        pending = store.outbox.pending_outbox(10)
+        assert [r.event for r in pending] == [e1, e2, e3, e4] and e3.payment_id == q.payment_id
+        assert len({r.id for r in pending}) == 4
+        assert [r.event for r in store.outbox.pending_outbox(2)] == [e1, e2]
+        store.outbox.mark_published([r.id for r in pending[:3]])
+        assert [r.event for r in store.outbox.pending_outbox(10)] == [e4]
+        store.outbox.mark_published([r.id for r in pending])  # a relay retrying after a crash
+        assert store.outbox.pending_outbox(10) == []
 
-    def test_idempotency_record_expires_at_its_ttl(self, store):
-        store.commit(Changes(idempotency=idem(created_at=1_000, ttl=100)))
-        assert store.idempotency.get_idempotency("ten_a", "idem-1", 1_099) is not None
-        assert store.idempotency.get_idempotency("ten_a", "idem-1", 1_100) is None
-        assert store.idempotency.get_idempotency("ten_a", "idem-1", 9_999) is None
-
-    def test_expired_idempotency_record_can_be_replaced(self, store):
-        store.commit(Changes(idempotency=idem(created_at=1_000, ttl=100, body=b"first")))
-        store.commit(Changes(idempotency=idem(created_at=1_100, ttl=100, body=b"second")))
-        got = store.idempotency.get_idempotency("ten_a", "idem-1", 1_150)
-        assert (got.response, got.expires_at) == (b"second", 1_200)
-
-    def test_live_idempotency_record_cannot_be_replaced(self, store):
-        store.commit(Changes(idempotency=idem(created_at=1_000, ttl=100, body=b"first")))
+    def test_outbox_keeps_the_trace_header_beside_the_envelope(self, store):
         p = new_payment()
-        with pytest.raises(AlreadyExists):
-            store.commit(Changes(payment=p, events=[event_for(p)],
-                                 idempotency=idem(created_at=1_099, ttl=100, body=b"second")))
-        assert store.idempotency.get_idempotency("ten_a", "idem-1", 1_050).response == b"first"
-        assert store.payments.get_payment("ten_a", p.payment_id) is None and store.outbox.pending_outbox(10) == []
-        store.commit(Changes(idempotency=idem("ten_b", created_at=1_050, body=b"other tenant")))
+        header = "Root=1-6744a3b0-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1"
+        e = dataclasses.replace(event_for(p, "payments.initiated"), trace=header)
+        store.commit(Changes(payment=p, events=[e]))
+        (record,) = store.outbox.pending_outbox(10)
+        assert record.event.trace == header and record.event == e
+        assert "trace" not in record.event.to_dict()  # the published envelope is unchanged
 
-    # -- vault and ledger ------------------------------------------------------------------
+
+class SecretsContract(StoreContract):
+    """Secrets: vault ciphertexts written by a commit, read by tenant and token."""
+
     def test_vault_secret_round_trip_scoped_by_tenant(self, store):
         blob = bytes(range(256)) + b"k1"
         store.commit(Changes(secrets=[("ten_a", "tok_1", blob), ("ten_b", "tok_2", b"b")]))
@@ -317,136 +305,3 @@ class PaymentStoreContract(KnownBugs):
         with pytest.raises(AlreadyExists):  # a token is never silently re-pointed
             store.commit(Changes(secrets=[("ten_a", "tok_1", b"other")]))
         assert store.secrets.get_secret("ten_a", "tok_1") == blob
-
-    def test_ledger_balances_sum_postings_per_account_and_currency(self, store):
-        eur = self.created(store, amount=1999)
-        usd = self.created(store, amount=500, currency="USD")
-        store.commit(Changes(postings=capture_postings(eur) + capture_postings(usd, fee=10)))
-        store.commit(Changes(postings=refund_postings(eur, 300)))
-        store.commit(Changes(postings=capture_postings(self.created(store, "ten_b"))))
-        got = {(b["account"], b["currency"]): b["balance"] for b in store.ledger.balances("ten_a")}
-        assert got == {("psp_receivable:sim-a", "EUR"): 1699, ("merchant_payable", "EUR"): -1640,
-                       ("platform_fees", "EUR"): -59, ("psp_receivable:sim-a", "USD"): 500,
-                       ("merchant_payable", "USD"): -490, ("platform_fees", "USD"): -10}
-        assert store.ledger.balances("ten_c") == []
-
-    def test_ledger_totals_per_transaction(self, store):
-        a, b = self.created(store), self.created(store, "ten_b", currency="USD")
-        lopsided = capture_postings(b)[:2]  # I4 checks must see an unbalanced transaction
-        store.commit(Changes(postings=capture_postings(a) + refund_postings(a, 100) + lopsided))
-        got = {(t["txn_id"], t["currency"]): (t["sum"], t["legs"]) for t in store.ledger.ledger_totals()}
-        assert got == {(f"txn_{a.payment_id}_capture", "EUR"): (0, 3), ("txn_ref_1", "EUR"): (0, 2),
-                       (f"txn_{b.payment_id}_capture", "USD"): (59, 2)}
-
-    def test_one_commit_writes_every_kind_of_change_together(self, store):
-        p = self.created(store)
-        drive_to_authorized(p)
-        ev = event_for(p, "payments.failed")
-        store.commit(Changes(payment=p, expected_version=1, events=[ev], processed=(CONSUMER, "evt_all"),
-                             postings=capture_postings(p), idempotency=idem(key="idem-all"),
-                             secrets=[("ten_a", "tok_all", b"ct")]))
-        assert store.payments.get_payment("ten_a", p.payment_id).version == 2
-        assert store.outbox.pending_outbox(10)[-1].event == ev
-        assert len(store.payments.timeline("ten_a", p.payment_id)) == 5
-        assert store.idempotency.get_idempotency("ten_a", "idem-all", 1_000) is not None
-        assert store.secrets.get_secret("ten_a", "tok_all") == b"ct" and len(store.ledger.balances("ten_a")) == 3
-        with pytest.raises(AlreadyProcessed):
-            store.commit(Changes(processed=(CONSUMER, "evt_all")))
-
-    # -- report counters (the reporting consumer's aggregates) ------------------------------
-    def test_report_counts_each_change_once_however_often_it_is_delivered(self, store):
-        d1 = ReportDelta("ten_a", "evt_r1", {"payments": 1, "amount:EUR": 1999})
-        d2 = ReportDelta("ten_a", "evt_r2", {"authorized": 1, "psp:sim-a:authorized": 1})
-        assert store.reports.apply_report("reports", [d1]) == 1
-        assert store.reports.apply_report("reports", [d1, d2, d1]) == 1  # redelivered batch, duplicate inside it
-        assert store.reports.apply_report("reports", [d2, d1]) == 0
-        assert store.reports.report_counters("ten_a") == {"payments": 1, "amount:EUR": 1999, "authorized": 1,
-                                                  "psp:sim-a:authorized": 1}
-
-    def test_report_counters_are_per_tenant_and_per_consumer(self, store):
-        assert store.reports.report_counters("ten_a") == {}
-        store.reports.apply_report("reports", [ReportDelta("ten_a", "evt_1", {"payments": 1}),
-                                       ReportDelta("ten_b", "evt_2", {"payments": 1, "amount:USD": 500}),
-                                       ReportDelta("ten_b", "evt_3", {"payments": 1, "amount:USD": 250})])
-        assert store.reports.report_counters("ten_a") == {"payments": 1}
-        assert store.reports.report_counters("ten_b") == {"payments": 2, "amount:USD": 750}
-        assert store.reports.report_counters("ten_c") == {}
-        # Another consumer's markers are its own; a stage's marker for the same event id is not ours.
-        store.commit(Changes(processed=(CONSUMER, "evt_4")))
-        assert store.reports.apply_report("reports", [ReportDelta("ten_a", "evt_4", {"payments": 1})]) == 1
-        assert store.reports.apply_report("reports.v2", [ReportDelta("ten_a", "evt_1", {"payments": 1})]) == 1
-        assert store.reports.report_counters("ten_a") == {"payments": 3}
-
-    def test_report_batch_bigger_than_one_transaction_counts_exactly(self, store):
-        deltas = [ReportDelta(f"ten_{i % 7}", f"evt_big_{i}", {"payments": 1, f"amount:EUR": i}) for i in range(130)]
-        assert store.reports.apply_report("reports", deltas[:40]) == 40
-        assert store.reports.apply_report("reports", deltas) == 90  # the first 40 are redeliveries
-        for t in range(7):
-            mine = [i for i in range(130) if i % 7 == t]
-            assert store.reports.report_counters(f"ten_{t}") == {"payments": len(mine), "amount:EUR": sum(mine)}
-    # -- state-change audit rows (chained later by security/audit.chain_pending) --------------
-    def test_each_state_change_gets_an_audit_row_in_its_commit(self, store):
-        p = new_payment()
-        store.commit(Changes(payment=p, events=[event_for(p, "payments.initiated")], actor="api:key_1",
-                             correlation_id="corr-create"))
-        p.validate(at(1))
-        p.screen(at(2), "approve", 12, [])
-        store.commit(Changes(payment=p, expected_version=1, actor="stage:risk"))
-        rows = [r for r in store.audit_queue.pending_audit(100) if r.tenant_id == "ten_a"]
-        assert [r.source for r in rows] == [f"{p.payment_id}@1#c", f"{p.payment_id}@2#0", f"{p.payment_id}@2#1"]
-        assert [(r.body["from"], r.body["to"], r.body["version"]) for r in rows] == [
-            (None, "initiated", 1), ("initiated", "validated", 2), ("validated", "screened", 2)]
-        assert [r.body["actor"] for r in rows] == ["api:key_1", "stage:risk", "stage:risk"]
-        assert rows[0].body["correlation_id"] == "corr-create" and rows[1].body["correlation_id"] == "corr-contract"
-        assert all(r.body["subject"] == p.payment_id and r.body["at"] for r in rows)
-        assert len({r.id for r in rows}) == 3 and [r.id for r in rows] == sorted(r.id for r in rows)
-        assert store.audit_queue.pending_audit_count("ten_a") == 3 and store.audit_queue.pending_audit_count("ten_b") == 0
-
-    def test_a_refused_commit_leaves_no_audit_row(self, store):
-        p = self.created(store)
-        before = store.audit_queue.pending_audit(100)
-        p.validate(at(1))
-        with pytest.raises(ConcurrencyConflict):
-            store.commit(Changes(payment=p, expected_version=7, actor="stage:validation"))
-        with pytest.raises(AlreadyExists):
-            store.commit(Changes(payment=new_payment(payment_id=p.payment_id)))
-        assert store.audit_queue.pending_audit(100) == before
-
-    def test_audit_rows_are_forgotten_once_chained(self, store):
-        a, b = self.created(store, "ten_a"), self.created(store, "ten_b")
-        rows = store.audit_queue.pending_audit(100)
-        assert {r.tenant_id for r in rows} == {"ten_a", "ten_b"}
-        store.audit_queue.mark_audited([r.id for r in rows if r.tenant_id == "ten_a"])
-        store.audit_queue.mark_audited([r.id for r in rows if r.tenant_id == "ten_a"])  # again: harmless
-        assert [r.body["subject"] for r in store.audit_queue.pending_audit(100)] == [b.payment_id]
-        assert store.audit_queue.pending_audit_count("ten_a") == 0 and store.audit_queue.pending_audit_count("ten_b") == 1
-        assert a.payment_id != b.payment_id
-
-    # -- shared rate limit ---------------------------------------------------------------
-    def test_count_request_admits_limit_per_tenant_and_window_across_instances(self, store, tmp_path):
-        other = self.make_store(tmp_path)
-        assert [s.requests.count_request("ten_a", 100, 3, 2_000) for s in (store, other, store, other)] == [
-            True, True, True, False]
-        assert store.requests.count_request("ten_b", 100, 3, 2_000)  # per tenant
-        assert other.requests.count_request("ten_a", 101, 3, 2_000)  # per window
-        close_quietly(other)
-
-    def test_count_request_is_atomic_under_concurrency(self, store, tmp_path):
-        import threading
-        stores = [store] + [self.make_store(tmp_path) for _ in range(3)]
-        admitted: list[bool] = []
-        lock = threading.Lock()
-
-        def hammer(s) -> None:
-            for _ in range(10):
-                ok = s.requests.count_request("ten_a", 7, 25, 2_000)
-                with lock:
-                    admitted.append(ok)
-        threads = [threading.Thread(target=hammer, args=(s,)) for s in stores]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert len(admitted) == 40 and admitted.count(True) == 25
-        for s in stores[1:]:
-            close_quietly(s)

@@ -18,9 +18,8 @@ from chalicelib.adapters.aws.kms import KmsDecryptionError, KmsKeys
 from ..aws_services import services
 from .audit_contract import AuditLogContract
 from .bus_contract import EventBusContract
-from .coordination_contract import StoreCoordinationContract
 from .keys_contract import KeyServiceContract
-from .store_contract import PaymentStoreContract
+from .store_ports_contract import STORE_CONTRACTS
 from .tenants_contract import TenantDirectoryContract
 
 KEY_ALIAS = "alias/contract-tests"
@@ -33,9 +32,22 @@ def table_for(tmp_path) -> str:
     return name
 
 
-class TestDynamoStore(PaymentStoreContract, StoreCoordinationContract):
+class TestDynamoStore(*STORE_CONTRACTS):
     def make_store(self, tmp_path):
+        self.stream = aws.create_table(services().client("dynamodb"), table_for(tmp_path))
         return open_dynamo_store(services().client("dynamodb"), table_for(tmp_path))
+
+    def feed_changes(self, store, reader):
+        """The table's stream, as Lambda's mapping hands it over: every record after the last read."""
+        streams = services().client("dynamodbstreams")
+        seen = getattr(self, "_read", 0)
+        records = []
+        for shard in streams.describe_stream(StreamArn=self.stream)["StreamDescription"]["Shards"]:
+            it = streams.get_shard_iterator(StreamArn=self.stream, ShardId=shard["ShardId"],
+                                            ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+            records += streams.get_records(ShardIterator=it, Limit=1000)["Records"]
+        self._read = len(records)
+        return store.feed.outbox_in(records[seen:])
 
 
 class TestDynamoTenants(TenantDirectoryContract):

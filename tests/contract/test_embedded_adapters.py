@@ -3,23 +3,22 @@ from __future__ import annotations
 
 import orjson
 
+from chalicelib.adapters.keyring import DecryptionError, LocalKeyring
 from chalicelib.adapters.sqlite import bus as sqlite_bus
 from chalicelib.adapters.sqlite.audit import SqliteAuditLog
-from chalicelib.adapters.keyring import DecryptionError, LocalKeyring
 from chalicelib.adapters.sqlite.bus import SqliteBus
 from chalicelib.adapters.sqlite.store import open_store
 from chalicelib.ports import Changes, OutRecord
 
 from .audit_contract import AuditLogContract
 from .bus_contract import EventBusContract
-from .coordination_contract import StoreCoordinationContract
 from .factories import event_for, new_payment
 from .keys_contract import KeyServiceContract
-from .store_contract import PaymentStoreContract
+from .store_ports_contract import STORE_CONTRACTS
 from .tenants_contract import TenantDirectoryContract
 
 
-class TestSqliteStore(PaymentStoreContract, StoreCoordinationContract):
+class TestSqliteStore(*STORE_CONTRACTS):
     def make_store(self, tmp_path):
         return open_store(tmp_path / "store.db")
 

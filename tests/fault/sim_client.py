@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import orjson
 
-from chalicelib.services.payments import ApiError
+from chalicelib.services.api_io import ApiError
 
 CARDS = ("4242424242424242", "5555555555554444", "4000056655665556", "378282246310005")
 

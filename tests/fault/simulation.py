@@ -30,22 +30,22 @@ from typing import Any
 
 import orjson
 
-from chalicelib.stages import reconciliation
-from chalicelib.services import reporting, tenants as tenancy
+from chalicelib import bootstrap
 from chalicelib.adapters.keyring import LocalKeyring
 from chalicelib.adapters.sqlite.bus import SqliteBus
 from chalicelib.adapters.sqlite.store import open_store
 from chalicelib.config import Settings
-from chalicelib import bootstrap
 from chalicelib.handlers.relay import relay_once
-from laptop.runner import StageWorker
+from chalicelib.services import reporting
+from chalicelib.services import tenants as tenancy
 from chalicelib.services.payments import PaymentService
-from chalicelib.stages import STAGES
+from chalicelib.stages import STAGES, reconciliation
+from laptop.event_source import StageWorker
 
 from ..fakes import FakeClock
 from .sim_checks import check_all
 from .sim_client import ApiClient
-from .sim_faults import CrashingBus, CrashingStore, Crasher, SimCrash, deterministic
+from .sim_faults import Crasher, CrashingBus, CrashingStore, SimCrash, deterministic
 from .sim_psp import PspRates, SimPsp
 
 PSP_STAGES = ("authorization", "capture", "refund")

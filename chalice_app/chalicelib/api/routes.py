@@ -20,7 +20,8 @@ from ..domain.cards import holds_pan, mask_pans
 from ..observability import context, tracing
 from ..schemas import schemas_dir
 from ..services import reporting
-from ..services.payments import ApiError, PaymentService, Reply
+from ..services.api_io import ApiError, Reply
+from ..services.payments import PaymentService
 from ..services.tenants import authenticate_caller
 from .ratelimit import retry_after
 
