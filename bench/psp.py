@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from chalicelib.connectors.simulator import SimulatorConnector
-from laptop.psp_simulator import ApiError, Simulator
+from laptop.psp_simulator.psp import ApiError, Simulator
 
 
 class InProcessPsp(SimulatorConnector):

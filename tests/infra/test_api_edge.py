@@ -9,21 +9,11 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
 from chalicelib import config as pc
 
 from infra.stacks.waf import rate_limit
 from tests.infra.conftest import ROOT, ref
-
-
-@pytest.fixture(params=["us-east-1", "eu-west-1"])
-def region(request, cfg):
-    assert request.param in cfg["regions"]
-    return request.param
-
-
-def stack(region):
-    return f"region-{region}"
+from tests.infra.test_synth_regional import region, stack  # noqa: F401 - the region fixture, per region
 
 
 def test_the_routing_record_aliases_a_regional_domain_of_its_own_name(synth, cfg, region):
