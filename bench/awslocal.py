@@ -6,10 +6,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from chalicelib.adapters.aws.setup import AwsSettings, provision
+from chalicelib.adapters.aws.setup import AwsSettings
 from chalicelib.config import Settings
-from laptop import aws_local
 from chalicelib.stages import topics
+from laptop import aws_local
+from laptop.provision import provision
 
 from .embedded import RunResult, run_pipeline
 

@@ -111,10 +111,11 @@ def start_aws_local(sup: Supervisor, settings: Settings) -> None:
     then the table, the platform key and the topics. Ctrl-C stops what we started."""
     from urllib.parse import urlparse
 
-    from chalicelib.adapters.aws.setup import AwsSettings, provision
+    from chalicelib.adapters.aws.setup import AwsSettings
     from chalicelib.stages import topics
 
     from . import aws_local
+    from .provision import provision
     aws = AwsSettings.from_env(settings.mode)
     kafka_port = int(aws.bootstrap.split(",")[0].rsplit(":", 1)[1])
     moto_port = urlparse(aws.endpoint_url).port or 4566

@@ -50,7 +50,9 @@ def start_stream_relay(platform: Any, runner: Runner, enabled: bool = True) -> t
     records older than its grace period: it sweeps what the stream path missed."""
     if platform.settings.mode != "aws-local" or not enabled:
         return None
-    from chalicelib.adapters.aws.setup import AwsSettings, clients, stream_arn  # noqa: PLC0415 - aws-local only
+    from chalicelib.adapters.aws.setup import AwsSettings, clients  # noqa: PLC0415 - aws-local only
+
+    from .provision import stream_arn  # noqa: PLC0415
     aws = AwsSettings.from_env(platform.settings.mode)
     c = clients(aws)
     arn = stream_arn(aws, c["dynamodb"])

@@ -28,7 +28,9 @@ def cmd_payments_show(args: argparse.Namespace) -> int:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    from chalicelib.observability.timeline import render, trace
+    from chalicelib.observability.timeline import trace
+
+    from .timeline_view import render
     p = platform()
     if args.correlation_id:
         tenants = [args.tenant] if args.tenant else [t["tenant_id"] for t in p.store.tenants.list_tenants()]

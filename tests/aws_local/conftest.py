@@ -16,16 +16,18 @@ from typing import Any, Callable
 import pytest
 from chalice.test import Client
 
-from chalicelib.services import tenants as tenancy
-from chalicelib.adapters.aws.setup import AwsSettings, clients, provision
-from chalicelib.adapters.aws.dynamodb import open_store as open_dynamo_store
-from chalicelib.config import Settings
-from laptop.psp_simulator import SimulatorServer
-from laptop import aws_local
 from chalicelib import bootstrap
-from laptop.streams import StreamRelay, StreamReporter
-from laptop.runner import Runner
+from chalicelib.adapters.aws.dynamodb import open_store as open_dynamo_store
+from chalicelib.adapters.aws.setup import AwsSettings, clients
+from chalicelib.ports import Store
+from chalicelib.config import Settings
+from chalicelib.services import tenants as tenancy
 from chalicelib.stages import STAGES, topics
+from laptop import aws_local
+from laptop.provision import provision
+from laptop.psp_simulator import SimulatorServer
+from laptop.runner import Runner
+from laptop.streams import StreamRelay, StreamReporter
 
 from ..aws_services import services
 from ..fakes import RecordingPoster
@@ -47,7 +49,7 @@ class AwsStack:
     client: Any
     tenant: dict[str, Any]
     table: str
-    raw_store: DynamoStore  # no outbox grace: sees every pending record
+    raw_store: Store  # no outbox grace: sees every pending record
 
     def post(self, path: str, body: Any, **headers: str) -> Any:
         h = {"Authorization": f"Bearer {self.tenant['api_key']}", "Content-Type": "application/json", **headers}

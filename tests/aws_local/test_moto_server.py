@@ -6,7 +6,7 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib.adapters.aws.setup import create_table
+from laptop.provision import create_table
 
 from ..aws_services import services
 

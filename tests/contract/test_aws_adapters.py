@@ -9,11 +9,11 @@ import hashlib
 
 import pytest
 
-from chalicelib.adapters.aws import setup as aws
 from chalicelib.adapters.aws.dynamodb import open_store as open_dynamo_store
 from chalicelib.adapters.aws.dynamodb_audit import DynamoAuditLog
 from chalicelib.adapters.aws.kafka import KafkaBus
 from chalicelib.adapters.aws.kms import KmsDecryptionError, KmsKeys
+from laptop import provision as aws
 
 from ..aws_services import services
 from .audit_contract import AuditLogContract

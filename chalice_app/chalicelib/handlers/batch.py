@@ -24,6 +24,7 @@ from opentelemetry.trace import SpanKind
 
 from .. import codec
 from ..clock import iso
+from ..domain.events import Event
 from ..errors import PermanentError
 from ..observability import context, metrics, tracing
 from ..ports import Platform
@@ -190,7 +191,7 @@ def _handle_records(records: list[MskRecord], stage: Stage, platform: Platform, 
             break
 
 
-def _decode(record: MskRecord, stage: Stage) -> Any:
+def _decode(record: MskRecord, stage: Stage) -> Event:
     evt = codec.decode(record.value)
     header_tenant = record.headers.get("tenant_id")
     if header_tenant is not None and header_tenant.decode(errors="replace") != evt.tenant_id:

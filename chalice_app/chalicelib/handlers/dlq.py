@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -13,7 +14,7 @@ from ..ports import OutRecord
 from .msk import MskRecord
 
 
-def entry(record: MskRecord, stage: str, error: str, attempts: int, at: Any) -> dict[str, Any]:
+def entry(record: MskRecord, stage: str, error: str, attempts: int, at: datetime) -> dict[str, Any]:
     """A DLQ entry that names the payment, so nothing is ever silently lost (I2)."""
     return {
         "entry_id": ids.new_id("dlq"),

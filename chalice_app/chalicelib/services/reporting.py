@@ -8,10 +8,11 @@ GET /v1/reports/summary shapes a tenant's counters into the report.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ..clock import parse_iso
 from ..domain.events import Event
+from ..domain.payment import Payment
 from ..ports import ReportDelta, Store
 
 CONSUMER = "reports"  # processed-marker namespace and embedded feed reader
@@ -19,7 +20,7 @@ SUCCESS = frozenset({"authorized", "captured", "voided"})  # attempt states that
 FAILED_STATUSES = ("declined", "failed", "requires_review")
 
 
-def _psp_outcomes(payment: Any) -> dict[str, int]:
+def _psp_outcomes(payment: Payment) -> dict[str, int]:
     """Every attempt's outcome per PSP, with its latency (started -> last PSP answer)."""
     out: dict[str, int] = {}
     for a in payment.attempts if payment else ():
@@ -33,7 +34,7 @@ def _psp_outcomes(payment: Any) -> dict[str, int]:
     return out
 
 
-def delta_for(event: Event, get_payment: Any) -> ReportDelta | None:
+def delta_for(event: Event, get_payment: Callable[[str, str], Payment | None]) -> ReportDelta | None:
     """What one committed event adds to its tenant's report (None: nothing to count).
 
     Attempt outcomes are counted once per payment, when authorization is decided:
@@ -64,7 +65,7 @@ def delta_for(event: Event, get_payment: Any) -> ReportDelta | None:
     return ReportDelta(event.tenant_id, event.event_id, {**c, "changes": 1})
 
 
-def report_events(events: Iterable[Event], store: Any) -> int:
+def report_events(events: Iterable[Event], store: Store) -> int:
     """Count these changes (exactly once each); returns how many were new."""
     deltas = [x for x in (delta_for(e, store.payments.get_payment) for e in events) if x is not None]
     return store.reports.apply_report(CONSUMER, deltas) if deltas else 0

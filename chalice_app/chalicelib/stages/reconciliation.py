@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
 
 from ..clock import iso
+from ..domain.payment import Payment
 from ..domain.psp import Outcome, PspResult
 from ..domain.states import State
 from ..errors import TransientError
@@ -53,7 +53,7 @@ def reconcile(platform: Platform, reminder: Reminder) -> str:
         return result
 
 
-def _reconcile(platform: Platform, reminder: Reminder, payment: Any) -> str:
+def _reconcile(platform: Platform, reminder: Reminder, payment: Payment | None) -> str:
     ctx = StageContext(NAME, platform)
     store = platform.store
     clear = Reminder(reminder.tenant_id, reminder.payment_id, None)
