@@ -2,7 +2,7 @@
 
 Ingestion calls PaymentService.create_payment, the code behind POST /v1/payments,
 from API client threads in an API process of its own (bench/ingest.py, as `make
-local` runs the API apart from the worker) or in this process. The stage workers are the local event source mapping (runtime.runner) invoking
+local` runs the API apart from the worker) or in this process. The stage workers are the local event source mapping (laptop/runner.py) invoking
 app.py's stage Lambdas, one polling thread per stage plus the outbox relay, as
 `make local`'s worker runs them, in this process. Probes only wrap: the store (to time the commit
 that settles each payment), each stage's invoke (processing time, queue wait) and

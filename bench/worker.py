@@ -1,4 +1,4 @@
-"""A stage-worker process for the scaling run: runtime.worker's runner, with the in-process PSP.
+"""A stage-worker process for the scaling run: laptop/worker.py's runner, with the in-process PSP.
 
 `python -m bench.worker --data-dir D --member i --members m` (PYTHONPATH=chalice_app).
 Like `make local`'s worker, member 0 also runs the outbox relay. Each payment's

@@ -238,7 +238,7 @@ class ProcessStack(Stack):
 
 
 def wait_http(url: str, proc: subprocess.Popen, what: str, data: Path, timeout_s: float = 60) -> None:
-    """runtime.local's readiness wait, with the stack's logs attached when it gives up."""
+    """laptop/stack.py's readiness wait, with the stack's logs attached when it gives up."""
     try:
         local.wait_http(url, proc, what, timeout_s)
     except RuntimeError as e:

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 def start_stream_relay(platform: Any, runner: Runner, enabled: bool = True) -> threading.Thread | None:
     """aws-local: read the table's stream like the outbox_relay Lambda's mapping would.
 
-    The runner's polling relay still runs, but DynamoStore only hands it outbox
+    The runner's polling relay still runs, but the DynamoDB outbox only hands it outbox
     records older than its grace period: it sweeps what the stream path missed."""
     if platform.settings.mode != "aws-local" or not enabled:
         return None

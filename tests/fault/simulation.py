@@ -2,7 +2,7 @@
 
 One process, one seed, one random.Random: the API service (idempotency keys,
 duplicate and conflicting calls, merchant captures/cancels/refunds), the real
-stage Lambdas (app.STAGE_HANDLERS via runtime.runner.StageWorker, one worker
+stage Lambdas (app.STAGE_HANDLERS via laptop/event_source.py's StageWorker, one worker
 per stage and partition, so batches arrive in any order across stages and
 partitions but in offset order within one), the outbox relay and
 reconciliation, on real SQLite adapters and a fake clock. The scheduler also

@@ -176,7 +176,7 @@ def stack(tmp_path, monkeypatch, request):
     except pytest.FixtureLookupError:
         stack_env = {}
     port = free_port()
-    # Like simulator_server.serve(), but polling for shutdown every 20 ms instead of 500 ms
+    # Like laptop.psp_simulator.serve(), but polling for shutdown every 20 ms instead of 500 ms
     # (teardown time dominates a suite of short tests).
     server = SimulatorServer(("127.0.0.1", port), str(tmp_path / "sim.db"), 0.6)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="psp-simulator",

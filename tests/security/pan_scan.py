@@ -3,7 +3,7 @@
 A hit is either
 - a run of 13-19 ASCII digits, not part of a longer digit run, that passes Luhn (except epoch
   milliseconds and runs inside ids: hex digests and this platform's ULIDs, see
-  logfilter.inside_id), or
+  domain/cards.py: inside_id), or
 - any occurrence of one of the raw test PANs (even inside a longer run).
 ULIDs, epoch milliseconds and ISO timestamps make digit runs too; only these two
 kinds count. Base64 (DLQ entries carry the original record base64-encoded) is

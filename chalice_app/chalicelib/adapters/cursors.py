@@ -1,4 +1,4 @@
-"""Pagination cursors shared by every PaymentStore adapter: opaque to clients, checked on the way in."""
+"""Pagination cursors shared by every PaymentReads adapter: opaque to clients, checked on the way in."""
 from __future__ import annotations
 
 import base64

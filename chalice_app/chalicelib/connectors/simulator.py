@@ -1,4 +1,4 @@
-"""Connector for the PSP simulator (simulator_server.py), over plain HTTP/JSON.
+"""Connector for the PSP simulator (laptop/psp_simulator/), over plain HTTP/JSON.
 
 The important job here is telling "the PSP provably did not process this"
 (UNAVAILABLE / SOFT_DECLINED: safe to fail over) apart from "we do not know"

@@ -4,7 +4,7 @@ Every line carries time, level, logger, message, and -- when known -- stage,
 tenant_id, payment_id, correlation_id, event_id (from telemetry.context) and the
 X-Ray trace id and span id of the current span, plus the call's `extra` fields.
 LOG_FORMAT=text gives the classic one-liner for people who prefer it.
-PAN masking (security.logfilter) runs on every record before it gets here.
+PAN masking (observability/logmask.py) runs on every record before it gets here.
 """
 from __future__ import annotations
 

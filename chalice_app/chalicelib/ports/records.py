@@ -69,7 +69,7 @@ class Changes:
 
 @dataclass(frozen=True)
 class ReportDelta:
-    """What one change adds to its tenant's report counters (reporting.py builds these).
+    """What one change adds to its tenant's report counters (services/reporting.py builds these).
 
     `change_id` names the change (the event id) so a redelivered change is counted once."""
     tenant_id: str

@@ -17,7 +17,7 @@ import orjson
 
 from chalicelib.clock import iso, parse_iso
 from chalicelib.domain.cards import mask_pans
-from chalicelib.observability import timeline as observability
+from chalicelib.observability import timeline
 from chalicelib.observability.metrics import percentile
 from chalicelib.services import dlq as dlq_admin
 from chalicelib.services import reporting
@@ -79,7 +79,7 @@ def snapshot(platform: Any, now: datetime | None = None) -> dict[str, Any]:
     started = time.monotonic()
     now = now or datetime.now(timezone.utc)
     payments = recent_payments(platform, SAMPLE if platform.settings.mode == "embedded" else SAMPLE_REMOTE)
-    traces = [(t, p, observability.trace(platform, p)) for t, p in payments]
+    traces = [(t, p, timeline.trace(platform, p)) for t, p in payments]
     dead = dlq_entries(platform)
 
     stage_ms: dict[str, list[float]] = {s: [] for s in STAGES}
@@ -167,11 +167,11 @@ def reports(platform: Any) -> dict[str, Any]:
 
 
 def payment_trace(platform: Any, tenant_id: str, payment_id: str) -> dict[str, Any] | None:
-    """One payment's timeline (observability.trace) with its attempts, for the drill-down."""
+    """One payment's timeline (timeline.trace) with its attempts, for the drill-down."""
     p = platform.store.payments.get_payment(tenant_id, payment_id)
     if p is None:
         return None
-    tr = observability.trace(platform, p)
+    tr = timeline.trace(platform, p)
     tr["amount"], tr["currency"] = p.amount, p.currency
     tr["attempts"] = [{"number": a.number, "psp": a.psp, "status": a.status, "code": a.code,
                        "started_at": a.started_at, "updated_at": a.updated_at} for a in p.attempts]
