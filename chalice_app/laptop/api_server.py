@@ -1,16 +1,108 @@
-"""`chalice local` with a listen backlog fit for bursts: what `make local` runs as the API.
+"""`chalice local` as `make local` runs the API: a listen backlog fit for bursts, and the edge a
+payments API needs.
 
 Run from chalice_app/: `python -m laptop.api_server --host H --port P --stage S`.
-chalice's ThreadedHTTPServer keeps socketserver's default backlog of 5, so a
-burst of concurrent clients (the duplicate-storm test: 64) overflows it and
-the kernel resets connections that never reached the app. The simulator
-server sets 128 for the same reason.
+
+- Backlog: chalice's ThreadedHTTPServer keeps socketserver's default of 5, so a burst of
+  concurrent clients (the duplicate-storm test: 64) overflows it and the kernel resets
+  connections that never reached the app. The simulator server sets 128 for the same reason.
+- No request smuggling: chalice local reads a body by Content-Length only, so the bytes of a
+  `Transfer-Encoding: chunked` body were parsed as the next request on the same keep-alive
+  connection. Any request with Transfer-Encoding is refused (501) and its connection closed.
+- One error format: what the server itself answers (an unknown method, oversized headers, a
+  malformed request line, an unknown route) is application/problem+json like the app's own
+  answers, never an HTML page or chalice's `{"message": ...}`. API Gateway answers some of these
+  itself in AWS (README, "HTTP API").
 """
 from __future__ import annotations
 
 import sys
+import uuid
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+
+from chalicelib.api.routes import CORRELATION_HEADER, PROBLEM_BASE
 
 BACKLOG = 128
+
+
+def problem_body(status: int, title: str, detail: str, correlation_id: str) -> bytes:
+    return orjson.dumps({"type": PROBLEM_BASE + title.lower().replace(" ", "-"), "title": title, "status": status,
+                         "detail": detail, "correlation_id": correlation_id})
+
+
+def edge_handler(base: type, route_matcher: type) -> type:
+    """chalice local's request handler with the edge described above."""
+
+    class EdgeHandler(base):
+        def __init__(self, request: Any, client_address: Any, server: Any, app_object: Any, config: Any) -> None:
+            # Set before the base class's __init__, which handles the connection.
+            self.routes = app_object.routes
+            self.matcher = route_matcher(list(app_object.routes))
+            super().__init__(request, client_address, server, app_object=app_object, config=config)
+
+        def _problem(self, status: int, title: str, detail: str, headers: dict[str, str] | None = None,
+                     close: bool = False) -> None:
+            corr = f"corr_{uuid.uuid4().hex}"
+            body = problem_body(status, title, detail, corr)
+            self.send_response(status)
+            for name, value in {"Content-Type": "application/problem+json", "Content-Length": str(len(body)),
+                                CORRELATION_HEADER: corr, **(headers or {})}.items():
+                self.send_header(name, value)
+            if close:
+                self.send_header("Connection", "close")  # also sets close_connection
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def _generic_handle(self) -> None:
+            if "Transfer-Encoding" in self.headers:
+                self._problem(501, "Transfer-Encoding not supported",
+                              "send the request body with Content-Length; Transfer-Encoding is refused", close=True)
+                return
+            super()._generic_handle()
+
+        # The base class bound its do_* names to its own _generic_handle: bind them to ours.
+        do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
+
+        def _methods(self) -> list[str] | None:
+            """The methods the app serves on this path, or None for an unknown path."""
+            try:
+                route = self.matcher.match_route(self.path).route
+            except ValueError:
+                return None
+            return sorted(self.routes[route])
+
+        def _send_error_response(self, error: Any) -> None:
+            # chalice local answers an unknown route as API Gateway does (403 "Missing Authentication Token").
+            if error.CODE == 403 and self._methods() is None:
+                self._problem(404, "Not found", "no such resource; the API's paths are in /openapi.json")
+                return
+            super()._send_error_response(error)
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            """The http.server's own refusals (unknown method, headers too large, bad request line)."""
+            self.log_error("code %d, message %s", code, message)
+            if code == HTTPStatus.NOT_IMPLEMENTED and getattr(self, "command", None) and self.path:
+                methods = self._methods()
+                if methods is None:
+                    self._problem(404, "Not found", "no such resource; the API's paths are in /openapi.json",
+                                  close=True)
+                else:
+                    self._problem(405, "Method not allowed", f"{self.command} is not allowed here; use "
+                                  + ", ".join(methods), {"Allow": ", ".join(methods)}, close=True)
+                return
+            try:
+                title = HTTPStatus(code).phrase
+            except ValueError:
+                title = "Bad request"
+            detail = {431: "request headers are too large", 414: "the request line is too long",
+                      400: "the request line or a header is malformed"}.get(code, title.lower())
+            self._problem(code, title, detail, close=True)
+
+    return EdgeHandler
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     from chalice.cli import main as chalice_main  # noqa: PLC0415
 
     local.ThreadedHTTPServer.request_queue_size = BACKLOG
+    handler = edge_handler(local.ChaliceRequestHandler, local.RouteMatcher)
+
+    def create_local_server(app_obj: Any, config: Any, host: str, port: int) -> Any:
+        return local.LocalDevServer(app_obj, config, host, port, handler_cls=handler)
+    local.create_local_server = create_local_server  # what chalice's CLI factory calls
     sys.argv = ["chalice", "local", *(sys.argv[1:] if argv is None else argv)]
     return chalice_main()
 

@@ -118,6 +118,26 @@ def endpoint(authenticated: bool = True) -> Callable:
     return wrap
 
 
+@api.middleware("http")
+def _method_not_allowed_as_problem(event: Any, get_response: Callable) -> Response:
+    """Chalice answers a known path with a method it does not serve itself (405 with Allow and its own
+    JSON): the same answer as a problem, like every other refusal. (In AWS, API Gateway refuses such a
+    request before it reaches the app: README, "HTTP API".)"""
+    response = get_response(event)
+    if response.status_code == 405 and b"MethodNotAllowedError" in _body_bytes(response):
+        allow = (response.headers or {}).get("Allow", "")
+        corr = _correlation_id(event)
+        refused = problem(405, "Method not allowed", f"{event.method} is not allowed here; use {allow}", corr)
+        refused.headers["Allow"] = allow
+        return refused
+    return response
+
+
+def _body_bytes(response: Response) -> bytes:
+    body = response.body
+    return body if isinstance(body, bytes) else str(body).encode()
+
+
 # Routes take any Content-Type so that a wrong one gets our problem+json 415, not Chalice's own body.
 JSON = ["*/*"]
 
