@@ -93,6 +93,16 @@ class Supervisor:
                 proc.wait()
         self.procs.clear()
 
+    def kill(self) -> None:
+        """Every child and what it started (each runs in a session of its own), now."""
+        for _, proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+
     def watch(self) -> int:
         while True:
             for name, proc in self.procs:
@@ -140,6 +150,10 @@ def main() -> int:
     stopping = {"flag": False}
 
     def on_signal(*_: Any) -> None:
+        if stopping["flag"]:  # a second Ctrl-C (or signal) while stopping: at once, quietly
+            sup.kill()
+            print("stopped at once.", flush=True)
+            os._exit(130)
         stopping["flag"] = True
         raise KeyboardInterrupt
     # Both, explicitly: a process started with SIGINT ignored (a background job of a script, some CI
@@ -198,7 +212,7 @@ def main() -> int:
         print(f"make local: {e}", file=sys.stderr)
         return 1
     finally:
-        print("\nstopping…", flush=True)
+        print("\nstopping… (Ctrl-C again to stop at once)", flush=True)
         sup.stop()
         print("stopped.")
 

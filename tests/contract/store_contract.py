@@ -226,8 +226,8 @@ class PaymentReadsContract(StoreContract):
         assert store.payments.list_payments("ten_a", "refunded", 5, None) == ([], None)
         assert store.payments.list_payments("ten_c", None, 5, None) == ([], None)
 
-    @pytest.mark.parametrize("garbage", ["not a cursor", "zzzz", "!!!!", "AAAA", "truncated"],
-                             ids=["text", "invalid-utf8", "punctuation", "nul-bytes", "truncated"])
+    @pytest.mark.parametrize("garbage", ["not a cursor", "zzzz", "!!!!", "AAAA", "truncated", "cafébabe"],
+                             ids=["text", "invalid-utf8", "punctuation", "nul-bytes", "truncated", "non-ascii"])
     def test_garbage_cursor_raises_value_error(self, store, garbage):
         for i in range(3):
             self.created(store, created=i)

@@ -6,8 +6,8 @@ import os
 import signal
 import subprocess
 import time
-import uuid
 import urllib.request
+import uuid
 
 import pytest
 
@@ -155,3 +155,19 @@ def test_ctrl_c_stops_everything(local_stack):
         assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
     with pytest.raises(OSError):
         urllib.request.urlopen(local_stack.base + "/health", timeout=2)
+
+
+def test_a_second_ctrl_c_stops_at_once_quietly_and_leaves_nothing_running(runs_root):
+    from ..stack import start_local
+    stack = start_local(runs_root / "double-ctrl-c")
+    children = [int(p) for p in subprocess.run(["pgrep", "-P", str(stack.proc.pid)], capture_output=True,
+                                                 text=True).stdout.split()]
+    stack.proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    stack.proc.send_signal(signal.SIGINT)  # while the first stop is under way
+    assert stack.proc.wait(15) in (0, 130)
+    time.sleep(0.5)  # the stack's output thread drains the pipe
+    out = "".join(stack.output)
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out[-2000:]
+    for pid in children:
+        assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()

@@ -146,6 +146,20 @@ def test_same_key_with_a_different_body_is_409(stack):
     assert [p["amount"] for p in body_of(stack.get("/v1/payments"))["data"]] == [1000]
 
 
+def test_a_key_in_flight_answers_409_with_retry_after(stack):
+    """Another request holds the key (its claim is in the store, no response yet): come back later."""
+    from chalicelib.ports import IdempotencyRecord
+    from chalicelib.services.payments import PaymentService
+    body = card_body()
+    now = int(stack.platform.clock.now().timestamp())
+    request_hash = PaymentService(stack.platform)._request_hash(json.loads(json.dumps(body)))
+    assert stack.platform.store.idempotency.claim_idempotency(IdempotencyRecord(
+        stack.tenant_id, "held-key", request_hash, 0, b"", {}, now + 3600, now, "in_flight", now + 30)) is None
+    r = stack.post("/v1/payments", body, **{"Idempotency-Key": "held-key"})
+    assert r.status_code == 409 and body_of(r)["title"] == "Request in progress", r.body
+    assert r.headers["Retry-After"] == str(body_of(r)["retry_after_s"]) == "1"
+
+
 def test_idempotency_keys_are_per_tenant(stack):
     a = create(stack, card_body(), key="shared-key")
     b = create(stack, card_body(), key="shared-key", tenant=stack.other)
@@ -227,11 +241,20 @@ def test_list_filters_by_status(stack):
 @pytest.mark.parametrize("query, field", [("status=bogus", "status"), ("status=SETTLED", "status"),
                                           ("limit=0", "limit"), ("limit=101", "limit"), ("limit=abc", "limit"),
                                           ("limit=-1", "limit"), ("cursor=abc", "cursor"),
-                                          ("cursor=not-a-cursor!!", "cursor")])
+                                          ("cursor=not-a-cursor!!", "cursor"), ("cursor=caf%C3%A9", "cursor")])
 def test_bad_list_parameters_are_400(stack, query, field):
     stack.pay()
     problem = assert_problem(stack.get(f"/v1/payments?{query}"), 400)
     assert problem["invalid_fields"] == [field]
+    if field == "cursor":  # a sentence of ours, not Python's exception text
+        assert problem["detail"].startswith("cursor is not one this API returned"), problem["detail"]
+
+
+def test_a_404_quotes_at_most_a_bounded_masked_prefix_of_the_id(stack):
+    long_id = "pay_" + "4242424242424242" + "x" * 8192
+    problem = assert_problem(stack.get(f"/v1/payments/{long_id}"), 404)
+    assert len(problem["detail"]) < 120 and "x" * 50 not in problem["detail"], problem["detail"]
+    assert "4242424242424242" not in problem["detail"] and "****4242" in problem["detail"]
 
 
 def test_forged_or_corrupted_cursor_is_400(stack):
@@ -279,12 +302,16 @@ def test_every_response_carries_a_correlation_id_and_echoes_a_given_one(stack):
         r = _send(stack, method, path, body, headers, {})
         assert re.fullmatch(r"corr_[0-9a-f]{32}", r.headers.get("X-Correlation-Id", "")), (path, r.headers)
     assert {200, 202, 400, 401, 404, 409, 422} <= statuses
-    # an unusable given id is replaced, not echoed
-    r = _send(stack, "GET", "/v1/payments", None, None, {"X-Correlation-Id": "x" * 129})
-    assert r.headers["X-Correlation-Id"].startswith("corr_")
-    # one carrying a card number is stored and published as given, so it is replaced too
-    r = _send(stack, "GET", "/v1/payments", None, None, {"X-Correlation-Id": "order-4242424242424242"})
-    assert r.headers["X-Correlation-Id"].startswith("corr_")
+    # an unusable given id is refused with 400 and never echoed: too long, not printable, or (since it
+    # is stored, published and sent in webhooks as given) carrying a card number
+    for bad, why in (("x" * 129, "at most 128"), ("tab\there", "printable"),
+                     ("order-4242424242424242", "card number")):
+        for method, path, body in (("GET", "/v1/payments", None), ("POST", "/v1/payments", card_body())):
+            r = _send(stack, method, path, body, {"Idempotency-Key": uuid.uuid4().hex}, {"X-Correlation-Id": bad})
+            assert r.status_code == 400 and body_of(r)["title"] == "Invalid X-Correlation-Id", r.body
+            assert why in body_of(r)["detail"] and bad not in r.body.decode()
+            assert r.headers["X-Correlation-Id"].startswith("corr_")
+    assert _send(stack, "GET", "/v1/payments", None, None, {"X-Correlation-Id": "y" * 128}).status_code == 200
 
 
 @pytest.mark.parametrize("where", ["reference", "metadata", "metadata key", "customer"])

@@ -317,8 +317,21 @@ def test_partial_then_full_refund_with_balanced_ledger(stack):
     balances = {a["account"]: a["balance"] for a in body_of(stack.get("/v1/balances"))["accounts"]}
     assert balances["psp_receivable:sim-a"] == 0
 
+    # Refunded in full: no refund transition is left, as the state machine says (409, like capture and cancel).
     nothing_left = stack.post(f"/v1/payments/{pid}/refunds", {"amount": 1})
-    assert nothing_left.status_code == 422, nothing_left.body
+    assert nothing_left.status_code == 409 and body_of(nothing_left)["title"] == "Illegal state transition"
+    assert body_of(nothing_left)["status_now"] == "refunded" and "cannot refund" in body_of(nothing_left)["detail"]
+
+
+def test_a_refund_of_a_declined_payment_is_an_illegal_transition(stack):
+    pid = stack.pay("4000000000000002", reference=ref())
+    stack.runner.drain()
+    assert stack.payment(pid)["status"] == "declined"
+    refused = stack.post(f"/v1/payments/{pid}/refunds", {})
+    assert refused.status_code == 409, refused.body
+    assert body_of(refused)["title"] == "Illegal state transition" and body_of(refused)["status_now"] == "declined"
+    for action in ("capture", "cancel"):  # the same answer as its siblings
+        assert stack.post(f"/v1/payments/{pid}/{action}", {}).status_code == 409
 
 
 def test_pending_refunds_reserve_the_refundable_amount(stack):

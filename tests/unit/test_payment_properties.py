@@ -299,10 +299,13 @@ def test_failed_refund_releases_its_reservation():
     assert (p.state, p.refundable_amount) == (State.SETTLED, 1000)
 
 
-def test_refund_is_refused_before_settlement():
-    p = payment_in(State.CAPTURED)
-    with pytest.raises(DomainError, match="cannot be refunded"):
-        p.request_refund(AT, "re_1", 1, None)
+@pytest.mark.parametrize("state", [State.CAPTURED, State.DECLINED, State.REFUNDED, State.CANCELLED])
+def test_refund_is_an_illegal_transition_outside_settled_states(state):
+    p = payment_in(state)
+    refunds = list(p.refunds)
+    with pytest.raises(IllegalTransition):  # the state machine refuses it, as capture and cancel (HTTP 409)
+        p.request_refund(AT, "re_new", 1, None)
+    assert p.refunds == refunds and p.state == state
 
 
 def _full_payment() -> Payment:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 
 _CURSOR_ID = re.compile(r"pay_[0-9A-Z]{26}")
@@ -17,7 +16,7 @@ def decode_cursor(cursor: str) -> str:
     # validate=True: b64decode would otherwise drop junk characters and "decode" garbage.
     try:
         raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, a non-UTF-8 result, or a non-ASCII cursor (b64decode refuses it)
         raw = ""
     if not _CURSOR_ID.fullmatch(raw):
         raise ValueError("cursor is not one this API returned")

@@ -31,12 +31,30 @@ CORRELATION_HEADER = "X-Correlation-Id"
 PROBLEM_BASE = "https://docs.payments.example/problems/"
 
 
+MAX_CORRELATION_ID = 128
+
+
+def _given_correlation_id(request: Any) -> str | None:
+    return (request.headers or {}).get(CORRELATION_HEADER.lower()) or (request.headers or {}).get(CORRELATION_HEADER)
+
+
 def _correlation_id(request: Any) -> str:
-    given = (request.headers or {}).get(CORRELATION_HEADER.lower()) or (request.headers or {}).get(CORRELATION_HEADER)
-    # Stored and published as given: one that looks like a card number is replaced, not kept.
-    if given and 0 < len(given) <= 128 and given.isprintable() and not holds_pan(given):
+    """The caller's id when usable, else a generated one (a refused id is never echoed)."""
+    given = _given_correlation_id(request)
+    if given and _correlation_id_problem(given) is None:
         return given
     return f"corr_{uuid.uuid4().hex}"
+
+
+def _correlation_id_problem(given: str) -> str | None:
+    """Why a given X-Correlation-Id cannot be used (it is stored, published and sent in webhooks as given)."""
+    if len(given) > MAX_CORRELATION_ID:
+        return f"X-Correlation-Id must be at most {MAX_CORRELATION_ID} characters (got {len(given)})"
+    if not given.isprintable():
+        return "X-Correlation-Id must be printable characters only"
+    if holds_pan(given):
+        return "X-Correlation-Id holds what looks like a card number"
+    return None
 
 
 def _masked(value: Any) -> Any:
@@ -53,7 +71,7 @@ def problem(status: int, title: str, detail: str, correlation_id: str, **extra: 
     headers = {"Content-Type": "application/problem+json", CORRELATION_HEADER: correlation_id}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="payments"'
-    if status == 429:
+    if "retry_after_s" in extra:  # 429 over the rate limit, 409 a request in progress
         headers["Retry-After"] = str(extra["retry_after_s"])
     return Response(body=orjson.dumps(body).decode(), status_code=status, headers=headers)
 
@@ -65,6 +83,9 @@ def _render(reply: Reply, correlation_id: str) -> Response:
 
 def _serve(fn: Callable, request: Any, corr: str, authenticated: bool, params: dict[str, str], span: Any) -> Response:
     try:
+        given = _given_correlation_id(request)
+        if given and (why := _correlation_id_problem(given)) is not None:
+            raise ApiError(400, "Invalid X-Correlation-Id", why)
         if request.method == "POST" and not _is_json((request.headers or {}).get("content-type")):
             raise ApiError(415, "Unsupported media type", "send the request body as application/json")
         platform = get_platform()

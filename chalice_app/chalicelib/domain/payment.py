@@ -265,8 +265,9 @@ class Payment:
         self._apply(Action.SETTLE, at, "settlement", batch=batch)
 
     def request_refund(self, at: str, refund_id: str, amount: int, reason: str | None) -> Refund:
-        if self.state not in (State.SETTLED, State.PARTIALLY_REFUNDED):
-            raise DomainError(f"payment {self.payment_id} cannot be refunded in status '{self.status}'")
+        # Which states take a refund is the state machine's to say (an illegal transition, as for
+        # capture and cancel); how much is a business rule.
+        self._require(Action.REFUND_PARTIAL)
         if not 0 < amount <= self.refundable_amount:
             raise DomainError(f"refund amount must be between 1 and {self.refundable_amount}")
         refund = Refund(refund_id, amount, "pending", reason, None, at)

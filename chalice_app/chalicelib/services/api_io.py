@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import strict_json
-from ..domain.cards import holds_pan
+from ..domain.cards import holds_pan, mask_pans
 from ..domain.payment import Payment
 from ..schemas import SchemaError, validate_request
 
@@ -78,6 +78,16 @@ def _card_number_outside_the_card(value: Any, path: str = "") -> str | None:
             if (found := _card_number_outside_the_card(v, f"{path}[{i}]")) is not None:
                 return found
     return None
+
+
+ECHO_CHARS = 40  # what an answer quotes back of the caller's own text, at most
+
+
+def echo(value: str) -> str:
+    """The caller's text quoted in an answer: a bounded prefix, card numbers masked (problem() masks
+    the whole detail too), so an 8 KB id is not sent back whole."""
+    shown = mask_pans(value[:ECHO_CHARS])
+    return repr(shown + ("…" if len(value) > ECHO_CHARS else ""))
 
 
 def payment_view(p: Payment, timeline: list[dict[str, Any]] | None = None) -> dict[str, Any]:

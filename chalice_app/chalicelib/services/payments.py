@@ -18,10 +18,17 @@ from ..clock import iso
 from ..domain.cards import holds_pan
 from ..domain.payment import DomainError, Payment
 from ..domain.rules import RuleViolation, check_amount, check_instrument, normalize_iban
-from ..domain.states import PUBLIC_STATUSES, IllegalTransition
+from ..domain.states import PUBLIC_STATUSES, Action, IllegalTransition
 from ..observability import context, tracing
 from ..ports import AlreadyExists, Changes, ConcurrencyConflict, IdempotencyRecord, Platform
-from .api_io import ApiError, Reply, parse_json, payment_view, validate
+from .api_io import ApiError, Reply, echo, parse_json, payment_view, validate
+
+RETRY_IN_PROGRESS_S = 1  # a request holding its Idempotency-Key: ask the client back this much later
+
+
+def _verb(action: Action) -> str:
+    """The refused action as the API names it: a refund request checks the refund transitions."""
+    return "refund" if action in (Action.REFUND_PARTIAL, Action.REFUND_FULL) else action.value.replace("_", " ")
 
 
 class PaymentService:
@@ -41,7 +48,7 @@ class PaymentService:
     def _get(self, tenant_id: str, payment_id: str) -> Payment:
         payment = self.p.store.payments.get_payment(tenant_id, payment_id) if payment_id.startswith("pay_") else None
         if payment is None:  # another tenant's payment gets the same answer as none at all
-            raise ApiError(404, "Payment not found", f"no payment {payment_id!r} for this tenant")
+            raise ApiError(404, "Payment not found", f"no payment {echo(payment_id)} for this tenant")
         return payment
 
     def _request_hash(self, body: Any) -> str:
@@ -124,7 +131,8 @@ class PaymentService:
             found = self.p.store.idempotency.get_idempotency(tenant_id, claim.key, claim.created_at)
             if found is not None:
                 return self._answer_existing(found, claim.request_hash)
-            raise ApiError(409, "Request in progress", "a request with this Idempotency-Key is in progress") from None
+            raise ApiError(409, "Request in progress", "a request with this Idempotency-Key is in progress",
+                           retry_after_s=RETRY_IN_PROGRESS_S) from None
         return reply
 
     def _answer_existing(self, found: IdempotencyRecord, request_hash: str) -> Reply:
@@ -135,7 +143,7 @@ class PaymentService:
         if found.state != "completed":
             raise ApiError(409, "Request in progress",
                            "a request with this Idempotency-Key is still being processed; retry shortly",
-                           retry_after_s=1)
+                           retry_after_s=RETRY_IN_PROGRESS_S)
         return Reply(found.status_code, found.response, {**found.headers, "Idempotent-Replayed": "true"})
 
     def _act(self, schema: str, tenant_id: str, payment_id: str, raw: bytes | None, correlation_id: str,
@@ -158,8 +166,8 @@ class PaymentService:
                     events = apply(payment)
                 except IllegalTransition as e:
                     raise ApiError(409, "Illegal state transition",
-                                   f"payment {payment_id} is '{payment.status}'; "
-                                   f"cannot {e.action.value.replace('_', ' ')}", status_now=payment.status) from None
+                                   f"payment {payment_id} is '{payment.status}'; cannot {_verb(e.action)}",
+                                   status_now=payment.status) from None
                 except DomainError as e:
                     raise ApiError(422, "Request refused", str(e)) from None
                 try:
@@ -222,8 +230,9 @@ class PaymentService:
                            invalid_fields=["limit"])
         try:
             page, cursor = self.p.store.payments.list_payments(tenant_id, status, limit, params.get("cursor") or None)
-        except ValueError as e:
-            raise ApiError(400, "Invalid query parameter", str(e), invalid_fields=["cursor"]) from None
+        except ValueError:
+            raise ApiError(400, "Invalid query parameter", "cursor is not one this API returned: pass next_cursor "
+                           "from the previous page as it is", invalid_fields=["cursor"]) from None
         return Reply(200, orjson.dumps({"object": "list", "data": [payment_view(x) for x in page],
                                         "next_cursor": cursor}), {})
 
