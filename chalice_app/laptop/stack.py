@@ -20,8 +20,11 @@ from typing import Any
 import orjson
 
 from chalicelib import bootstrap
+from chalicelib import config as C
 from chalicelib.config import Settings
 from chalicelib.services import tenants as tenancy
+
+from . import stackfile
 
 APP_DIR = Path(__file__).resolve().parents[1]
 DEMO_FILE = "demo-tenant.json"
@@ -111,6 +114,18 @@ class Supervisor:
                           file=sys.stderr)
                     return 1
             time.sleep(0.5)
+
+
+def stack_env(settings: Settings) -> dict[str, str]:
+    """What a client of this stack needs to reach it: the mode, its ports and, on aws-local, the services."""
+    env = {C.PLATFORM_MODE: settings.mode, C.PORT: str(settings.port), C.SIMULATOR_PORT: str(settings.simulator_port),
+           C.DASHBOARD_PORT: str(settings.dashboard_port)}
+    if settings.mode == "aws-local":
+        from chalicelib.adapters.aws.setup import AwsSettings
+        aws = AwsSettings.from_env(settings.mode)
+        env.update({C.AWS_ENDPOINT_URL: aws.endpoint_url, C.KAFKA_BOOTSTRAP_SERVERS: aws.bootstrap,
+                    C.PAYMENTS_TABLE: aws.table, C.KMS_KEY_ID: aws.key_id})
+    return env
 
 
 CHALICE_STAGES = {"embedded": "dev", "aws-local": "aws-local"}  # .chalice/config.json stages
@@ -205,6 +220,7 @@ def main() -> int:
         print("  .venv/bin/payctl demo --count 100      # in another terminal\n")
         print(f"Dashboard: {dashboard_url}\n")
         print("Ctrl-C stops everything.", flush=True)
+        stackfile.write(settings.data_dir, stack_env(settings), os.getpid())  # payctl finds us here
         return sup.watch()
     except KeyboardInterrupt:
         return 0
@@ -213,6 +229,7 @@ def main() -> int:
         return 1
     finally:
         print("\nstopping… (Ctrl-C again to stop at once)", flush=True)
+        stackfile.remove(settings.data_dir, os.getpid())
         sup.stop()
         print("stopped.")
 

@@ -12,7 +12,8 @@ from typing import Any, Callable
 import orjson
 from rich.table import Table
 
-from chalicelib.config import ConfigError, Settings
+from chalicelib.adapters.errors import AdapterError
+from chalicelib.config import ConfigError
 
 from .admin import (
     cmd_audit_verify,
@@ -24,7 +25,7 @@ from .admin import (
     cmd_tenant_delete,
     cmd_tenant_list,
 )
-from .common import CliError, console, emit, err, platform
+from .common import CliError, console, emit, err, platform, settings, unreachable
 from .ops import cmd_dlq_list, cmd_dlq_redrive, cmd_metrics, cmd_payments_show, cmd_trace
 
 
@@ -32,7 +33,7 @@ from .ops import cmd_dlq_list, cmd_dlq_redrive, cmd_metrics, cmd_payments_show, 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import DemoError, run_demo
     try:
-        report = run_demo(Settings.from_env(), args.count, args.concurrency, args.api_key, args.url, args.timeout,
+        report = run_demo(settings(), args.count, args.concurrency, args.api_key, args.url, args.timeout,
                           quiet=args.json)
     except DemoError as e:
         raise CliError(str(e)) from None
@@ -140,12 +141,19 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
+    except AdapterError as e:  # the store or bus went away mid-command
+        return fail(args, CliError(unreachable(e)))
     except (CliError, ConfigError) as e:
-        if getattr(args, "json", False):
-            sys.stdout.write(orjson.dumps({"error": str(e)}).decode() + "\n")
-        else:
-            err.print(f"payctl: {e}")
-        return 2
+        return fail(args, e)
+
+
+def fail(args: argparse.Namespace, e: Exception) -> int:
+    """One line on stderr (or {"error"} with --json), exit status 2."""
+    if getattr(args, "json", False):
+        sys.stdout.write(orjson.dumps({"error": str(e)}).decode() + "\n")
+    else:
+        err.print(f"payctl: {e}", soft_wrap=True)
+    return 2
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any, Callable
 
@@ -9,7 +10,11 @@ import orjson
 from rich.console import Console
 
 from chalicelib import bootstrap
+from chalicelib import config as C
+from chalicelib.adapters.errors import AdapterError
 from chalicelib.config import Settings
+from chalicelib.ports import Platform
+from laptop import stackfile
 
 console = Console()
 err = Console(stderr=True)
@@ -26,8 +31,32 @@ def emit(args: argparse.Namespace, data: Any, render: Callable[[Any], None]) -> 
         render(data)
 
 
-def platform() -> Any:
-    return bootstrap.build(Settings.from_env())
+def environment() -> dict[str, str]:
+    """The environment of the stack payctl runs beside ($DATA_DIR/stack.json) under what the caller set."""
+    return stackfile.environment(dict(os.environ))[0]
+
+
+def settings() -> Settings:
+    return Settings.from_env(environment())
+
+
+def platform() -> Platform:
+    try:
+        return bootstrap.build(settings())
+    except AdapterError as e:
+        raise CliError(unreachable(e)) from None
+
+
+def unreachable(e: Exception) -> str:
+    """One line: what payctl could not reach, and what to start or set."""
+    env = environment()
+    mode = env.get(C.PLATFORM_MODE) or C.DEFAULTS[C.PLATFORM_MODE]
+    if mode == "aws-local":
+        return (f"cannot reach an aws-local stack at {C.AWS_ENDPOINT_URL}="
+                f"{env.get(C.AWS_ENDPOINT_URL) or C.DEFAULTS[C.AWS_ENDPOINT_URL]} and {C.KAFKA_BOOTSTRAP_SERVERS}="
+                f"{env.get(C.KAFKA_BOOTSTRAP_SERVERS) or C.DEFAULTS[C.KAFKA_BOOTSTRAP_SERVERS]}: start one with "
+                f"`make local-aws`, or set both to where it runs ({type(e).__name__})")
+    return f"cannot reach the {mode} platform: {e}"
 
 
 def find_payment(p: Any, payment_id: str, tenant_id: str | None) -> Any:

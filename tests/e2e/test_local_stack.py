@@ -145,6 +145,12 @@ def test_one_id_follows_a_payment_across_processes_in_traces_logs_and_metrics(lo
     assert set(STAGES) <= set(m["stages"]) and m["health"]["dlq_depth"] >= 0
 
 
+def test_the_running_stack_says_where_it_is_for_payctl(local_stack):
+    doc = json.loads((local_stack.data / "stack.json").read_text())
+    assert doc["pid"] == local_stack.proc.pid and doc["env"]["PLATFORM_MODE"] == "embedded"
+    assert doc["env"]["PORT"] == local_stack.env["PORT"]
+
+
 def test_ctrl_c_stops_everything(local_stack):
     children = subprocess.run(["pgrep", "-P", str(local_stack.proc.pid)], capture_output=True, text=True)
     pids = [int(p) for p in children.stdout.split()]
@@ -155,6 +161,7 @@ def test_ctrl_c_stops_everything(local_stack):
         assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
     with pytest.raises(OSError):
         urllib.request.urlopen(local_stack.base + "/health", timeout=2)
+    assert not (local_stack.data / "stack.json").exists()  # payctl no longer follows a stopped stack
 
 
 def test_a_second_ctrl_c_stops_at_once_quietly_and_leaves_nothing_running(runs_root):

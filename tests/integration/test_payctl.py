@@ -136,3 +136,33 @@ def test_tenant_create_and_delete_keep_the_infra_tenants_file(stack, capsys, tmp
     assert code == 0
     assert created["tenant_id"] not in {t.tenant_id for t in load_tenants(declared)}
     assert len(load_tenants(declared)) == 2  # the declared ones stay
+
+
+def test_payctl_follows_the_stack_running_in_its_data_dir(stack, capsys, monkeypatch):
+    """Beside `make local-aws` payctl must not read the embedded store: the stack's stack.json says where it
+    runs. Here it names an aws-local stack nobody serves, so payctl says so in one line (exit 2)."""
+    import os
+
+    from chalicelib.config import Settings
+    from laptop import stackfile
+    data_dir = Settings.from_env().data_dir
+    monkeypatch.delenv("PLATFORM_MODE", raising=False)
+    code, tenants = run(capsys, "tenant", "list")
+    assert code == 0 and tenants  # no stack file: the embedded store in DATA_DIR
+    stackfile.write(data_dir, {"PLATFORM_MODE": "aws-local", "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+                               "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}, os.getpid())
+    try:
+        code, out = run(capsys, "tenant", "list")
+        assert code == 2 and "make local-aws" in out["error"] and "127.0.0.1:9" in out["error"], out
+        assert "\n" not in out["error"]
+        cli.main(["tenant", "list"])  # and in a terminal: one line on stderr, no traceback
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        monkeypatch.setenv("PLATFORM_MODE", "embedded")  # what the caller sets wins
+        assert run(capsys, "tenant", "list")[0] == 0
+        monkeypatch.delenv("PLATFORM_MODE")
+        stackfile.remove(data_dir, os.getpid())
+        stackfile.write(data_dir, {"PLATFORM_MODE": "aws-local"}, 2 ** 22 + 12345)  # its process is gone
+        assert run(capsys, "tenant", "list")[0] == 0
+    finally:
+        (data_dir / stackfile.STACK_FILE).unlink(missing_ok=True)
