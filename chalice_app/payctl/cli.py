@@ -25,7 +25,7 @@ from .admin import (
     cmd_tenant_delete,
     cmd_tenant_list,
 )
-from .common import CliError, console, emit, err, platform, settings, unreachable
+from .common import CliError, adopt_running_stack, console, emit, err, platform, settings, unreachable
 from .ops import cmd_dlq_list, cmd_dlq_redrive, cmd_metrics, cmd_payments_show, cmd_trace
 
 
@@ -139,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    adopt_running_stack()
     try:
         return args.fn(args)
     except AdapterError as e:  # the store or bus went away mid-command

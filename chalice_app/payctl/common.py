@@ -31,13 +31,15 @@ def emit(args: argparse.Namespace, data: Any, render: Callable[[Any], None]) -> 
         render(data)
 
 
-def environment() -> dict[str, str]:
-    """The environment of the stack payctl runs beside ($DATA_DIR/stack.json) under what the caller set."""
-    return stackfile.environment(dict(os.environ))[0]
+def adopt_running_stack() -> None:
+    """Take the settings of the stack payctl runs beside ($DATA_DIR/stack.json) into this process's
+    environment where the caller set nothing, so every client (boto3's endpoint, Kafka) sees them."""
+    for name, value in stackfile.environment(dict(os.environ))[0].items():
+        os.environ.setdefault(name, value)
 
 
 def settings() -> Settings:
-    return Settings.from_env(environment())
+    return Settings.from_env()
 
 
 def platform() -> Platform:
@@ -49,7 +51,7 @@ def platform() -> Platform:
 
 def unreachable(e: Exception) -> str:
     """One line: what payctl could not reach, and what to start or set."""
-    env = environment()
+    env = os.environ
     mode = env.get(C.PLATFORM_MODE) or C.DEFAULTS[C.PLATFORM_MODE]
     if mode == "aws-local":
         return (f"cannot reach an aws-local stack at {C.AWS_ENDPOINT_URL}="

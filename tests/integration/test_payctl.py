@@ -147,22 +147,34 @@ def test_payctl_follows_the_stack_running_in_its_data_dir(stack, capsys, monkeyp
     from laptop import stackfile
     data_dir = Settings.from_env().data_dir
     monkeypatch.delenv("PLATFORM_MODE", raising=False)
-    code, tenants = run(capsys, "tenant", "list")
+    saved = dict(os.environ)
+
+    def payctl(*argv):  # payctl adopts the stack's settings into its process environment: undo it
+        try:
+            return run(capsys, *argv)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+    code, tenants = payctl("tenant", "list")
     assert code == 0 and tenants  # no stack file: the embedded store in DATA_DIR
     stackfile.write(data_dir, {"PLATFORM_MODE": "aws-local", "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
                                "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}, os.getpid())
     try:
-        code, out = run(capsys, "tenant", "list")
+        code, out = payctl("tenant", "list")
         assert code == 2 and "make local-aws" in out["error"] and "127.0.0.1:9" in out["error"], out
         assert "\n" not in out["error"]
-        cli.main(["tenant", "list"])  # and in a terminal: one line on stderr, no traceback
+        try:
+            cli.main(["tenant", "list"])  # and in a terminal: one line on stderr, no traceback
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "Traceback" not in err
-        monkeypatch.setenv("PLATFORM_MODE", "embedded")  # what the caller sets wins
-        assert run(capsys, "tenant", "list")[0] == 0
-        monkeypatch.delenv("PLATFORM_MODE")
+        saved["PLATFORM_MODE"] = os.environ["PLATFORM_MODE"] = "embedded"  # what the caller sets wins
+        assert payctl("tenant", "list")[0] == 0
+        del saved["PLATFORM_MODE"], os.environ["PLATFORM_MODE"]
         stackfile.remove(data_dir, os.getpid())
         stackfile.write(data_dir, {"PLATFORM_MODE": "aws-local"}, 2 ** 22 + 12345)  # its process is gone
-        assert run(capsys, "tenant", "list")[0] == 0
+        assert payctl("tenant", "list")[0] == 0
     finally:
         (data_dir / stackfile.STACK_FILE).unlink(missing_ok=True)
