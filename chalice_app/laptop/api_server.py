@@ -9,6 +9,10 @@ Run from chalice_app/: `python -m laptop.api_server --host H --port P --stage S`
 - No request smuggling: chalice local reads a body by Content-Length only, so the bytes of a
   `Transfer-Encoding: chunked` body were parsed as the next request on the same keep-alive
   connection. Any request with Transfer-Encoding is refused (501) and its connection closed.
+- One request per thread: Chalice keeps the request being handled on the app object
+  (`app.current_request`), which Lambda never shares between requests but chalice local's
+  threads do: under concurrent load a route read another request's headers (its
+  Authorization: another caller's key). Here it is kept per thread.
 - One error format: what the server itself answers (an unknown method, oversized headers, a
   malformed request line, an unknown route) is application/problem+json like the app's own
   answers, never an HTML page or chalice's `{"message": ...}`. API Gateway answers some of these
@@ -17,6 +21,7 @@ Run from chalice_app/: `python -m laptop.api_server --host H --port P --stage S`
 from __future__ import annotations
 
 import sys
+import threading
 import uuid
 from http import HTTPStatus
 from typing import Any
@@ -105,11 +110,22 @@ def edge_handler(base: type, route_matcher: type) -> type:
     return EdgeHandler
 
 
+def requests_per_thread(chalice_cls: type) -> None:
+    """Make `current_request` and `lambda_context` of every app of `chalice_cls` per thread."""
+    local = threading.local()
+
+    def slot(name: str) -> property:
+        return property(lambda self: getattr(local, name, None), lambda self, value: setattr(local, name, value))
+    chalice_cls.current_request = slot("current_request")
+    chalice_cls.lambda_context = slot("lambda_context")
+
+
 def main(argv: list[str] | None = None) -> int:
-    from chalice import local  # noqa: PLC0415 - a dev-only dependency, never in the Lambda zip's path
+    from chalice import Chalice, local  # noqa: PLC0415 - a dev-only dependency, never in the Lambda zip's path
     from chalice.cli import main as chalice_main  # noqa: PLC0415
 
     local.ThreadedHTTPServer.request_queue_size = BACKLOG
+    requests_per_thread(Chalice)
     handler = edge_handler(local.ChaliceRequestHandler, local.RouteMatcher)
 
     def create_local_server(app_obj: Any, config: Any, host: str, port: int) -> Any:

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.config import ConfigError, Settings
 from chalicelib.api.ratelimit import RateLimiter, retry_after
+from chalicelib.config import ConfigError, Settings
 
 from ..integration.conftest import stack  # noqa: F401 - the in-process platform fixture
 
@@ -117,3 +117,41 @@ def test_shared_limit_answers_429_over_http(stack):
     assert r.status_code == 429 and r.headers["Retry-After"] == "1" and json.loads(r.body)["retry_after_s"] == 1
     clock.t += 1
     assert stack.get("/v1/payments").status_code == 200
+
+
+class Counting:
+    """A port wrapper that counts the calls of one method."""
+
+    def __init__(self, inner, method: str):
+        self.inner, self.method, self.calls = inner, method, 0
+
+    def __getattr__(self, name):
+        attr = getattr(self.inner, name)
+        if name != self.method:
+            return attr
+
+        def counted(*args, **kwargs):
+            self.calls += 1
+            return attr(*args, **kwargs)
+        return counted
+
+
+def test_a_429_costs_no_store_work(stack, monkeypatch):
+    """A flood is refused before the key is looked up or counted: one noisy tenant cannot load the store
+    (its own process's bucket decides), and a window the store said is full is remembered."""
+    import dataclasses
+
+    from chalicelib.api.ratelimit import SharedRateLimiter
+    clock = Clock()
+    counters = Counting(stack.platform.store.requests, "count_request")
+    tenants = Counting(stack.platform.store.tenants, "tenant_for_key")
+    monkeypatch.setattr(stack.platform, "store", dataclasses.replace(stack.platform.store, tenants=tenants))
+    stack.platform.rate_limiter = SharedRateLimiter(counters, 1, 3, clock)
+    assert [stack.get("/v1/payments").status_code for _ in range(10)] == [200] * 3 + [429] * 7
+    assert (tenants.calls, counters.calls) == (3, 3)  # the 7 refusals read and wrote nothing
+    # the shared window refuses (another process used it up): one store call says so, then none
+    local = RateLimiter(100, 100, clock)
+    stack.platform.rate_limiter = SharedRateLimiter(counters, 1, 3, lambda: clock.t + 3, local=local)
+    codes = [stack.get("/v1/payments").status_code for _ in range(6)]
+    assert codes == [200] * 3 + [429] * 3 and counters.calls == 3 + 4
+    assert stack.get("/v1/payments", stack.other).status_code == 200  # another tenant carries on

@@ -22,7 +22,7 @@ from ..schemas import schemas_dir
 from ..services import reporting
 from ..services.api_io import ApiError, Reply
 from ..services.payments import PaymentService
-from ..services.tenants import authenticate_caller
+from ..services.tenants import authenticate_caller, caller_key
 from .ratelimit import retry_after
 
 api = Blueprint(__name__)
@@ -91,7 +91,13 @@ def _serve(fn: Callable, request: Any, corr: str, authenticated: bool, params: d
         platform = get_platform()
         tenant_id = actor = None
         if authenticated:
-            caller = authenticate_caller(platform, (request.headers or {}).get("authorization"))
+            authorization = (request.headers or {}).get("authorization")
+            key = caller_key(platform, authorization)
+            wait = platform.rate_limiter.precheck(key) if key is not None else 0.0
+            if wait > 0:  # decided in memory, before the key is even looked up
+                raise ApiError(429, "Too many requests", "this caller's request rate is over its limit; "
+                               "retry after the Retry-After seconds", retry_after_s=retry_after(wait))
+            caller = authenticate_caller(platform, authorization)
             if caller is None:
                 raise ApiError(401, "Unauthorized", "a valid API key is required: Authorization: Bearer <key>")
             tenant_id, actor = caller[0], f"api:{caller[1]}"

@@ -14,8 +14,13 @@ from .store import AuditLog, Store
 
 
 class RateLimit(Protocol):
+    """Per-tenant admission at the API (api/ratelimit.py)."""
+
+    def precheck(self, caller_key: str) -> float:
+        """Before any store work: 0.0, or the seconds this API key's caller must wait."""
+
     def take(self, tenant_id: str) -> float:
-        """0.0 if the tenant's request may go ahead, else the seconds to wait (api/ratelimit.py)."""
+        """After authentication: 0.0 if the tenant's request may go ahead, else the seconds to wait."""
 
 
 @dataclass

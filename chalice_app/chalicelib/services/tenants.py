@@ -133,15 +133,22 @@ def authenticate(platform: Platform, authorization: str | None) -> str | None:
     return caller[0] if caller else None
 
 
-def authenticate_caller(platform: Platform, authorization: str | None) -> tuple[str, str] | None:
-    """(tenant id, key id) for an `Authorization: Bearer <key>` header, or None."""
+def caller_key(platform: Platform, authorization: str | None) -> str | None:
+    """The keyed hash of a well-formed `Authorization: Bearer <key>` header's key, or None (no store read)."""
     if not authorization or not authorization.startswith("Bearer "):
         return None
     key = authorization[7:].strip()
     if not key.startswith(KEY_PREFIXES) or len(key) > 128:
         return None
+    return hash_key(platform.settings.api_key_pepper, key)
+
+
+def authenticate_caller(platform: Platform, authorization: str | None) -> tuple[str, str] | None:
+    """(tenant id, key id) for an `Authorization: Bearer <key>` header, or None."""
     # Lookup is by keyed hash, so no stored secret is ever compared byte by byte.
-    key_hash = hash_key(platform.settings.api_key_pepper, key)
+    key_hash = caller_key(platform, authorization)
+    if key_hash is None:
+        return None
     tenant_id = platform.store.tenants.tenant_for_key(key_hash)
     return (tenant_id, key_id(key_hash)) if tenant_id else None
 
