@@ -149,6 +149,10 @@ class Functions(Construct):
         # Retry and record-age limits exist for Kafka mappings in provisioned mode only (Lambda:
         # "Configuring error handling controls for Kafka event sources"); without them a batch
         # that keeps failing is retried until its records leave retention, blocking the partition.
+        # So does the partial batch response: the stage handlers answer {"batchItemFailures": [...]},
+        # which Lambda ignores unless ReportBatchItemFailures is on -- it would then count a batch
+        # with failed records as done and move past them (I2). Should Lambda not accept an item
+        # identifier, it fails the whole batch: retried, never skipped (handlers are idempotent).
         limits: dict[str, Any] = {}
         if esm.get("provisioned_pollers"):
             pollers = esm["provisioned_pollers"]
@@ -156,7 +160,8 @@ class Functions(Construct):
                                                     "maximum_pollers": pollers["maximum"]},
                       "maximum_retry_attempts": esm["retry_attempts"],
                       "maximum_record_age_in_seconds": esm["max_record_age_s"],
-                      "bisect_batch_on_function_error": bool(esm.get("bisect_on_error", True))}
+                      "bisect_batch_on_function_error": bool(esm.get("bisect_on_error", True)),
+                      "function_response_types": ["ReportBatchItemFailures"]}
         self.mappings: dict[tuple[str, str], LambdaEventSourceMapping] = {}
         for stage, module in settings.STAGES.items():
             failures = self.failure_queues[stage] = self.queue(f"failures-{stage}", f"{stage}-failures")

@@ -327,3 +327,5 @@ def test_msk_mappings_bound_retries_and_record_age(synth, cfg, region):
         assert 0 <= m["maximum_retry_attempts"] == esm["retry_attempts"] <= 10_000
         assert 60 <= m["maximum_record_age_in_seconds"] == esm["max_record_age_s"] <= 604_800
         assert m["bisect_batch_on_function_error"] is True
+        # the handlers' partial-batch answers count: without this, failed records are skipped as done
+        assert m["function_response_types"] == ["ReportBatchItemFailures"]
