@@ -62,3 +62,28 @@ def test_schemathesis_finds_no_5xx_and_no_nonconforming_response(fuzz_stack):
     assert total >= MIN_CASES, counts
     assert not failures, "\n".join(failures[:15])
     assert not [s for s in statuses if s >= 500]
+
+
+def test_schemathesis_every_phase_and_check_with_links(fuzz_stack):
+    """The schemathesis CLI as an outside reviewer runs it: examples, coverage, fuzzing and stateful
+    phases (the stateful one follows the links declared on POST /v1/payments to get, capture, cancel
+    and refund), every check, a fixed seed. Expected answers by design are in tests/schemathesis.toml."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    cli = Path(sys.executable).parent / "schemathesis"
+    out = subprocess.run(
+        [str(cli), "--config-file", str(root / "tests" / "schemathesis.toml"), "run",
+         fuzz_stack.base + "/openapi.json", "--phases", "examples,coverage,fuzzing,stateful", "--checks", "all",
+         "-H", f"Authorization: Bearer {fuzz_stack.api_key}", "--max-examples", "30", "--seed", "1"],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "NO_COLOR": "1"})
+    summary = out.stdout[-6000:]
+    assert out.returncode == 0, summary
+    generated = re.search(r"(\d+) generated, (\d+) passed", out.stdout)
+    assert generated and generated.group(1) == generated.group(2), summary
+    for phase in ("Examples", "Coverage", "Fuzzing", "Stateful"):
+        assert re.search(rf"✅ {phase}\b", out.stdout), (phase, summary)
+    print(f"\nschemathesis (all phases, every check): {generated.group(1)} cases, 0 failures")

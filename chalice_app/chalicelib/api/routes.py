@@ -50,8 +50,8 @@ def _correlation_id_problem(given: str) -> str | None:
     """Why a given X-Correlation-Id cannot be used (it is stored, published and sent in webhooks as given)."""
     if len(given) > MAX_CORRELATION_ID:
         return f"X-Correlation-Id must be at most {MAX_CORRELATION_ID} characters (got {len(given)})"
-    if not given.isprintable():
-        return "X-Correlation-Id must be printable characters only"
+    if not (given.isascii() and given.isprintable()):
+        return "X-Correlation-Id must be printable ASCII characters only"
     if holds_pan(given):
         return "X-Correlation-Id holds what looks like a card number"
     return None
