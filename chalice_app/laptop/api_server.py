@@ -28,14 +28,10 @@ from typing import Any
 
 import orjson
 
-from chalicelib.api.routes import CORRELATION_HEADER, PROBLEM_BASE
+from chalicelib.api.routes import CORRELATION_HEADER, problem_document
 
 BACKLOG = 128
-
-
-def problem_body(status: int, title: str, detail: str, correlation_id: str) -> bytes:
-    return orjson.dumps({"type": PROBLEM_BASE + title.lower().replace(" ", "-"), "title": title, "status": status,
-                         "detail": detail, "correlation_id": correlation_id})
+NOT_FOUND = "no such resource; the API's paths are in /openapi.json"
 
 
 def edge_handler(base: type, route_matcher: type) -> type:
@@ -51,7 +47,7 @@ def edge_handler(base: type, route_matcher: type) -> type:
         def _problem(self, status: int, title: str, detail: str, headers: dict[str, str] | None = None,
                      close: bool = False) -> None:
             corr = f"corr_{uuid.uuid4().hex}"
-            body = problem_body(status, title, detail, corr)
+            body = orjson.dumps(problem_document(status, title, detail, corr))
             self.send_response(status)
             for name, value in {"Content-Type": "application/problem+json", "Content-Length": str(len(body)),
                                 CORRELATION_HEADER: corr, **(headers or {})}.items():
@@ -83,7 +79,7 @@ def edge_handler(base: type, route_matcher: type) -> type:
         def _send_error_response(self, error: Any) -> None:
             # chalice local answers an unknown route as API Gateway does (403 "Missing Authentication Token").
             if error.CODE == 403 and self._methods() is None:
-                self._problem(404, "Not found", "no such resource; the API's paths are in /openapi.json")
+                self._problem(404, "Not found", NOT_FOUND)
                 return
             super()._send_error_response(error)
 
@@ -93,8 +89,7 @@ def edge_handler(base: type, route_matcher: type) -> type:
             if code == HTTPStatus.NOT_IMPLEMENTED and getattr(self, "command", None) and self.path:
                 methods = self._methods()
                 if methods is None:
-                    self._problem(404, "Not found", "no such resource; the API's paths are in /openapi.json",
-                                  close=True)
+                    self._problem(404, "Not found", NOT_FOUND, close=True)
                 else:
                     self._problem(405, "Method not allowed", f"{self.command} is not allowed here; use "
                                   + ", ".join(methods), {"Allow": ", ".join(methods)}, close=True)

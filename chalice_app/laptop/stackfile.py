@@ -44,10 +44,7 @@ def running(data_dir: Path) -> dict[str, Any] | None:
     return doc
 
 
-def environment(env: dict[str, str]) -> tuple[dict[str, str], dict[str, Any] | None]:
-    """`env` with the running stack's settings filled in where the caller set nothing; and the stack."""
-    data_dir = Path(env.get(C.DATA_DIR) or C.DEFAULTS[C.DATA_DIR]).resolve()
-    stack = running(data_dir)
-    if stack is None:
-        return env, None
-    return {**stack["env"], **{k: v for k, v in env.items() if v}}, stack
+def environment(env: dict[str, str]) -> dict[str, str]:
+    """`env` with the running stack's settings filled in where the caller set nothing."""
+    stack = running(Path(env.get(C.DATA_DIR) or C.DEFAULTS[C.DATA_DIR]).resolve())
+    return {**stack["env"], **{k: v for k, v in env.items() if v}} if stack else env

@@ -34,7 +34,7 @@ def emit(args: argparse.Namespace, data: Any, render: Callable[[Any], None]) -> 
 def adopt_running_stack() -> None:
     """Take the settings of the stack payctl runs beside ($DATA_DIR/stack.json) into this process's
     environment where the caller set nothing, so every client (boto3's endpoint, Kafka) sees them."""
-    for name, value in stackfile.environment(dict(os.environ))[0].items():
+    for name, value in stackfile.environment(dict(os.environ)).items():
         os.environ.setdefault(name, value)
 
 

@@ -22,7 +22,7 @@ from ..schemas import schemas_dir
 from ..services import reporting
 from ..services.api_io import ApiError, Reply
 from ..services.payments import PaymentService
-from ..services.tenants import authenticate_caller, caller_key
+from ..services.tenants import caller_key, caller_of_key
 from .ratelimit import retry_after
 
 api = Blueprint(__name__)
@@ -38,12 +38,16 @@ def _given_correlation_id(request: Any) -> str | None:
     return (request.headers or {}).get(CORRELATION_HEADER.lower()) or (request.headers or {}).get(CORRELATION_HEADER)
 
 
-def _correlation_id(request: Any) -> str:
-    """The caller's id when usable, else a generated one (a refused id is never echoed)."""
+def _correlation(request: Any) -> tuple[str, str | None]:
+    """(the request's correlation id, why the caller's was refused or None): the caller's id when
+    usable, else a generated one (a refused id is never echoed)."""
     given = _given_correlation_id(request)
-    if given and _correlation_id_problem(given) is None:
-        return given
-    return f"corr_{uuid.uuid4().hex}"
+    why = _correlation_id_problem(given) if given else None
+    return (given, None) if given and why is None else (f"corr_{uuid.uuid4().hex}", why)
+
+
+def _correlation_id(request: Any) -> str:
+    return _correlation(request)[0]
 
 
 def _correlation_id_problem(given: str) -> str | None:
@@ -63,11 +67,16 @@ def _masked(value: Any) -> Any:
     return mask_pans(value) if isinstance(value, str) else value
 
 
-def problem(status: int, title: str, detail: str, correlation_id: str, **extra: Any) -> Response:
-    slug = title.lower().replace(" ", "-")
+def problem_document(status: int, title: str, detail: str, correlation_id: str, **extra: Any) -> dict[str, Any]:
+    """The RFC 9457 body every refusal carries (the app's, and the local server's own: laptop/api_server.py)."""
     # A detail may quote the caller's input (a field name); it must never carry a card number back.
-    body = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": mask_pans(detail),
-            "correlation_id": correlation_id, **{k: _masked(v) for k, v in extra.items()}}
+    return {"type": PROBLEM_BASE + title.lower().replace(" ", "-"), "title": title, "status": status,
+            "detail": mask_pans(detail), "correlation_id": correlation_id,
+            **{k: _masked(v) for k, v in extra.items()}}
+
+
+def problem(status: int, title: str, detail: str, correlation_id: str, **extra: Any) -> Response:
+    body = problem_document(status, title, detail, correlation_id, **extra)
     headers = {"Content-Type": "application/problem+json", CORRELATION_HEADER: correlation_id}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="payments"'
@@ -81,11 +90,11 @@ def _render(reply: Reply, correlation_id: str) -> Response:
     return Response(body=reply.body.decode(), status_code=reply.status, headers=headers)
 
 
-def _serve(fn: Callable, request: Any, corr: str, authenticated: bool, params: dict[str, str], span: Any) -> Response:
+def _serve(fn: Callable, request: Any, corr: str, refused_corr: str | None, authenticated: bool,
+           params: dict[str, str], span: Any) -> Response:
     try:
-        given = _given_correlation_id(request)
-        if given and (why := _correlation_id_problem(given)) is not None:
-            raise ApiError(400, "Invalid X-Correlation-Id", why)
+        if refused_corr is not None:
+            raise ApiError(400, "Invalid X-Correlation-Id", refused_corr)
         if request.method == "POST" and not _is_json((request.headers or {}).get("content-type")):
             raise ApiError(415, "Unsupported media type", "send the request body as application/json")
         platform = get_platform()
@@ -97,7 +106,7 @@ def _serve(fn: Callable, request: Any, corr: str, authenticated: bool, params: d
             if wait > 0:  # decided in memory, before the key is even looked up
                 raise ApiError(429, "Too many requests", "this caller's request rate is over its limit; "
                                "retry after the Retry-After seconds", retry_after_s=retry_after(wait))
-            caller = authenticate_caller(platform, authorization)
+            caller = caller_of_key(platform, key) if key is not None else None
             if caller is None:
                 raise ApiError(401, "Unauthorized", "a valid API key is required: Authorization: Bearer <key>")
             tenant_id, actor = caller[0], f"api:{caller[1]}"
@@ -120,7 +129,7 @@ def endpoint(authenticated: bool = True) -> Callable:
     def wrap(fn: Callable) -> Callable:
         def route(**params: str) -> Response:
             request = api.current_request
-            corr = _correlation_id(request)
+            corr, refused_corr = _correlation(request)
             path = (getattr(request, "context", None) or {}).get("resourcePath") or request.path
             try:
                 get_platform()  # built (with its tracer) before the request's span starts
@@ -134,7 +143,7 @@ def endpoint(authenticated: bool = True) -> Callable:
                                  **{"http.request.method": request.method, "http.route": path,
                                     "payments.correlation_id": corr,
                                     "payments.payment_id": path_id}) as span:
-                response = _serve(fn, request, corr, authenticated, params, span)
+                response = _serve(fn, request, corr, refused_corr, authenticated, params, span)
                 span.set_attribute("http.response.status_code", response.status_code)
                 if response.status_code >= 500:
                     tracing.mark_error(span, f"HTTP {response.status_code}")

@@ -145,10 +145,13 @@ def caller_key(platform: Platform, authorization: str | None) -> str | None:
 
 def authenticate_caller(platform: Platform, authorization: str | None) -> tuple[str, str] | None:
     """(tenant id, key id) for an `Authorization: Bearer <key>` header, or None."""
-    # Lookup is by keyed hash, so no stored secret is ever compared byte by byte.
     key_hash = caller_key(platform, authorization)
-    if key_hash is None:
-        return None
+    return caller_of_key(platform, key_hash) if key_hash is not None else None
+
+
+def caller_of_key(platform: Platform, key_hash: str) -> tuple[str, str] | None:
+    """(tenant id, key id) for a key hash (caller_key), or None: unknown or revoked."""
+    # Lookup is by keyed hash, so no stored secret is ever compared byte by byte.
     tenant_id = platform.store.tenants.tenant_for_key(key_hash)
     return (tenant_id, key_id(key_hash)) if tenant_id else None
 
