@@ -50,7 +50,7 @@ def build(settings: Settings | None = None, clock: Clock | None = None) -> Platf
         from .adapters.keyring import LocalKeyring
         from .adapters.sqlite.bus import SqliteBus
         from .adapters.sqlite.store import open_store
-        return assemble(settings, open_store(settings.store_path), SqliteBus(settings.bus_path, settings.partitions),
+        return assemble(settings, open_store(settings.store_path, settings.region), SqliteBus(settings.bus_path, settings.partitions),
                         LocalKeyring(settings.keyring_path), clock or SystemClock())
     if settings.mode in ("aws-local", "aws"):
         # DynamoDB + Kafka (MSK / Tansu) + KMS; aws-local points boto3 at moto or LocalStack.
@@ -59,7 +59,8 @@ def build(settings: Settings | None = None, clock: Clock | None = None) -> Platf
         aws = AwsSettings.from_env(settings.mode)
         store, bus, keys, clients = build_adapters(settings, aws)
         return assemble(settings, store, bus, keys, clock or SystemClock(),
-                        audit_log=lambda signer: DynamoAuditLog(clients["dynamodb"], aws.table, signer))
+                        audit_log=lambda signer: DynamoAuditLog(clients["dynamodb"], aws.table, signer,
+                                                                          settings.region))
     raise ConfigError(f"PLATFORM_MODE={settings.mode} is not wired")
 
 
@@ -79,7 +80,7 @@ def assemble(settings: Settings, store: Store, bus: EventBus, keys: KeyService, 
         from .adapters.sqlite.audit import SqliteAuditLog
 
         def audit_log(signer: HeadSigner) -> AuditLog:
-            return SqliteAuditLog(settings.data_dir / "audit.db", signer)
+            return SqliteAuditLog(settings.data_dir / "audit.db", signer, settings.region)
     opened: list[AuditLog] = []
     log = audit_log(HeadSigner(lambda: audit_mac_key(keys, opened[0])))
     opened.append(log)

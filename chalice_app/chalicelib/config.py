@@ -98,7 +98,12 @@ STATUS_INDEX_PK, STATUS_INDEX_SK = "gsi1pk", "gsi1sk"
 TTL_ATTRIBUTE = "expires_at"                     # idempotency records expire by TTL
 OUTBOX_STREAM_VIEW_TYPE = "NEW_IMAGE"            # the stream carries new outbox items whole
 # Lambda event filter for the outbox_relay mapping: only new outbox items matter.
-OUTBOX_STREAM_FILTER = {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"kind": {"S": ["outbox"]}}}}
+def outbox_stream_filter(region: str) -> dict[str, Any]:
+    """The Lambda event filter on the table's stream: new outbox items this region wrote. A global
+    table's stream in each region also carries the other regions' replicated writes, which their
+    own relays publish and count (adapters/aws/dynamodb_layout.py, "Regions")."""
+    return {"eventName": ["INSERT"],
+            "dynamodb": {"NewImage": {"kind": {"S": ["outbox"]}, "origin": {"S": [region]}}}}
 
 MODES = ("embedded", "aws-local", "aws")
 

@@ -116,9 +116,11 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
     def render(r: dict) -> None:
         for x in r["results"]:
-            console.print(f"{x['tenant_id']}: {x['entries']} entries, {x['pending']} state changes not yet chained "
+            where = f" in {x['region']}" if x.get("region") else " (before regions)"
+            console.print(f"{x['tenant_id']}{where}: {x['entries']} entries, {x['pending']} state changes not yet"
+                          " chained "
                           + ("[green]chain intact[/]" if x["ok"] else f"[red]entry {x['entry']}: {x['problem']}[/]"))
-        console.print(f"{r['tenants']} tenants, {r['entries']} entries, {r['pending']} pending: "
+        console.print(f"{r['tenants']} tenants, {r['chains']} chains, {r['entries']} entries, {r['pending']} pending: "
                       + ("ok" if r["ok"] else "[red]TAMPERED[/]"))
     emit(args, report, render)
     return 0 if report["ok"] else 1

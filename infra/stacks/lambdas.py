@@ -33,8 +33,8 @@ from constructs import Construct
 from .. import settings
 from ..settings import platform_config as pc
 from .artifacts import source_hash, tf_path
+from .common import ACCOUNT, PARTITION, allow, assume_role, name, policy, structs, tags
 from .secrets import PEPPER_SECRET_NAME
-from .common import structs, ACCOUNT, PARTITION, allow, assume_role, name, policy, tags
 
 # The ADOT layer's collector extension listens on localhost:4318; chalicelib.observability.tracing runs
 # its own SDK (X-Ray id generator and propagator) and exports OTLP to it -- no exec wrapper, so
@@ -186,11 +186,14 @@ class Functions(Construct):
             batch_size=rcfg["batch_size"], maximum_batching_window_in_seconds=rcfg["batch_window_s"],
             maximum_retry_attempts=rcfg["retry_attempts"], bisect_batch_on_function_error=True,
             function_response_types=["ReportBatchItemFailures"],
+            # Only the outbox items this region wrote: the stream also carries the other regions'
+            # replicated items, which their own relays publish.
+            filter_criteria={"filter": [{"pattern": json.dumps(pc.outbox_stream_filter(self.region))}]},
             destination_config={"on_failure": {"destination_arn": failures.arn}}, tags=tags(stage="outbox-relay"))
         self.stream_table = table
 
     def _reports_mapping(self) -> None:
-        """The reporting consumer: a second reader of the same stream, outbox inserts only."""
+        """The reporting consumer: a second reader of the same stream, this region's outbox inserts only."""
         rcfg = self.cfg["lambda"]["reports_stream"]
         failures = self.failure_queues["reports"] = self.queue("failures-reports", "reports-failures")
         self.reports_mapping = LambdaEventSourceMapping(
@@ -198,7 +201,7 @@ class Functions(Construct):
             function_name=self.functions["reports"].arn, starting_position=rcfg["starting_position"],
             batch_size=rcfg["batch_size"], maximum_batching_window_in_seconds=rcfg["batch_window_s"],
             maximum_retry_attempts=rcfg["retry_attempts"], bisect_batch_on_function_error=True,
-            filter_criteria={"filter": [{"pattern": json.dumps(pc.OUTBOX_STREAM_FILTER)}]},
+            filter_criteria={"filter": [{"pattern": json.dumps(pc.outbox_stream_filter(self.region))}]},
             destination_config={"on_failure": {"destination_arn": failures.arn}}, tags=tags(stage="reports"))
 
 

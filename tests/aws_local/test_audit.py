@@ -36,12 +36,13 @@ def test_state_changes_are_chained_in_dynamodb_and_tampering_is_named(aws_stack)
 
     # Someone with table access rewrites one state-change entry: verify names it.
     seq = mine[2]["seq"]
-    key = {"pk": {"S": f"{tid}#audit"}, "sk": {"S": f"{seq:012d}"}}
+    chain = audit.chain_name(tid, s.platform.settings.region)  # the tenant's chain in this region
+    key = {"pk": {"S": f"{chain}#audit"}, "sk": {"S": f"{seq:012d}"}}
     original = s.raw_store.unit_of_work.client.get_item(TableName=s.table, Key=key, ConsistentRead=True)["Item"]
     forged = dict(mine[2], actor="stage:someone-else")
     forged.pop("hash", None)
     s.raw_store.unit_of_work.client.put_item(TableName=s.table, Item={
-        "pk": {"S": f"{tid}#audit"}, "sk": {"S": f"{seq:012d}"}, "body": {"B": audit.canonical(forged)},
+        "pk": {"S": f"{chain}#audit"}, "sk": {"S": f"{seq:012d}"}, "body": {"B": audit.canonical(forged)},
         "hash": {"S": log.rows(tid)[seq - 1][2]}})
     result = audit.verify(s.platform, tid)["results"][0]
     assert not result["ok"] and result["entry"] == seq and "altered" in result["problem"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from chalicelib.audit.chain import GENESIS, HeadSigner, chain_hash
+from chalicelib.audit.chain import GENESIS, HeadSigner, chain_hash, chain_name
 from chalicelib.ports import AuditLog, AuditTampered
 from chalicelib.services.audit import verify_tenant
 
@@ -26,7 +26,7 @@ def body(n: int, **extra) -> dict:
 
 
 class AuditLogContract(KnownBugs):
-    def make_audit(self, tmp_path: Path, signer: HeadSigner) -> AuditLog:
+    def make_audit(self, tmp_path: Path, signer: HeadSigner, region: str = "local-1") -> AuditLog:
         raise NotImplementedError
 
     @pytest.fixture
@@ -46,8 +46,9 @@ class AuditLogContract(KnownBugs):
             assert digest == chain_hash(previous, raw) == e["hash"]
             previous = digest
         seq, digest, mac = audit.head("ten_a")
-        assert (seq, digest) == (3, previous) and HeadSigner(KEY).valid("ten_a", seq, digest, mac)
-        assert not HeadSigner(b"x" * 32).valid("ten_a", seq, digest, mac)
+        chain = chain_name("ten_a", audit.region)
+        assert (seq, digest) == (3, previous) and HeadSigner(KEY).valid(chain, seq, digest, mac)
+        assert not HeadSigner(b"x" * 32).valid(chain, seq, digest, mac)
         assert verify_tenant(audit, "ten_a")["ok"]
 
     def test_tenants_have_separate_chains(self, audit):
@@ -56,6 +57,29 @@ class AuditLogContract(KnownBugs):
         assert audit.tenants() == ["ten_a", "ten_b"]
         assert [r[0] for r in audit.rows("ten_a")] == [1] and [r[0] for r in audit.rows("ten_b")] == [1, 2]
         assert audit.head("ten_c") is None and audit.rows("ten_c") == []
+
+    def test_each_region_appends_to_its_own_chain_of_a_tenant(self, tmp_path):
+        """Two regions on one replicated log: each appends only to its own chain (two appenders of
+        one chain would both take the next seq and fork it under last-writer-wins)."""
+        a = self.make_audit(tmp_path, HeadSigner(KEY), region="eu-west-1")
+        b = self.make_audit(tmp_path, HeadSigner(KEY), region="us-east-1")
+        try:
+            a.append("ten_a", [("pay_1@1#0", body(1)), (None, body(2))])
+            b.append("ten_a", [("pay_1@1#0", body(1))])  # the same source, in the other region's chain
+            b.append("ten_b", [(None, body(3))])
+            assert [r[0] for r in a.rows("ten_a")] == [1, 2] and [r[0] for r in b.rows("ten_a")] == [1]
+            assert [r[0] for r in a.rows("ten_a", "us-east-1")] == [1]
+            assert orjson.loads(b.rows("ten_a")[0][1])["region"] == "us-east-1"
+            assert a.tenants() == b.tenants() == ["ten_a", "ten_b"]
+            assert a.regions("ten_a") == ["eu-west-1", "us-east-1"] and b.regions("ten_b") == ["us-east-1"]
+            for region in ("eu-west-1", "us-east-1"):
+                assert verify_tenant(a, "ten_a", region=region)["ok"]
+            # A head signed for one region's chain does not verify as the other's.
+            seq, digest, mac = a.head("ten_a", "us-east-1")
+            assert not HeadSigner(KEY).valid(chain_name("ten_a", "eu-west-1"), seq, digest, mac)
+        finally:
+            close_quietly(a)
+            close_quietly(b)
 
     def test_a_source_is_chained_once(self, audit):
         """A chainer that crashed after appending, before forgetting its rows, runs again: no duplicates."""

@@ -19,6 +19,7 @@ from ..aws_services import services
 from .audit_contract import AuditLogContract
 from .bus_contract import EventBusContract
 from .keys_contract import KeyServiceContract
+from .regions_contract import RegionsContract
 from .store_ports_contract import STORE_CONTRACTS
 from .tenants_contract import TenantDirectoryContract
 
@@ -50,14 +51,27 @@ class TestDynamoStore(*STORE_CONTRACTS):
         return store.feed.outbox_in(records[seen:])
 
 
+class TestDynamoRegions(RegionsContract):
+    """Two regions on one table: the global table as each region's replica shows it, after replication."""
+
+    def make_store(self, tmp_path, region="local-1"):
+        self.stream = aws.create_table(services().client("dynamodb"), table_for(tmp_path))
+        return open_dynamo_store(services().client("dynamodb"), table_for(tmp_path), region=region)
+
+    def feed_changes(self, store, reader):
+        """The whole stream (every region's writes, as each replica's stream carries them)."""
+        self._read = 0
+        return TestDynamoStore.feed_changes(self, store, reader)
+
+
 class TestDynamoTenants(TenantDirectoryContract):
     def make_tenants(self, tmp_path):
         return open_dynamo_store(services().client("dynamodb"), table_for(tmp_path)).tenants
 
 
 class TestDynamoAuditLog(AuditLogContract):
-    def make_audit(self, tmp_path, signer):
-        return DynamoAuditLog(services().client("dynamodb"), table_for(tmp_path), signer)
+    def make_audit(self, tmp_path, signer, region="local-1"):
+        return DynamoAuditLog(services().client("dynamodb"), table_for(tmp_path), signer, region)
 
 
 class TestKafkaBus(EventBusContract):

@@ -14,6 +14,7 @@ from .audit_contract import AuditLogContract
 from .bus_contract import EventBusContract
 from .factories import event_for, new_payment
 from .keys_contract import KeyServiceContract
+from .regions_contract import RegionsContract
 from .store_ports_contract import STORE_CONTRACTS
 from .tenants_contract import TenantDirectoryContract
 
@@ -23,14 +24,19 @@ class TestSqliteStore(*STORE_CONTRACTS):
         return open_store(tmp_path / "store.db")
 
 
+class TestSqliteRegions(RegionsContract):
+    def make_store(self, tmp_path, region="local-1"):
+        return open_store(tmp_path / "store.db", region)
+
+
 class TestSqliteTenantDirectory(TenantDirectoryContract):
     def make_tenants(self, tmp_path):
         return open_store(tmp_path / "store.db").tenants
 
 
 class TestSqliteAuditLog(AuditLogContract):
-    def make_audit(self, tmp_path, signer):
-        return SqliteAuditLog(tmp_path / "audit.db", signer)
+    def make_audit(self, tmp_path, signer, region="local-1"):
+        return SqliteAuditLog(tmp_path / "audit.db", signer, region)
 
 
 class TestSqliteBus(EventBusContract):

@@ -6,10 +6,10 @@ import json
 from itertools import permutations
 
 import pytest
+
 from chalicelib import config as pc
 from chalicelib.domain.events import dlq_topic
 from chalicelib.stages import STAGES, topics
-
 from infra import settings
 from infra.stacks.artifacts import PLACEHOLDER_HASH, source_hash
 from tests.infra.conftest import ROOT, ref
@@ -212,7 +212,10 @@ def test_reports_consumer_reads_the_same_stream_outbox_inserts_only(synth, cfg, 
     [r] = [m for m in mappings if m["function_name"] == relay]
     assert m["event_source_arn"] == r["event_source_arn"]  # its own mapping on this region's table stream
     [f] = m["filter_criteria"]["filter"]
-    assert json.loads(f["pattern"]) == pc.OUTBOX_STREAM_FILTER
+    assert json.loads(f["pattern"]) == pc.outbox_stream_filter(region)
+    assert json.loads(f["pattern"])["dynamodb"]["NewImage"]["origin"] == {"S": [region]}
+    [g] = r["filter_criteria"]["filter"]  # the relay too: another region's items are never re-published
+    assert json.loads(g["pattern"]) == pc.outbox_stream_filter(region)
     assert m["bisect_batch_on_function_error"] is True and m["maximum_retry_attempts"] >= 1
     assert m["destination_config"]["on_failure"]["destination_arn"].startswith("${aws_sqs_queue.")
 

@@ -7,9 +7,9 @@ import sqlite3
 
 import pytest
 
-from payctl import cli
-from chalicelib.services import tenants as tenancy
 from chalicelib.services import audit
+from chalicelib.services import tenants as tenancy
+from payctl import cli
 
 from ..integration.conftest import stack  # noqa: F401 - the in-process platform fixture
 
@@ -33,7 +33,10 @@ def history(stack, capsys):
 
 
 def _tamper(stack, sql: str, *args) -> None:
-    """What someone with the file can do: drop the append-only triggers and edit rows."""
+    """What someone with the file can do: drop the append-only triggers and edit rows. A tenant id
+    among the arguments names that tenant's chain in this region (the file's tenant_id column)."""
+    region = stack.platform.settings.region
+    args = tuple(audit.chain_name(a, region) if isinstance(a, str) and a.startswith("ten_") else a for a in args)
     conn = sqlite3.connect(stack.platform.settings.data_dir / "audit.db")
     conn.execute("DROP TRIGGER IF EXISTS audit_no_update")
     conn.execute("DROP TRIGGER IF EXISTS audit_no_delete")
@@ -242,7 +245,7 @@ def test_a_cut_tail_with_a_rewritten_head_is_caught(paid, capsys):
     keep = len(rows) - 3
     _tamper(stack, "DELETE FROM audit WHERE tenant_id=? AND seq>?", tid, keep)
     (old_mac,) = sqlite3.connect(stack.platform.settings.data_dir / "audit.db").execute(
-        "SELECT mac FROM audit_heads WHERE tenant_id=?", (tid,)).fetchone()
+        "SELECT mac FROM audit_heads WHERE tenant_id=?", (audit.chain_name(tid, stack.platform.settings.region),)).fetchone()
     _tamper(stack, "UPDATE audit_heads SET seq=?, hash=? WHERE tenant_id=?", keep, rows[keep - 1][2], tid)
     code, result = _verify(capsys, tid)
     assert code == 1 and result["entry"] == keep and "MAC does not verify" in result["problem"]

@@ -5,6 +5,11 @@ and hash_n = SHA-256(hash_{n-1} || body), hash_0 = 64 zeros. The head -- last
 seq and hash per tenant -- carries an HMAC under a platform key that only the
 KeyService can open (services/audit.py), so someone who can edit the stored log
 can cut its tail but cannot write a head that agrees with the cut.
+
+Chains are per tenant AND region: two regions appending to one chain would both take the next
+seq (the table replicates last-writer-wins), so each region appends only to its own chain,
+named "<tenant>@<region>", and its entries carry their region. A chain from before regions
+is named by the tenant alone and keeps verifying as it was.
 """
 from __future__ import annotations
 
@@ -17,6 +22,17 @@ import orjson
 from ..ports import AuditTampered
 
 GENESIS = "0" * 64
+
+
+def chain_name(tenant_id: str, region: str) -> str:
+    """The chain a region appends a tenant's entries to ('' region: a chain from before regions)."""
+    return f"{tenant_id}@{region}" if region else tenant_id
+
+
+def split_chain(name: str) -> tuple[str, str]:
+    """(tenant id, region) of a chain name."""
+    tenant_id, _, region = name.partition("@")
+    return tenant_id, region
 
 
 def chain_hash(previous: str, body: bytes) -> str:
@@ -54,19 +70,22 @@ Head = tuple[int, str, "str | None"]
 
 
 def link(tenant_id: str, head: Head | None, entries: Sequence[tuple[str | None, dict[str, Any]]],
-         signer: HeadSigner) -> tuple[list[dict[str, Any]], Head]:
+         signer: HeadSigner, region: str = "") -> tuple[list[dict[str, Any]], Head]:
     """Chain `entries` after `head`: [{"seq", "source", "raw", "hash", "entry"}] and the new signed head.
 
     Refuses (AuditTampered) to extend a head whose MAC does not verify: signing a new head over
     a rewritten one would launder the rewrite."""
-    if head is not None and not signer.valid(tenant_id, head[0], head[1], head[2]):
-        raise AuditTampered(f"the audit head of tenant {tenant_id} does not verify; run `payctl audit verify`")
+    chain = chain_name(tenant_id, region)
+    if head is not None and not signer.valid(chain, head[0], head[1], head[2]):
+        raise AuditTampered(f"the audit head of tenant {tenant_id} ({region or 'no region'}) does not verify;"
+                            " run `payctl audit verify`")
+    stamp = {"region": region} if region else {}
     seq, previous = (head[0], head[1]) if head else (0, GENESIS)
     out = []
     for source, body in entries:
         seq += 1
-        entry = {**body, "tenant_id": tenant_id, "seq": seq}
+        entry = {**body, "tenant_id": tenant_id, **stamp, "seq": seq}
         raw = canonical(entry)
         previous = chain_hash(previous, raw)
         out.append({"seq": seq, "source": source, "raw": raw, "hash": previous, "entry": {**entry, "hash": previous}})
-    return out, (seq, previous, signer.sign(tenant_id, seq, previous))
+    return out, (seq, previous, signer.sign(chain, seq, previous))

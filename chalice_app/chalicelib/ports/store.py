@@ -206,25 +206,33 @@ class ChangeFeed(Protocol):
 
 
 class AuditLog(Protocol):
-    """Append-only, hash-chained entries per tenant (audit/chain.py holds the chain rules)."""
+    """Append-only, hash-chained entries per tenant and region (audit/chain.py holds the chain rules).
+
+    A log belongs to one region: it appends to that region's chains only. Reads name the region
+    (None: the log's own)."""
 
     signer: Any  # audit.chain.HeadSigner: signs and checks the head
+    region: str  # the region whose chains this log appends to
 
     def append(self, tenant_id: str, entries: Sequence[tuple[str | None, dict[str, Any]]]) -> list[dict[str, Any]]:
-        """Chain (source, body) entries after the tenant's head, in order, all or none.
+        """Chain (source, body) entries after the head of the tenant's chain in this region, in order,
+        all or none.
 
         An entry whose source is already chained is skipped (a chainer that crashed before
         forgetting its pending rows runs again); returns the entries added. Raises
         AuditTampered if the stored head's MAC does not verify."""
 
-    def rows(self, tenant_id: str) -> list[tuple[int, bytes, str]]:
-        """(seq, canonical body, hash) in stored seq order."""
+    def rows(self, tenant_id: str, region: str | None = None) -> list[tuple[int, bytes, str]]:
+        """(seq, canonical body, hash) of one chain in stored seq order."""
 
-    def head(self, tenant_id: str) -> tuple[int, str, str | None] | None:
-        """(last seq, its hash, MAC of the two), or None before the first entry."""
+    def head(self, tenant_id: str, region: str | None = None) -> tuple[int, str, str | None] | None:
+        """(last seq, its hash, MAC of the two), or None before the chain's first entry."""
 
     def tenants(self) -> list[str]:
-        """Every tenant with entries or a head."""
+        """Every tenant with a chain (entries or a head) in any region."""
+
+    def regions(self, tenant_id: str) -> list[str]:
+        """The regions holding a chain of the tenant ('' : a chain from before regions)."""
 
     def meta(self, name: str) -> bytes | None:
         """A platform value kept with the log (the wrapped head-MAC key)."""

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from ..audit.chain import GENESIS, HeadSigner, canonical, chain_hash  # noqa: F401 - re-exported for tests and tools
+from ..audit.chain import GENESIS, HeadSigner, canonical, chain_hash, chain_name  # noqa: F401 - re-exported
 from ..clock import iso
 from ..ports import AuditLog, AuditTampered, KeyService, Platform
 
@@ -32,16 +32,19 @@ MAC_KEY_OWNER = "_audit"  # KeyService owner of the head-MAC key (tenant ids sta
 MAC_KEY_META = "head-mac-key"
 
 
-def verify_tenant(audit: AuditLog, tenant_id: str, pending: int = 0, known: bool = False) -> dict[str, Any]:
-    """{"tenant_id", "entries", "pending", "ok", "problem", "entry"}: the first entry that breaks, named.
+def verify_tenant(audit: AuditLog, tenant_id: str, pending: int = 0, known: bool = False,
+                  region: str | None = None) -> dict[str, Any]:
+    """{"tenant_id", "region", "entries", "pending", "ok", "problem", "entry"}: the first entry of the
+    tenant's chain in `region` (None: the log's own) that breaks, named.
 
     `known`: the tenant is in the tenant directory, so its chain cannot be empty (its creation
     is its first entry): an empty chain then means the whole chain was removed."""
     previous, expected = GENESIS, 1
-    rows = audit.rows(tenant_id)
+    region = audit.region if region is None else region
+    rows = audit.rows(tenant_id, region)
 
     def bad(seq: int, problem: str) -> dict[str, Any]:
-        return {"tenant_id": tenant_id, "entries": len(rows), "pending": pending, "ok": False,
+        return {"tenant_id": tenant_id, "region": region, "entries": len(rows), "pending": pending, "ok": False,
                 "problem": problem, "entry": seq}
 
     for seq, raw, stored in rows:
@@ -52,15 +55,15 @@ def verify_tenant(audit: AuditLog, tenant_id: str, pending: int = 0, known: bool
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return bad(seq, f"{where} is not readable")
-        if body.get("seq") != seq or body.get("tenant_id") != tenant_id:
-            return bad(seq, f"{where} holds entry {body.get('seq')} of {body.get('tenant_id')}: "
-                       "entries were moved or reordered")
+        if body.get("seq") != seq or body.get("tenant_id") != tenant_id or body.get("region", "") != region:
+            return bad(seq, f"{where} holds entry {body.get('seq')} of {body.get('tenant_id')}"
+                       f"{' in ' + body['region'] if body.get('region') else ''}: entries were moved or reordered")
         digest = chain_hash(previous, raw)
         if digest != stored:
             return bad(seq, f"{where} was altered (its hash does not match its content)")
         previous, expected = digest, expected + 1
     last = expected - 1
-    head = audit.head(tenant_id)
+    head = audit.head(tenant_id, region)
     if head is None:
         if rows:
             return bad(last, f"the head is missing: entries after {last} may have been removed")
@@ -68,24 +71,32 @@ def verify_tenant(audit: AuditLog, tenant_id: str, pending: int = 0, known: bool
             return bad(1, "the tenant has no audit entries at all: its chain was removed (entry 1 is missing)")
     else:
         try:
-            signed = audit.signer.valid(tenant_id, head[0], head[1], head[2])
+            signed = audit.signer.valid(chain_name(tenant_id, region), head[0], head[1], head[2])
         except Exception as e:  # noqa: BLE001 - the MAC key itself may be gone or replaced
             return bad(head[0], f"the head cannot be checked: its MAC key does not open ({type(e).__name__})")
         if not signed:
             return bad(head[0], f"the head (entry {head[0]}) was forged or altered: its MAC does not verify")
         if head[0] != last or head[1] != previous:
             return bad(last + 1, f"entries after {last} were removed (the head says {head[0]} entries)")
-    return {"tenant_id": tenant_id, "entries": len(rows), "pending": pending, "ok": True, "problem": None,
-            "entry": None}
+    return {"tenant_id": tenant_id, "region": region, "entries": len(rows), "pending": pending, "ok": True,
+            "problem": None, "entry": None}
 
 
 def verify(platform: Platform, tenant_id: str | None = None) -> dict[str, Any]:
-    """Every tenant's chain (or one), with the state changes not yet chained."""
+    """Every chain of every tenant (or of one): one per region that appended to it, each checked
+    whole, with the state changes this region has not chained yet. A known tenant with no chain
+    in any region lost its chain."""
     audit = platform.audit_log
+    own = platform.settings.region
     known = {t["tenant_id"] for t in platform.store.tenants.list_tenants()}
     tenants = [tenant_id] if tenant_id else sorted(set(audit.tenants()) | known)
-    results = [verify_tenant(audit, t, platform.store.audit_queue.pending_audit_count(t), t in known) for t in tenants]
-    return {"tenants": len(results), "entries": sum(r["entries"] for r in results),
+    results = []
+    for t in tenants:
+        regions = audit.regions(t) or [own]
+        for r in regions:
+            pending = platform.store.audit_queue.pending_audit_count(t) if r == own else 0
+            results.append(verify_tenant(audit, t, pending, t in known and regions == [own], region=r))
+    return {"tenants": len(tenants), "chains": len(results), "entries": sum(r["entries"] for r in results),
             "pending": sum(r["pending"] for r in results), "ok": all(r["ok"] for r in results), "results": results}
 
 

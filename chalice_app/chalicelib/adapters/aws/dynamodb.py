@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ...config import DEFAULTS, PLATFORM_REGION
 from ...domain.events import Event
 from ...domain.payment import Payment
 from ...ports import AlreadyExists, AlreadyProcessed, Changes, ConcurrencyConflict, OutboxRecord, Store
@@ -28,10 +29,11 @@ from .dynamodb_table import DynamoTable
 from .dynamodb_writes import UnitOfWork
 
 
-def open_store(client: Any, table: str, outbox_grace_s: float = 0.0) -> Store:
-    """Every store concern on `table`. `outbox_grace_s` > 0 makes the outbox hand the polling relay
-    only records older than that: the table's stream relay publishes fresh ones, and the polling
-    relay becomes the sweeper for anything the stream path missed."""
+def open_store(client: Any, table: str, outbox_grace_s: float = 0.0, region: str = DEFAULTS[PLATFORM_REGION]) -> Store:
+    """Every store concern on `table`, as `region` writes and reads it. `outbox_grace_s` > 0 makes
+    the outbox hand the polling relay only records older than that: the table's stream relay
+    publishes fresh ones, and the polling relay becomes the sweeper for anything the stream path
+    missed."""
     from .dynamodb_audit import DynamoAuditQueue
     from .dynamodb_items import (
         DynamoControls,
@@ -45,25 +47,26 @@ def open_store(client: Any, table: str, outbox_grace_s: float = 0.0) -> Store:
     from .dynamodb_reports import DynamoReports
     from .dynamodb_stream import DynamoChangeFeed
     from .dynamodb_tenants import DynamoTenants
-    return Store(unit_of_work=DynamoUnitOfWork(client, table), payments=DynamoPayments(client, table),
-                 idempotency=DynamoIdempotency(client, table), reminders=DynamoReminders(client, table),
-                 controls=DynamoControls(client, table), secrets=DynamoSecrets(client, table),
-                 ledger=DynamoLedger(client, table), outbox=DynamoOutbox(client, table, outbox_grace_s),
-                 feed=DynamoChangeFeed(), reports=DynamoReports(client, table),
-                 requests=DynamoRequestCounters(client, table), audit_queue=DynamoAuditQueue(client, table),
-                 tenants=DynamoTenants(client, table))
+    at = {"client": client, "table": table, "region": region}
+    return Store(unit_of_work=DynamoUnitOfWork(**at), payments=DynamoPayments(**at),
+                 idempotency=DynamoIdempotency(**at), reminders=DynamoReminders(**at),
+                 controls=DynamoControls(**at), secrets=DynamoSecrets(**at),
+                 ledger=DynamoLedger(**at), outbox=DynamoOutbox(**at, outbox_grace_s=outbox_grace_s),
+                 feed=DynamoChangeFeed(region), reports=DynamoReports(**at),
+                 requests=DynamoRequestCounters(**at), audit_queue=DynamoAuditQueue(**at),
+                 tenants=DynamoTenants(**at))
 
 
 class DynamoUnitOfWork(DynamoTable):
     """A Changes as one TransactWriteItems (port UnitOfWork)."""
 
-    def __init__(self, client: Any, table: str):
-        super().__init__(client, table)
+    def __init__(self, client: Any, table: str, region: str = DEFAULTS[PLATFORM_REGION]):
+        super().__init__(client, table, region)
         self.ids = L.OutboxIds()
 
     def commit(self, changes: Changes) -> None:
         """Everything in `changes` in one TransactWriteItems (at most 100 items)."""
-        uow = UnitOfWork(self.table, self.ids)
+        uow = UnitOfWork(self.table, self.ids, self.region)
         uow.add_changes(changes)
         if not uow.items:
             return
@@ -147,5 +150,7 @@ def outbox_record(item: dict[str, Any]) -> OutboxRecord:
     return OutboxRecord(int(item["id"]["N"]), Event.from_dict(orjson.loads(item["event"]["S"])))
 
 
-def is_outbox_item(image: dict[str, Any] | None) -> bool:
-    return bool(image) and image.get("kind", {}).get("S") == L.OUTBOX_KIND
+def is_outbox_item(image: dict[str, Any] | None, region: str | None = None) -> bool:
+    """An outbox item (written in `region`, if given: a global table's stream carries every region's)."""
+    return (bool(image) and image.get("kind", {}).get("S") == L.OUTBOX_KIND
+            and (region is None or image.get("origin", {}).get("S") == region))

@@ -1,9 +1,11 @@
 """AuditLog on the platform's DynamoDB table (aws-local and aws modes).
 
-    <t>#audit               <seq, 12 digits>  chained entry: body (canonical JSON bytes), hash
-    <t>#audithead           head              last seq, its hash, HMAC of both (audit/chain.py)
-    <t>#auditsrc#<source>   -                 a state change already chained (the chainer's dedupe)
-    _audit#tenants          <t>               tenants with a chain (for `payctl audit verify`)
+    <c>#audit               <seq, 12 digits>  chained entry: body (canonical JSON bytes), hash
+    <c>#audithead           head              last seq, its hash, HMAC of both (audit/chain.py)
+    <c>#auditsrc#<source>   -                 a state change already chained (the chainer's dedupe)
+    _audit#tenants          <c>               chains (for `payctl audit verify`)
+
+<c> is a chain: "<tenant>@<region>", one per tenant and region, each appended only by its region.
     _audit#meta             <name>            platform values (the KMS-wrapped head-MAC key)
 
 An append is one TransactWriteItems: the entries (each only if absent), their
@@ -21,7 +23,8 @@ from typing import Any, Sequence
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ...audit.chain import Head, HeadSigner, link
+from ...audit.chain import Head, HeadSigner, chain_name, link, split_chain
+from ...config import DEFAULTS, PLATFORM_REGION
 from ...ports import AuditPending
 from ..errors import StoreUnavailable
 from . import dynamodb_layout as L
@@ -34,8 +37,8 @@ RETRIES = 30  # lost races on the head, each followed by a jittered wait (at mos
 
 
 class DynamoAuditLog:
-    def __init__(self, client: Any, table: str, signer: HeadSigner):
-        self.client, self.table, self.signer = client, table, signer
+    def __init__(self, client: Any, table: str, signer: HeadSigner, region: str = DEFAULTS[PLATFORM_REGION]):
+        self.client, self.table, self.signer, self.region = client, table, signer, region
 
     def _call(self, op: str, **kw: Any) -> dict[str, Any]:
         try:
@@ -59,7 +62,8 @@ class DynamoAuditLog:
         self.signer.ready()
         added: list[dict[str, Any]] = []
         for start in range(0, len(entries), CHUNK):
-            added += self._append_chunk(tenant_id, list(entries[start:start + CHUNK]))
+            added += self._append_chunk(tenant_id, chain_name(tenant_id, self.region),
+                                        list(entries[start:start + CHUNK]))
         return added
 
     def _chained(self, tenant_id: str, sources: list[str]) -> set[str]:
@@ -77,31 +81,32 @@ class DynamoAuditLog:
             req = out.get("UnprocessedKeys") or {}
         return found
 
-    def _append_chunk(self, tenant_id: str, entries: list[tuple[str | None, dict[str, Any]]]) -> list[dict[str, Any]]:
+    def _append_chunk(self, tenant_id: str, chain: str,
+                      entries: list[tuple[str | None, dict[str, Any]]]) -> list[dict[str, Any]]:
         for attempt in range(RETRIES):
             if attempt:
                 time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** attempt)))
             head = self.head(tenant_id)
-            done = self._chained(tenant_id, [s for s, _ in entries if s])
+            done = self._chained(chain, [s for s, _ in entries if s])
             todo = [(s, b) for s, b in entries if s is None or s not in done]
             if not todo:
                 return []
-            linked, (seq, digest, mac) = link(tenant_id, head, todo, self.signer)
+            linked, (seq, digest, mac) = link(tenant_id, head, todo, self.signer, self.region)
             items: list[dict[str, Any]] = []
             for e in linked:
                 items.append({"Put": {"TableName": self.table, "ConditionExpression": "attribute_not_exists(pk)",
-                                      "Item": {**_key(f"{tenant_id}#audit", f"{e['seq']:012d}"),
+                                      "Item": {**_key(f"{chain}#audit", f"{e['seq']:012d}"),
                                                "body": {"B": e["raw"]}, "hash": _s(e["hash"])}}})
                 if e["source"]:
                     items.append({"Put": {"TableName": self.table, "ConditionExpression": "attribute_not_exists(pk)",
-                                          "Item": {**_key(f"{tenant_id}#auditsrc#{e['source']}", "-"),
+                                          "Item": {**_key(f"{chain}#auditsrc#{e['source']}", "-"),
                                                    "seq": {"N": str(e["seq"])}}}})
-            new_head = {**_key(f"{tenant_id}#audithead", "head"), "seq": {"N": str(seq)}, "hash": _s(digest),
+            new_head = {**_key(f"{chain}#audithead", "head"), "seq": {"N": str(seq)}, "hash": _s(digest),
                         "mac": _s(mac)}
             if head is None:
                 items.append({"Put": {"TableName": self.table, "Item": new_head,
                                       "ConditionExpression": "attribute_not_exists(pk)"}})
-                items.append({"Put": {"TableName": self.table, "Item": _key("_audit#tenants", tenant_id)}})
+                items.append({"Put": {"TableName": self.table, "Item": _key("_audit#tenants", chain)}})
             else:
                 items.append({"Put": {"TableName": self.table, "Item": new_head,
                                       "ConditionExpression": "seq = :seq AND #h = :hash",
@@ -120,18 +125,28 @@ class DynamoAuditLog:
         raise StoreUnavailable(f"audit head of {tenant_id} kept changing; try again")
 
     # -- reads ----------------------------------------------------------------------------
-    def rows(self, tenant_id: str) -> list[tuple[int, bytes, str]]:
-        return [(int(i["sk"]["S"]), bytes(i["body"]["B"]), i["hash"]["S"])
-                for i in self._query_all(f"{tenant_id}#audit")]
+    def _chain(self, tenant_id: str, region: str | None) -> str:
+        return chain_name(tenant_id, self.region if region is None else region)
 
-    def head(self, tenant_id: str) -> Head | None:
-        item = self._call("get_item", Key=_key(f"{tenant_id}#audithead", "head"), ConsistentRead=True).get("Item")
+    def rows(self, tenant_id: str, region: str | None = None) -> list[tuple[int, bytes, str]]:
+        return [(int(i["sk"]["S"]), bytes(i["body"]["B"]), i["hash"]["S"])
+                for i in self._query_all(f"{self._chain(tenant_id, region)}#audit")]
+
+    def head(self, tenant_id: str, region: str | None = None) -> Head | None:
+        key = _key(f"{self._chain(tenant_id, region)}#audithead", "head")
+        item = self._call("get_item", Key=key, ConsistentRead=True).get("Item")
         if not item:
             return None
         return int(item["seq"]["N"]), item["hash"]["S"], (item.get("mac") or {}).get("S")
 
+    def _chains(self) -> list[tuple[str, str]]:
+        return sorted(split_chain(i["sk"]["S"]) for i in self._query_all("_audit#tenants"))
+
     def tenants(self) -> list[str]:
-        return sorted(i["sk"]["S"] for i in self._query_all("_audit#tenants"))
+        return sorted({t for t, _ in self._chains()})
+
+    def regions(self, tenant_id: str) -> list[str]:
+        return [r for t, r in self._chains() if t == tenant_id]
 
     def meta(self, name: str) -> bytes | None:
         item = self._call("get_item", Key=_key("_audit#meta", name), ConsistentRead=True).get("Item")
@@ -152,12 +167,14 @@ class DynamoAuditLog:
 
 
 class DynamoAuditQueue(DynamoTable):
-    """State-change audit rows committed with the state, waiting for the chainer (port AuditQueue)."""
+    """State-change audit rows committed with the state, waiting for the chainer (port AuditQueue).
+
+    A region chains only the rows it wrote (its own partitions), into its own chains."""
 
     def _audit_queue(self, limit: int | None) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         for shard in range(L.AUDIT_SHARDS):
-            items += self._partition(f"_auditq#{shard}", limit=limit)
+            items += self._partition(L.audit_queue_pk(self.region, shard), limit=limit)
         return sorted(items, key=lambda i: i["sk"]["S"])
 
     def pending_audit(self, limit: int) -> list[AuditPending]:
@@ -166,7 +183,7 @@ class DynamoAuditQueue(DynamoTable):
                 for i in self._audit_queue(limit)[:limit]]
 
     def mark_audited(self, ids: Sequence[int]) -> None:
-        self._batch_write([{"DeleteRequest": {"Key": L.audit_queue_key(i)}} for i in dict.fromkeys(ids)])
+        self._batch_write([{"DeleteRequest": {"Key": L.audit_queue_key(self.region, i)}} for i in dict.fromkeys(ids)])
 
     def pending_audit_count(self, tenant_id: str) -> int:
         """An admin check (payctl audit verify): the queue is short while the chainer runs."""

@@ -95,12 +95,12 @@ class DynamoControls(DynamoTable):
     """Control records shared by every worker (port ControlRecords)."""
 
     def get_control(self, name: str) -> dict[str, Any] | None:
-        item = self._get(f"_control#{name}", "-")
+        item = self._get(f"_control#{name}@{self.region}", "-")
         return orjson.loads(item["body"]["S"]) if item else None
 
     def put_control(self, name: str, value: dict[str, Any]) -> None:
         self._call("put_item", TableName=self.table,
-                   Item={**_key(f"_control#{name}", "-"), "body": S(orjson.dumps(value).decode())})
+                   Item={**_key(f"_control#{name}@{self.region}", "-"), "body": S(orjson.dumps(value).decode())})
 
 
 class DynamoSecrets(DynamoTable):
@@ -115,9 +115,12 @@ class DynamoLedger(DynamoTable):
     """Balances kept with each posting, and the I4 checks (port Ledger)."""
 
     def balances(self, tenant_id: str) -> list[dict[str, Any]]:
-        rows = [{"account": i["account"]["S"], "currency": i["currency"]["S"], "balance": int(i["balance"]["N"])}
-                for i in self._partition(f"{tenant_id}#balance")]
-        return sorted(rows, key=lambda r: (r["account"], r["currency"]))
+        """Each account's balance: the sum of what every region added to it."""
+        sums: dict[tuple[str, str], int] = {}
+        for i in self._partition(f"{tenant_id}#balance"):
+            k = (i["account"]["S"], i["currency"]["S"])
+            sums[k] = sums.get(k, 0) + int(i["balance"]["N"])
+        return [{"account": a, "currency": c, "balance": b} for (a, c), b in sorted(sums.items())]
 
     def ledger_drift(self) -> list[dict[str, Any]]:
         """Kept balances that differ from the sum of their postings, across tenants.
@@ -131,8 +134,9 @@ class DynamoLedger(DynamoTable):
         while True:
             page = self._call("scan", **args)
             for i in page.get("Items", []):
-                if "balance" in i:
-                    kept[(i["tenant_id"]["S"], i["account"]["S"], i["currency"]["S"])] = int(i["balance"]["N"])
+                if "balance" in i:  # one item per region: the kept balance is their sum
+                    k = (i["tenant_id"]["S"], i["account"]["S"], i["currency"]["S"])
+                    kept[k] = kept.get(k, 0) + int(i["balance"]["N"])
                 else:
                     doc = orjson.loads(i["posting"]["S"])
                     k = (i["tenant_id"]["S"], doc["account"], doc["currency"])
@@ -144,9 +148,14 @@ class DynamoLedger(DynamoTable):
                  "postings_sum": sums.get(k)} for k in sorted(set(kept) | set(sums)) if kept.get(k) != sums.get(k)]
 
     def ledger_totals(self) -> list[dict[str, Any]]:
-        return [{"txn_id": i["txn_id"]["S"], "currency": i["currency"]["S"], "sum": int(i["total"]["N"]),
-                 "legs": int(i["legs"]["N"])}
-                for shard in range(L.LEDGER_SHARDS) for i in self._partition(f"_ledger#{shard}")]
+        """Per transaction and currency: the sum of its legs and their count, over every region."""
+        totals: dict[tuple[str, str], list[int]] = {}
+        for shard in range(L.LEDGER_SHARDS):
+            for i in self._partition(f"_ledger#{shard}"):
+                t = totals.setdefault((i["txn_id"]["S"], i["currency"]["S"]), [0, 0])
+                t[0] += int(i["total"]["N"])
+                t[1] += int(i["legs"]["N"])
+        return [{"txn_id": k[0], "currency": k[1], "sum": s, "legs": n} for k, (s, n) in totals.items()]
 
     def postings_for(self, tenant_id: str, payment_id: str) -> list[dict[str, Any]]:
         return [orjson.loads(i["posting"]["S"]) for i in self._partition(L.payment_pk(tenant_id, payment_id),
@@ -156,13 +165,15 @@ class DynamoLedger(DynamoTable):
 class DynamoOutbox(DynamoTable):
     """Outbox items not yet published (port Outbox)."""
 
-    def __init__(self, client: Any, table: str, outbox_grace_s: float = 0.0):
-        super().__init__(client, table)
+    def __init__(self, client: Any, table: str, region: str, outbox_grace_s: float = 0.0):
+        super().__init__(client, table, region)
         self.outbox_grace_s = outbox_grace_s
         self._swept = 0.0
 
     def pending_outbox(self, limit: int) -> list[OutboxRecord]:
-        """Oldest first across the outbox partitions (older than outbox_grace_s, if set)."""
+        """Oldest first across this region's outbox partitions (older than outbox_grace_s, if set).
+
+        Another region's items replicate here too; they are that region's to publish."""
         cond, values = "pk = :pk", {}
         if self.outbox_grace_s > 0:  # the sweeper: records this old are rare, so look now and then
             if time.monotonic() - self._swept < min(5.0, self.outbox_grace_s / 2):
@@ -173,23 +184,26 @@ class DynamoOutbox(DynamoTable):
         items: list[dict[str, Any]] = []
         for shard in range(L.OUTBOX_SHARDS):
             items += self._query(limit=limit, KeyConditionExpression=cond,
-                                 ExpressionAttributeValues={**values, ":pk": S(f"_outbox#{shard}")})
+                                 ExpressionAttributeValues={**values, ":pk": S(L.outbox_pk(self.region, shard))})
         items.sort(key=lambda i: i["sk"]["S"])
         return [outbox_record(i) for i in items[:limit]]
 
     def mark_published(self, ids: Sequence[int]) -> None:
         """Delete the outbox items (deleting one already gone is fine: relays retry)."""
-        self._batch_write([{"DeleteRequest": {"Key": L.outbox_key(i)}} for i in dict.fromkeys(ids)])
+        self._batch_write([{"DeleteRequest": {"Key": L.outbox_key(self.region, i)}} for i in dict.fromkeys(ids)])
 
 
 class DynamoRequestCounters(DynamoTable):
     """API request counts per tenant and window (port RequestCounters)."""
 
     def count_request(self, tenant_id: str, window: int, limit: int, expires_at: int) -> bool:
-        """One conditional ADD on the tenant's window item (TTL removes old windows)."""
+        """One conditional ADD on the tenant's window item of this region (TTL removes old windows).
+
+        Each region counts what it admits: the limit holds per region, with no cross-region read on
+        the request path (a client reaches one region through Route 53 latency routing)."""
         try:
             self.client.update_item(
-                TableName=self.table, Key=_key(f"{tenant_id}#rate", f"{window:012d}"),
+                TableName=self.table, Key=_key(f"{tenant_id}#rate", f"{window:012d}#{self.region}"),
                 UpdateExpression="ADD #n :one SET #exp = :exp",
                 ConditionExpression="attribute_not_exists(#n) OR #n < :limit",
                 ExpressionAttributeNames={"#n": "n", "#exp": TTL_ATTRIBUTE},

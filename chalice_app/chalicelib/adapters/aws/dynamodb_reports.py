@@ -1,6 +1,7 @@
 """Report counters on the DynamoDB table: one item per tenant, one number attribute per counter.
 
-    <t>#report              counters         c:<name> = n   (ADD, in the transaction of the change's marker)
+    <t>#report              counters#<r>     c:<name> = n   (ADD, in the transaction of the change's marker)
+                                             one item per region (each counts what it wrote), summed on read
     _proc#<consumer>#<id>   -                processed marker of the reporting consumer
 
 A chunk of deltas is one TransactWriteItems: a conditional Put of each delta's
@@ -24,8 +25,8 @@ PREFIX = "c:"
 CONFLICT_RETRIES = 8
 
 
-def report_key(tenant_id: str) -> dict[str, dict[str, str]]:
-    return {"pk": {"S": f"{tenant_id}#report"}, "sk": {"S": "counters"}}
+def report_key(tenant_id: str, region: str) -> dict[str, dict[str, str]]:
+    return {"pk": {"S": f"{tenant_id}#report"}, "sk": {"S": f"counters#{region}"}}
 
 
 class DynamoReports(DynamoTable):
@@ -46,7 +47,7 @@ class DynamoReports(DynamoTable):
             values: dict[str, Any] = {f":c{i}": {"N": str(v)} for i, v in enumerate(counters.values())}
             values[":t"] = {"S": tenant_id}
             adds = ", ".join(f"#c{i} :c{i}" for i in range(len(counters)))
-            items.append({"Update": {"TableName": self.table, "Key": report_key(tenant_id),
+            items.append({"Update": {"TableName": self.table, "Key": report_key(tenant_id, self.region),
                                      "UpdateExpression": (f"ADD {adds} " if adds else "") + "SET tenant_id = :t",
                                      **({"ExpressionAttributeNames": names} if names else {}),
                                      "ExpressionAttributeValues": values}})
@@ -79,6 +80,10 @@ class DynamoReports(DynamoTable):
         return applied
 
     def report_counters(self, tenant_id: str) -> dict[str, int]:
-        key = report_key(tenant_id)
-        item = self._get(key["pk"]["S"], key["sk"]["S"]) or {}
-        return {k[len(PREFIX):]: int(v["N"]) for k, v in sorted(item.items()) if k.startswith(PREFIX)}
+        """The tenant's counters: what every region counted, summed."""
+        totals: dict[str, int] = {}
+        for item in self._partition(f"{tenant_id}#report", "counters#"):
+            for k, v in item.items():
+                if k.startswith(PREFIX):
+                    totals[k[len(PREFIX):]] = totals.get(k[len(PREFIX):], 0) + int(v["N"])
+        return dict(sorted(totals.items()))

@@ -6,17 +6,18 @@ from typing import Any, Iterator
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ...config import STATUS_INDEX
+from ...config import DEFAULTS, PLATFORM_REGION, STATUS_INDEX
 from ..errors import StoreUnavailable
 from .dynamodb_layout import S
 from .dynamodb_layout import key as _key
 
 
 class DynamoTable:
-    """A store concern on `table` through a low-level boto3 DynamoDB client."""
+    """A store concern on `table` through a low-level boto3 DynamoDB client, as `region` writes it
+    (the table is a global table: see dynamodb_layout's "Regions")."""
 
-    def __init__(self, client: Any, table: str):
-        self.client, self.table = client, table
+    def __init__(self, client: Any, table: str, region: str = DEFAULTS[PLATFORM_REGION]):
+        self.client, self.table, self.region = client, table, region
 
     def _call(self, op: str, **kw: Any) -> dict[str, Any]:
         try:

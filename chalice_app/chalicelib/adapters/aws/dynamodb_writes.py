@@ -17,8 +17,8 @@ MAX_ITEMS = 100  # DynamoDB's limit for one transaction
 
 
 class UnitOfWork:
-    def __init__(self, table: str, ids: L.OutboxIds):
-        self.table, self.ids = table, ids
+    def __init__(self, table: str, ids: L.OutboxIds, region: str):
+        self.table, self.ids, self.region = table, ids, region
         self.items: list[dict[str, Any]] = []
         self.on_fail: list[type[Exception] | None] = []  # what a failed condition of items[i] means
         self.labels: list[str] = []
@@ -53,12 +53,14 @@ class UnitOfWork:
             self.add_payment(c.payment, c.expected_version, c.payment_body)
             for tenant_id, source, body in audit_rows:
                 aid = self.ids.next()
-                self.put({**L.audit_queue_key(aid), "kind": _s(L.AUDIT_KIND), "id": _n(aid),
+                self.put({**L.audit_queue_key(self.region, aid), "kind": _s(L.AUDIT_KIND), "id": _n(aid),
+                          "origin": _s(self.region),
                           "tenant_id": _s(tenant_id), "source": _s(source), "body": _s(orjson.dumps(body).decode())},
                          ConcurrencyConflict, f"audit row id {aid} taken", "attribute_not_exists(pk)")
         for event in c.events:
             oid = self.ids.next()
-            self.put({**L.outbox_key(oid), "kind": _s(L.OUTBOX_KIND), "id": _n(oid),
+            self.put({**L.outbox_key(self.region, oid), "kind": _s(L.OUTBOX_KIND), "id": _n(oid),
+                      "origin": _s(self.region),
                       "tenant_id": _s(event.tenant_id), "payment_id": _s(event.payment_id),
                       "event": _s(orjson.dumps(event.stored()).decode())},
                      ConcurrencyConflict, f"outbox id {oid} taken", "attribute_not_exists(pk)")
@@ -87,6 +89,7 @@ class UnitOfWork:
         pk = L.payment_pk(p.tenant_id, p.payment_id)
         item = {"pk": _s(pk), "sk": _s("payment"), "version": _n(version), "status": _s(p.status),
                 "gsi1pk": _s(L.status_gsi(p.tenant_id, p.status)), "gsi1sk": _s(p.payment_id),
+                "origin": _s(self.region),
                 "body": _s((body or payment_json(p, version)).decode())}
         if expected is None:
             self.put(item, AlreadyExists, f"payment {p.payment_id} exists", "attribute_not_exists(pk)")
@@ -111,7 +114,7 @@ class UnitOfWork:
             pid = self.ids.next()  # time-ordered: postings_for reads them back in commit order
             doc = {"txn_id": x.txn_id, "account": x.account, "currency": x.currency, "amount": x.amount,
                    "batch": x.batch, "at": x.at}
-            self.put({"pk": _s(L.payment_pk(x.tenant_id, x.payment_id)), "sk": _s(f"posting#{pid:020d}"),
+            self.put({"pk": _s(L.payment_pk(x.tenant_id, x.payment_id)), "sk": _s(f"posting#{pid:020d}#{self.region}"),
                       "tenant_id": _s(x.tenant_id), "posting": _s(orjson.dumps(doc).decode())})
             k = (x.tenant_id, x.account, x.currency)
             balances[k] = balances.get(k, 0) + x.amount
@@ -119,13 +122,14 @@ class UnitOfWork:
             sums[0] += x.amount
             sums[1] += 1
         for (tenant_id, account, currency), amount in balances.items():
-            self._add("Update", {"Key": {"pk": _s(f"{tenant_id}#balance"), "sk": _s(f"{account}#{currency}")},
+            self._add("Update", {"Key": {"pk": _s(f"{tenant_id}#balance"),
+                                         "sk": _s(f"{account}#{currency}#{self.region}")},
                                  "UpdateExpression": "ADD balance :a SET account = :acc, currency = :cur, tenant_id = :t",
                                  "ExpressionAttributeValues": {":a": _n(amount), ":acc": _s(account),
                                                                ":cur": _s(currency), ":t": _s(tenant_id)}},
                       None, "balance")
         for (txn_id, currency), (total, legs) in txns.items():
-            self._add("Update", {"Key": {"pk": _s(L.ledger_pk(txn_id)), "sk": _s(f"{txn_id}#{currency}")},
+            self._add("Update", {"Key": {"pk": _s(L.ledger_pk(txn_id)), "sk": _s(f"{txn_id}#{currency}#{self.region}")},
                                  "UpdateExpression": "ADD #t :t, legs :n SET txn_id = :id, currency = :cur",
                                  "ExpressionAttributeNames": {"#t": "total"},
                                  "ExpressionAttributeValues": {":t": _n(total), ":n": _n(legs), ":id": _s(txn_id),

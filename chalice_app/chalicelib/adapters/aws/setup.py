@@ -66,7 +66,7 @@ def build_adapters(settings: Any, aws: AwsSettings | None = None) -> tuple[Any, 
     aws = aws or AwsSettings.from_env(settings.mode)
     c = clients(aws)
     # The table's stream relay publishes fresh outbox records; the polling relay only sweeps old ones.
-    store = open_store(c["dynamodb"], aws.table, outbox_grace_s=OUTBOX_SWEEP_AFTER_S)
+    store = open_store(c["dynamodb"], aws.table, outbox_grace_s=OUTBOX_SWEEP_AFTER_S, region=settings.region)
     bus = KafkaBus(aws.bootstrap, aws.security, aws.region, partitions=settings.partitions)
     keys = KmsKeys(c["kms"], c["dynamodb"], aws.table, aws.key_id)
     return store, bus, keys, c

@@ -18,13 +18,15 @@ class SqliteReminders(OnDatabase):
 
 
 class SqliteControls(OnDatabase):
+    """A region's own control records (its breakers): kept per region, as in the global table."""
+
     def get_control(self, name: str) -> dict[str, Any] | None:
-        row = self.db.conn().execute("SELECT body FROM control WHERE name=?", (name,)).fetchone()
+        row = self.db.conn().execute("SELECT body FROM control WHERE name=?", (f"{name}@{self.region}",)).fetchone()
         return orjson.loads(row[0]) if row else None
 
     def put_control(self, name: str, value: dict[str, Any]) -> None:
         with self.db.write() as conn:
-            conn.execute("INSERT OR REPLACE INTO control VALUES (?, ?)", (name, orjson.dumps(value)))
+            conn.execute("INSERT OR REPLACE INTO control VALUES (?, ?)", (f"{name}@{self.region}", orjson.dumps(value)))
 
 
 class SqliteSecrets(OnDatabase):

@@ -7,6 +7,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from ...config import DEFAULTS, PLATFORM_REGION
+
 
 class SqliteDatabase:
     """A SQLite file opened in WAL mode, one connection per thread.
@@ -72,7 +74,9 @@ class SqliteDatabase:
 
 
 class OnDatabase:
-    """One store concern on a SqliteDatabase shared with the others (a commit spans them)."""
+    """One store concern on a SqliteDatabase shared with the others (a commit spans them), as
+    `region` writes and reads it: rows that only their region may act on (outbox, audit queue,
+    control records) are marked with it, and a region reads only its own."""
 
-    def __init__(self, db: SqliteDatabase):
-        self.db = db
+    def __init__(self, db: SqliteDatabase, region: str = DEFAULTS[PLATFORM_REGION]):
+        self.db, self.region = db, region

@@ -18,8 +18,10 @@ from .schema import PRUNE
 
 class SqliteOutbox(OnDatabase):
     def pending_outbox(self, limit: int) -> list[OutboxRecord]:
-        rows = self.db.conn().execute("SELECT id, event FROM outbox WHERE published = 0 ORDER BY id LIMIT ?",
-                                      (limit,)).fetchall()
+        # Only what this region wrote ('' : rows from before regions): another region's rows are
+        # that region's to publish.
+        rows = self.db.conn().execute("SELECT id, event FROM outbox WHERE published = 0 AND origin IN (?, '')"
+                                      " ORDER BY id LIMIT ?", (self.region, limit)).fetchall()
         return [OutboxRecord(r[0], Event.from_dict(orjson.loads(r[1]))) for r in rows]
 
     def mark_published(self, ids: Sequence[int]) -> None:
@@ -38,11 +40,11 @@ class SqliteChangeFeed(OnDatabase):
         return []
 
     def read(self, reader: str, limit: int) -> list[OutboxRecord]:
-        """Committed events after `reader`'s position, oldest first (published or not)."""
+        """Committed events this region wrote after `reader`'s position, oldest first (published or not)."""
         conn = self.db.conn()
         row = conn.execute("SELECT position FROM feed_readers WHERE reader=?", (reader,)).fetchone()
-        rows = conn.execute("SELECT id, event FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
-                            (row[0] if row else 0, limit)).fetchall()
+        rows = conn.execute("SELECT id, event FROM outbox WHERE id > ? AND origin IN (?, '') ORDER BY id LIMIT ?",
+                            (row[0] if row else 0, self.region, limit)).fetchall()
         return [OutboxRecord(r[0], Event.from_dict(orjson.loads(r[1]))) for r in rows]
 
     def advance(self, reader: str, position: int) -> None:

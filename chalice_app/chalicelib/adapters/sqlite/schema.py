@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS timeline (
     action TEXT NOT NULL, from_state TEXT NOT NULL, to_state TEXT NOT NULL, stage TEXT NOT NULL,
     detail BLOB NOT NULL, PRIMARY KEY (tenant_id, payment_id, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, event BLOB NOT NULL, published INTEGER NOT NULL DEFAULT 0);
+    id INTEGER PRIMARY KEY AUTOINCREMENT, event BLOB NOT NULL, published INTEGER NOT NULL DEFAULT 0,
+    origin TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS processed (
     consumer TEXT NOT NULL, event_id TEXT NOT NULL, PRIMARY KEY (consumer, event_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS idempotency (
@@ -56,7 +57,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
     key_hash TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, prefix TEXT NOT NULL,
     created_at TEXT NOT NULL, revoked_at TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS audit_pending (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, tenant_id TEXT NOT NULL, source TEXT NOT NULL, body BLOB NOT NULL);
+    id INTEGER PRIMARY KEY AUTOINCREMENT, tenant_id TEXT NOT NULL, source TEXT NOT NULL, body BLOB NOT NULL,
+    origin TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS audit_pending_by_tenant ON audit_pending (tenant_id);
 CREATE TABLE IF NOT EXISTS dlq_redrives (entry_id TEXT PRIMARY KEY, at TEXT NOT NULL) WITHOUT ROWID;
 """
@@ -74,11 +76,16 @@ PRUNE = ("DELETE FROM outbox WHERE published = 1 AND id <="
 
 def migrate(conn: sqlite3.Connection) -> None:
     """Stores made before the feed existed lack outbox.published: add it (every row was unpublished).
+    Stores made before regions lack the origin of outbox and audit rows: '' (read as the reader's own).
 
     Runs inside a write transaction, so two processes opening an old file migrate it once."""
     columns = {r[1] for r in conn.execute("PRAGMA table_info(outbox)")}
     if "published" not in columns:
         conn.execute("ALTER TABLE outbox ADD COLUMN published INTEGER NOT NULL DEFAULT 0")
+    if "origin" not in columns:
+        conn.execute("ALTER TABLE outbox ADD COLUMN origin TEXT NOT NULL DEFAULT ''")
+    if "origin" not in {r[1] for r in conn.execute("PRAGMA table_info(audit_pending)")}:
+        conn.execute("ALTER TABLE audit_pending ADD COLUMN origin TEXT NOT NULL DEFAULT ''")
     for statement in FEED_SCHEMA:
         conn.execute(statement)
 

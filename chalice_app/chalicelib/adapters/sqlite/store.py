@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...config import DEFAULTS, PLATFORM_REGION
 from ...ports import Store
 from .audit import SqliteAuditQueue
 from .control import SqliteControls, SqliteReminders, SqliteSecrets
@@ -23,15 +24,17 @@ from .tenants import SqliteTenants
 from .unit_of_work import SqliteUnitOfWork
 
 
-def open_store(path: Path | str) -> Store:
-    """The store in `path` (created and migrated if need be), its rate counters beside it."""
+def open_store(path: Path | str, region: str = DEFAULTS[PLATFORM_REGION]) -> Store:
+    """The store in `path` (created and migrated if need be), its rate counters beside it, as
+    `region` writes and reads it."""
     db = SqliteDatabase(path, SCHEMA)
     with db.write() as conn:
         migrate(conn)
     # Rate-limit counters: a write per API request, so a file of their own without fsync.
     rates = SqliteDatabase(Path(path).with_name(Path(path).stem + "-ratelimit.db"), RATE_SCHEMA, "OFF")
-    return Store(unit_of_work=SqliteUnitOfWork(db), payments=SqlitePayments(db), idempotency=SqliteIdempotency(db),
-                 reminders=SqliteReminders(db), controls=SqliteControls(db), secrets=SqliteSecrets(db),
-                 ledger=SqliteLedger(db), outbox=SqliteOutbox(db), feed=SqliteChangeFeed(db),
-                 reports=SqliteReports(db), requests=SqliteRequestCounters(rates),
-                 audit_queue=SqliteAuditQueue(db), tenants=SqliteTenants(db))
+    return Store(unit_of_work=SqliteUnitOfWork(db, region), payments=SqlitePayments(db),
+                 idempotency=SqliteIdempotency(db), reminders=SqliteReminders(db),
+                 controls=SqliteControls(db, region), secrets=SqliteSecrets(db), ledger=SqliteLedger(db),
+                 outbox=SqliteOutbox(db, region), feed=SqliteChangeFeed(db, region), reports=SqliteReports(db),
+                 requests=SqliteRequestCounters(rates), audit_queue=SqliteAuditQueue(db, region),
+                 tenants=SqliteTenants(db))

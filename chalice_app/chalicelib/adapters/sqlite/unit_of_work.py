@@ -41,15 +41,15 @@ class _Unit:
     created: bool = False
     correlation: tuple[str, str, str] | None = None
     timeline: list[tuple[Any, ...]] = field(default_factory=list)  # rows without their seq
-    audit: list[tuple[str, str, bytes]] = field(default_factory=list)
-    outbox: list[tuple[bytes]] = field(default_factory=list)
+    audit: list[tuple[str, str, bytes, str]] = field(default_factory=list)
+    outbox: list[tuple[bytes, str]] = field(default_factory=list)
     postings: list[tuple[Any, ...]] = field(default_factory=list)
     idempotency: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None  # (DELETE parameters, row)
     reminders: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
     secrets: list[tuple[str, str, bytes]] = field(default_factory=list)
 
 
-def _prepare(changes: Changes) -> _Unit:
+def _prepare(changes: Changes, region: str) -> _Unit:
     unit = _Unit(processed=changes.processed, secrets=list(changes.secrets))
     p = changes.payment
     if p is not None:
@@ -63,8 +63,8 @@ def _prepare(changes: Changes) -> _Unit:
             unit.payment = (expected + 1, p.status, body, p.tenant_id, p.payment_id, expected)
         unit.timeline = [(p.tenant_id, p.payment_id, t.at, t.action, t.from_state, t.to_state, t.stage,
                           orjson.dumps(t.detail)) for t in p.pending_timeline]
-        unit.audit = [(t, src, orjson.dumps(body)) for t, src, body in rows_for(changes)]
-    unit.outbox = [(orjson.dumps(e.stored()),) for e in changes.events]
+        unit.audit = [(t, src, orjson.dumps(body), region) for t, src, body in rows_for(changes)]
+    unit.outbox = [(orjson.dumps(e.stored()), region) for e in changes.events]
     unit.postings = [(x.txn_id, x.tenant_id, x.payment_id, x.account, x.currency, x.amount, x.batch, x.at)
                      for x in changes.postings]
     if changes.idempotency:
@@ -93,9 +93,10 @@ def _execute(conn: sqlite3.Connection, unit: _Unit) -> None:
         if unit.timeline:  # each entry numbered after the payment's last (a statement per entry, not two)
             conn.executemany("INSERT INTO timeline SELECT ?1, ?2, COALESCE(MAX(seq), 0) + 1, ?3, ?4, ?5, ?6, ?7, ?8"
                              " FROM timeline WHERE tenant_id=?1 AND payment_id=?2", unit.timeline)
-        conn.executemany("INSERT INTO audit_pending (tenant_id, source, body) VALUES (?, ?, ?)", unit.audit)
+        conn.executemany("INSERT INTO audit_pending (tenant_id, source, body, origin) VALUES (?, ?, ?, ?)",
+                         unit.audit)
     if unit.outbox:
-        conn.executemany("INSERT INTO outbox (event) VALUES (?)", unit.outbox)
+        conn.executemany("INSERT INTO outbox (event, origin) VALUES (?, ?)", unit.outbox)
     if unit.postings:
         conn.executemany("INSERT INTO postings (txn_id, tenant_id, payment_id, account, currency, amount, batch, at)"
                          " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", unit.postings)
@@ -119,7 +120,7 @@ def _execute(conn: sqlite3.Connection, unit: _Unit) -> None:
 class SqliteUnitOfWork(OnDatabase):
     def commit(self, changes: Changes) -> None:
         """Write state, timeline, audit rows, outbox, dedupe marker, ledger and idempotency at once."""
-        unit = _prepare(changes)
+        unit = _prepare(changes, self.region)
         try:
             with self.db.write() as conn:
                 _execute(conn, unit)
@@ -136,7 +137,7 @@ class SqliteUnitOfWork(OnDatabase):
         are taken only when needed: the batch is first written without them (the usual
         case, every unit commits), and only if a unit fails is the whole transaction
         rolled back and written again, unit by unit."""
-        units = [_prepare(changes) for changes in batch]
+        units = [_prepare(changes, self.region) for changes in batch]
         try:
             with self.db.write() as conn:
                 for unit in units:
