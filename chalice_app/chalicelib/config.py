@@ -42,6 +42,7 @@ METRICS_SINK = "METRICS_SINK"              # auto (stdout EMF in Lambda, file lo
 TENANTS_FILE = "TENANTS_FILE"              # declarative tenant list payctl keeps for infra/ (unset: none)
 RATE_LIMIT_PER_S = "RATE_LIMIT_PER_S"      # API requests per second per tenant (token bucket refill)
 RATE_LIMIT_BURST = "RATE_LIMIT_BURST"      # ... and the bucket's size: requests allowed at once
+HEALTH_MAX_OUTBOX_AGE_S = "HEALTH_MAX_OUTBOX_AGE_S"  # /health is 503 when an event waits longer to be published
 # aws-local and aws modes (names shared by the adapters and infra/)
 PAYMENTS_TABLE = "PAYMENTS_TABLE"          # DynamoDB single table
 KAFKA_BOOTSTRAP_SERVERS = "KAFKA_BOOTSTRAP_SERVERS"  # MSK / Tansu brokers, comma-separated
@@ -83,6 +84,7 @@ DEFAULTS: dict[str, str] = {
     TENANTS_FILE: "",  # the payctl wrapper sets it to infra/tenants.json
     RATE_LIMIT_PER_S: "200",
     RATE_LIMIT_BURST: "1000",
+    HEALTH_MAX_OUTBOX_AGE_S: "60",
     PAYMENTS_TABLE: "payments-platform",
     KAFKA_BOOTSTRAP_SERVERS: "127.0.0.1:9092",
     KAFKA_SECURITY: "plaintext",
@@ -215,6 +217,7 @@ class Settings:
     rate_limit_per_s: float = _env(RATE_LIMIT_PER_S, _float)
     rate_limit_burst: int = _env(RATE_LIMIT_BURST, _int)
     dashboard_port: int = _env(DASHBOARD_PORT, _int)
+    health_max_outbox_age_s: float = _env(HEALTH_MAX_OUTBOX_AGE_S, _float)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None,

@@ -91,7 +91,11 @@ class Api(Construct):
         self.host = f"{self.rest_api.id}.execute-api.{region}.amazonaws.com"
         self.health_check = Route53HealthCheck(
             self, "health", type="HTTPS", fqdn=self.host, port=443,
-            resource_path=f"/{acfg['stage']}/health", request_interval=30, failure_threshold=3,
+            # Fast checks (10 s, the shortest Route 53 offers) on a /health that answers 503 when the
+            # region should not take traffic (store, bus or its lease gone): a dead region is out of
+            # DNS answers in interval x threshold, then clients follow within the record's TTL.
+            resource_path=f"/{acfg['stage']}/health", request_interval=dns["health_check_interval_s"],
+            failure_threshold=dns["health_check_failure_threshold"],
             measure_latency=True, tags=tags(Name=name("health", region)))
         self.waf = Waf(self, "waf", region=region, cfg=cfg, stage_arn=self.stage.arn, key_arn=key_arn)
         zone = DataAwsRoute53Zone(self, "zone", name=dns["zone_name"], private_zone=False)
@@ -108,10 +112,11 @@ class Api(Construct):
             routing = {"failover_routing_policy": {"type": "PRIMARY" if primary else "SECONDARY"}}
         else:
             routing = {"latency_routing_policy": {"region": region}}
+        # A CNAME, not an alias: an alias answer carries its target's TTL (API Gateway's, which we
+        # cannot set), a CNAME ours, so resolvers drop a failed region's answer within ttl_s.
         self.record = Route53Record(
-            self, "record", zone_id=zone.zone_id, name=public_name, type="A",
-            alias={"name": self.domain.regional_domain_name, "zone_id": self.domain.regional_zone_id,
-                   "evaluate_target_health": True},
+            self, "record", zone_id=zone.zone_id, name=public_name, type="CNAME", ttl=dns["ttl_s"],
+            records=[self.domain.regional_domain_name],
             set_identifier=region, health_check_id=self.health_check.id, **routing)
 
     def _certificate(self, public_name: str, zone: DataAwsRoute53Zone) -> str:

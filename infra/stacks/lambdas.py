@@ -42,8 +42,13 @@ from .secrets import PEPPER_SECRET_NAME
 OTEL_ENV = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:4318", "OTEL_PROPAGATORS": "xray"}
 
 
-def consumer_group(stage: str, topic: str) -> str:
-    return f"payments-{stage}-{topic}"
+def consumer_group(region: str, stage: str, topic: str) -> str:
+    """A stage's consumer group in one region. Named per region: MSK Replicator copies a group's
+    offsets into the same-named group of the peer cluster, and AWS documents that the sync does not
+    land while that group is active there -- which a shared name always would be (the peer's own
+    stage). Per-region names keep each region's offsets its own, and the copy of a region's offsets
+    (for replaying its mirrored topics) lands."""
+    return f"payments-{region}-{stage}-{topic}"
 
 
 def lambda_security_group(scope: Construct, region: str, vpc_id: str, vpc_cidr: str) -> SecurityGroup:
@@ -171,7 +176,7 @@ class Functions(Construct):
                     function_name=self.functions[stage].arn, topics=[topic],
                     starting_position=esm["starting_position"], batch_size=esm["batch_size"],
                     maximum_batching_window_in_seconds=esm["batch_window_s"],
-                    amazon_managed_kafka_event_source_config={"consumer_group_id": consumer_group(stage, topic)},
+                    amazon_managed_kafka_event_source_config={"consumer_group_id": consumer_group(self.region, stage, topic)},
                     destination_config={"on_failure": {"destination_arn": failures.arn}}, tags=tags(stage=stage),
                     **limits)
 

@@ -31,7 +31,7 @@ class Alarms(Construct):
                 threshold=acfg["dlq_depth_threshold"], alarm_description=f"{label}: dead letters waiting", **common)
         for stage, module in settings.STAGES.items():
             for topic in module.CONSUMES:
-                group = consumer_group(stage, topic)
+                group = consumer_group(region, stage, topic)
                 self.alarms[f"lag-{group}"] = CloudwatchMetricAlarm(
                     self, f"lag-{stage}-{topic.replace('.', '-')}", alarm_name=name(region, "lag", stage, topic),
                     namespace="AWS/Kafka", metric_name="MaxOffsetLag",

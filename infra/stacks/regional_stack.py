@@ -70,7 +70,7 @@ class RegionalStack(TerraformStack):
             mapping.add_override("depends_on", [f"aws_lambda_invocation.{self.topics.invocation.friendly_unique_id}"])
         self.replicators = None
         if replication_enabled():
-            groups = sorted({consumer_group(s, t) for s, m in settings.STAGES.items() for t in m.CONSUMES})
+            groups = sorted({consumer_group(region, s, t) for s, m in settings.STAGES.items() for t in m.CONSUMES})
             self.replicators = Replicators(self, "replicator", region=region, cfg=cfg, kafka=self.kafka,
                                            topic_names=[t.name for t in topics], consumer_groups=groups)
         self.api = Api(self, "api", region=region, cfg=cfg, handler=self.functions.functions["api"], key_arn=key.arn)

@@ -101,6 +101,9 @@ def test_replicator_for_every_ordered_region_pair(synth, cfg):
         assert set(topic_rep["topics_to_replicate"]) >= set(topics())
         [groups] = info["consumer_group_replication"]
         assert groups["synchronise_consumer_group_offsets"] is True
+        # Only the source region's own groups, named for it: never a group the target's stages use.
+        assert groups["consumer_groups_to_replicate"] and all(
+            g.startswith(f"payments-{src}-") for g in groups["consumer_groups_to_replicate"])
         seen.add((src, dst))
     assert len(seen) == len(regions(cfg)) * (len(regions(cfg)) - 1)
 
@@ -199,7 +202,7 @@ def test_msk_mapping_per_stage_topic_with_on_failure_destination(synth, cfg, reg
         assert m["maximum_batching_window_in_seconds"] == esm["batch_window_s"]
         dest = m["destination_config"]["on_failure"]["destination_arn"]
         assert dest.startswith("${aws_sqs_queue.") and dest.split(".")[1] in queues
-        assert m["amazon_managed_kafka_event_source_config"]["consumer_group_id"]
+        assert m["amazon_managed_kafka_event_source_config"]["consumer_group_id"].startswith(f"payments-{region}-")
     assert pairs == {(f"payments-{s}", t) for s, m in STAGES.items() for t in m.CONSUMES}
 
 
@@ -262,6 +265,12 @@ def test_regional_api_proxies_to_the_api_lambda_with_a_health_check(synth, cfg, 
     assert record["health_check_id"] == ref("aws_route53_health_check", hc_logical, "id")
     assert record["set_identifier"] == region
     assert record.get("latency_routing_policy") == {"region": region} or "failover_routing_policy" in record
+    # A dead region leaves DNS answers within 10 s x 2 checks, and resolvers follow within the TTL
+    # (a CNAME carries ours; an alias would carry API Gateway's).
+    assert (hc["request_interval"], hc["failure_threshold"]) == (10, 2)
+    assert record["type"] == "CNAME" and record["ttl"] <= 10 and "alias" not in record
+    domain = synth.one(stack(region), "aws_api_gateway_domain_name")[0]
+    assert record["records"] == [ref("aws_api_gateway_domain_name", domain, "regional_domain_name")]
 
 
 def test_alarms_cover_dlq_depth_lag_errors_and_throttles(synth, region):

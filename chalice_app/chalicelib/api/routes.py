@@ -21,6 +21,7 @@ from ..observability import context, tracing
 from ..schemas import schemas_dir
 from ..services import reporting
 from ..services.api_io import ApiError, Reply
+from ..services.health import region_health
 from ..services.payments import PaymentService
 from ..services.tenants import caller_key, caller_of_key
 from .ratelimit import retry_after
@@ -185,8 +186,9 @@ def _is_json(content_type: str | None) -> bool:
 @api.route("/health", methods=["GET"])
 @endpoint(authenticated=False)
 def health(svc: PaymentService, request: Any, tenant_id: None, corr: str) -> Reply:
-    s = svc.p.settings
-    return Reply(200, orjson.dumps({"status": "ok", "mode": s.mode, "region": s.region}), {})
+    """Whether this region should take traffic: 503 sends Route 53's clients elsewhere."""
+    code, report = region_health(svc.p)
+    return Reply(code, orjson.dumps(report), {"Cache-Control": "no-store"})
 
 
 @api.route("/openapi.json", methods=["GET"])
