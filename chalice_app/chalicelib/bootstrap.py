@@ -17,8 +17,9 @@ from .clock import SystemClock
 from .config import ConfigError, Settings
 from .connectors import build_connector, open_config
 from .observability import logmask, logs, metrics, tracing
-from .ports import AuditLog, Clock, Connector, EventBus, KeyService, Platform, Store
+from .ports import AuditLog, Clock, Connector, EventBus, KeyService, Leases, Platform, Store
 from .services.audit import audit_mac_key
+from .services.ownership import Ownership
 from .webhooks import Poster, http_post
 
 PSP_CONFIG = "PSP_CONFIG"  # JSON list of {"name", "type", ...}; default: two simulator PSPs
@@ -58,19 +59,22 @@ def build(settings: Settings | None = None, clock: Clock | None = None) -> Platf
         from .adapters.aws.setup import AwsSettings, build_adapters
         aws = AwsSettings.from_env(settings.mode)
         store, bus, keys, clients = build_adapters(settings, aws)
+        from .adapters.aws.dynamodb_leases import DynamoLeases
         return assemble(settings, store, bus, keys, clock or SystemClock(),
                         audit_log=lambda signer: DynamoAuditLog(clients["dynamodb"], aws.table, signer,
-                                                                          settings.region))
+                                                                          settings.region),
+                        leases=DynamoLeases(clients["dynamodb"], settings.control_table))
     raise ConfigError(f"PLATFORM_MODE={settings.mode} is not wired")
 
 
 def assemble(settings: Settings, store: Store, bus: EventBus, keys: KeyService, clock: Clock,
              connectors: dict[str, Connector] | None = None, post_webhook: Poster = http_post,
-             audit_log: Callable[[HeadSigner], AuditLog] | None = None) -> Platform:
+             audit_log: Callable[[HeadSigner], AuditLog] | None = None, leases: Leases | None = None) -> Platform:
     """A Platform from its adapters. What follows from them is made here: the PSP connectors (sealed
     credentials opened with the keys), the audit log (`audit_log(signer)`; default the embedded
     $DATA_DIR/audit.db) with its head signed under a key only the KeyService can open, and the
-    rate limiter over the store's request counters."""
+    rate limiter over the store's request counters, and this region's view of the home-region leases
+    (`leases`; default the embedded control file, CONTROL_STORE)."""
     if connectors is None:
         try:
             connectors = {c["name"]: build_connector(open_config(c, keys)) for c in psp_configs(settings)}
@@ -84,8 +88,12 @@ def assemble(settings: Settings, store: Store, bus: EventBus, keys: KeyService, 
     opened: list[AuditLog] = []
     log = audit_log(HeadSigner(lambda: audit_mac_key(keys, opened[0])))
     opened.append(log)
+    if leases is None:
+        from .adapters.sqlite.leases import SqliteLeases
+        leases = SqliteLeases(settings.control_path)
+    ownership = Ownership(leases, settings.region, settings.lease_skew_s, wall=lambda: clock.now().timestamp())
     return Platform(settings=settings, store=store, bus=bus, keys=keys, clock=clock, connectors=connectors,
-                    audit_log=log, post_webhook=post_webhook,
+                    audit_log=log, post_webhook=post_webhook, ownership=ownership,
                     rate_limiter=SharedRateLimiter(store.requests, settings.rate_limit_per_s, settings.rate_limit_burst))
 
 

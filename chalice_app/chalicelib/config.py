@@ -43,6 +43,12 @@ TENANTS_FILE = "TENANTS_FILE"              # declarative tenant list payctl keep
 RATE_LIMIT_PER_S = "RATE_LIMIT_PER_S"      # API requests per second per tenant (token bucket refill)
 RATE_LIMIT_BURST = "RATE_LIMIT_BURST"      # ... and the bucket's size: requests allowed at once
 HEALTH_MAX_OUTBOX_AGE_S = "HEALTH_MAX_OUTBOX_AGE_S"  # /health is 503 when an event waits longer to be published
+CONTROL_STORE = "CONTROL_STORE"            # embedded: the leases' SQLite file, shared by the regions of a laptop
+CONTROL_TABLE = "CONTROL_TABLE"            # aws modes: the leases' table (multi-region strongly consistent in AWS)
+LEASE_TTL_S = "LEASE_TTL_S"                # a home region's lease lasts this long past each renewal
+LEASE_SKEW_S = "LEASE_SKEW_S"              # the clock skew allowed between regions: owners stop, takers wait, this much
+TAKEOVER_REGIONS = "TAKEOVER_REGIONS"      # peer regions whose payments this region takes over when their lease lapses
+FAILBACK = "FAILBACK"                      # handback: a region back from failure asks for its lease back; stay: it does not
 # aws-local and aws modes (names shared by the adapters and infra/)
 PAYMENTS_TABLE = "PAYMENTS_TABLE"          # DynamoDB single table
 KAFKA_BOOTSTRAP_SERVERS = "KAFKA_BOOTSTRAP_SERVERS"  # MSK / Tansu brokers, comma-separated
@@ -85,6 +91,12 @@ DEFAULTS: dict[str, str] = {
     RATE_LIMIT_PER_S: "200",
     RATE_LIMIT_BURST: "1000",
     HEALTH_MAX_OUTBOX_AGE_S: "60",
+    CONTROL_STORE: "",  # derived: $DATA_DIR/control.db
+    CONTROL_TABLE: "payments-control",
+    LEASE_TTL_S: "10",
+    LEASE_SKEW_S: "2",
+    TAKEOVER_REGIONS: "",
+    FAILBACK: "handback",
     PAYMENTS_TABLE: "payments-platform",
     KAFKA_BOOTSTRAP_SERVERS: "127.0.0.1:9092",
     KAFKA_SECURITY: "plaintext",
@@ -92,6 +104,8 @@ DEFAULTS: dict[str, str] = {
     AWS_ENDPOINT_URL: "http://127.0.0.1:4566",
     OUTBOX_STREAM_ARN: "",  # derived: the table's latest stream
 }
+
+EMPTY_MEANS_NONE = frozenset({TAKEOVER_REGIONS})  # an empty default that is not derived from anything
 
 # DynamoDB single-table layout, shared by adapters/aws/dynamodb.py and infra/.
 TABLE_PK, TABLE_SK = "pk", "sk"                  # pk always begins with the tenant id
@@ -137,6 +151,10 @@ def _choice(env: dict[str, str], name: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
     return value
+
+
+def _names(env: dict[str, str], name: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in _get(env, name).split(",") if n.strip())
 
 
 def _schedule(env: dict[str, str], name: str) -> tuple[float, ...]:
@@ -218,6 +236,12 @@ class Settings:
     rate_limit_burst: int = _env(RATE_LIMIT_BURST, _int)
     dashboard_port: int = _env(DASHBOARD_PORT, _int)
     health_max_outbox_age_s: float = _env(HEALTH_MAX_OUTBOX_AGE_S, _float)
+    control_store: str = _env(CONTROL_STORE)  # empty: derived from data_dir (control_path)
+    control_table: str = _env(CONTROL_TABLE)
+    lease_ttl_s: float = _env(LEASE_TTL_S, _float)
+    lease_skew_s: float = _env(LEASE_SKEW_S, _float)
+    takeover_regions: tuple[str, ...] = _env(TAKEOVER_REGIONS, _names)
+    failback: str = _env(FAILBACK, _one_of("handback", "stay"))
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None,
@@ -234,6 +258,11 @@ class Settings:
                 raise ConfigError(f"{name} must be at least 1, got {value}")
         if settings.batch_window_ms < 0:
             raise ConfigError(f"{BATCH_WINDOW_MS} must be 0 or more, got {settings.batch_window_ms}")
+        if not settings.lease_ttl_s > 2 * settings.lease_skew_s >= 0:
+            raise ConfigError(f"{LEASE_TTL_S} ({settings.lease_ttl_s:g}) must exceed twice {LEASE_SKEW_S} "
+                              f"({settings.lease_skew_s:g}): an owner stops acting skew before expiry")
+        if settings.region in settings.takeover_regions:
+            raise ConfigError(f"{TAKEOVER_REGIONS} lists this region itself ({settings.region})")
         if not settings.rate_limit_per_s > 0:
             raise ConfigError(f"{RATE_LIMIT_PER_S} must be greater than 0, got {settings.rate_limit_per_s}")
         return settings
@@ -241,6 +270,11 @@ class Settings:
     @property
     def store_path(self) -> Path:
         return self.data_dir / "store.db"
+
+    @property
+    def control_path(self) -> Path:
+        """The leases' file: CONTROL_STORE, else beside the store (one region alone on a laptop)."""
+        return Path(self.control_store).resolve() if self.control_store else self.data_dir / "control.db"
 
     @property
     def bus_path(self) -> Path:

@@ -2,6 +2,7 @@
 (`make local-aws`, the aws-local tests and the bench; Lambda never provisions anything)."""
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from chalicelib import config as C
@@ -31,6 +32,18 @@ def create_table(dynamodb: Any, table: str) -> str:
     return desc["LatestStreamArn"]
 
 
+def create_control_table(dynamodb: Any, table: str) -> None:
+    """The leases' control table (infra/: multi-region strongly consistent in AWS). Idempotent."""
+    try:
+        dynamodb.describe_table(TableName=table)
+    except dynamodb.exceptions.ResourceNotFoundException:
+        dynamodb.create_table(
+            TableName=table, BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in (C.TABLE_PK, C.TABLE_SK)],
+            KeySchema=[{"AttributeName": C.TABLE_PK, "KeyType": "HASH"}, {"AttributeName": C.TABLE_SK, "KeyType": "RANGE"}])
+        dynamodb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
+
+
 def create_key(kms: Any, key_id: str) -> str:
     """The platform key behind alias `key_id` (created if the alias is missing); returns the key id."""
     if not key_id.startswith("alias/"):
@@ -47,6 +60,7 @@ def provision(aws: AwsSettings, topics: list[str], partitions: int) -> str:
     """Table, key and topics for aws-local; returns the table's stream ARN."""
     c = clients(aws)
     arn = create_table(c["dynamodb"], aws.table)
+    create_control_table(c["dynamodb"], os.environ.get(C.CONTROL_TABLE) or C.DEFAULTS[C.CONTROL_TABLE])
     create_key(c["kms"], aws.key_id)
     bus = KafkaBus(aws.bootstrap, aws.security, aws.region, partitions=partitions)
     try:

@@ -18,7 +18,8 @@ from typing import Any, Callable
 from chalicelib.clock import iso
 from chalicelib.handlers.relay import relay_once
 from chalicelib.ports import Platform
-from chalicelib.services import audit, health, reporting
+from chalicelib.services import audit, health, reporting, takeover
+from chalicelib.services.ownership import LeaseKeeper
 from chalicelib.stages import reconciliation
 
 from .event_source import Invoke, StageWorker
@@ -48,6 +49,14 @@ class Runner:
         self._chain_at = 0.0
         self._relay_lock = threading.Lock()
         self._wakes: dict[str, list[threading.Event]] = {}  # topic -> the loops of this process polling it
+        s = platform.settings
+        # The lease keeper runs where the relay does (one per region): it keeps this region's lease,
+        # hands a peer's back, takes a lapsed peer's over, and scans what it took.
+        self.keeper = LeaseKeeper(platform.ownership, s.lease_ttl_s, s.takeover_regions, s.failback) if relay else None
+        self._lease_at = 0.0
+        self._lease_lock = threading.Lock()
+        self.taken: list[tuple[str, dict[str, int]]] = []  # (home, what its scan did), for tests and the drill
+        self.lease_step()  # hold our own lease before the first batch: the stages act only under it
 
     def _published(self, topics: set[str]) -> None:
         """Wake the loops whose stages consume what the relay just published (start() fills the map)."""
@@ -62,8 +71,9 @@ class Runner:
             return relay_once(self.platform.store.outbox, self.platform.bus, published=self._published)
 
     def relay_step(self) -> int:
-        """Outbox relay, the audit chainer, and now and then a purge of expired idempotency keys."""
-        done = self.publish_step()
+        """The lease keeper when due, the outbox relay, the audit chainer, and now and then a purge of
+        expired idempotency keys."""
+        done = self.lease_step() + self.publish_step()
         if time.monotonic() >= self._chain_at:
             chained = audit.chain_pending(self.platform)
             self._chain_at = 0.0 if chained else time.monotonic() + self.AUDIT_IDLE_S
@@ -72,6 +82,19 @@ class Runner:
             self._housekept = time.monotonic()
             self.platform.store.idempotency.purge_expired_idempotency(int(self.platform.clock.now().timestamp()))
         return done
+
+    def lease_step(self) -> int:
+        """Every third of the lease's ttl: LeaseKeeper.step, then a scan of each home it took."""
+        if self.keeper is None or time.monotonic() < self._lease_at:
+            return 0
+        with self._lease_lock:
+            if time.monotonic() < self._lease_at:
+                return 0
+            self._lease_at = time.monotonic() + self.platform.settings.lease_ttl_s / 3
+            taken = self.keeper.step()
+            for home in taken:
+                self.taken.append((home, takeover.take_over(self.platform, home)))
+            return len(taken)
 
     def reconcile_step(self) -> int:
         """Due status checks of unknown PSP outcomes (slow PSPs must not hold up the relay), then

@@ -11,6 +11,7 @@ import pytest
 
 from chalicelib.adapters.aws.dynamodb import open_store as open_dynamo_store
 from chalicelib.adapters.aws.dynamodb_audit import DynamoAuditLog
+from chalicelib.adapters.aws.dynamodb_leases import DynamoLeases
 from chalicelib.adapters.aws.kafka import KafkaBus
 from chalicelib.adapters.aws.kms import KmsDecryptionError, KmsKeys
 from laptop import provision as aws
@@ -19,6 +20,7 @@ from ..aws_services import services
 from .audit_contract import AuditLogContract
 from .bus_contract import EventBusContract
 from .keys_contract import KeyServiceContract
+from .leases_contract import LeasesContract
 from .regions_contract import RegionsContract
 from .store_ports_contract import STORE_CONTRACTS
 from .tenants_contract import TenantDirectoryContract
@@ -49,6 +51,11 @@ class TestDynamoStore(*STORE_CONTRACTS):
             records += streams.get_records(ShardIterator=it, Limit=1000)["Records"]
         self._read = len(records)
         return store.feed.outbox_in(records[seen:])
+
+
+class TestDynamoLeases(LeasesContract):
+    def make_leases(self, tmp_path):
+        return DynamoLeases(services().client("dynamodb"), table_for(tmp_path))
 
 
 class TestDynamoRegions(RegionsContract):

@@ -7,6 +7,7 @@ from chalicelib.adapters.keyring import DecryptionError, LocalKeyring
 from chalicelib.adapters.sqlite import bus as sqlite_bus
 from chalicelib.adapters.sqlite.audit import SqliteAuditLog
 from chalicelib.adapters.sqlite.bus import SqliteBus
+from chalicelib.adapters.sqlite.leases import SqliteLeases
 from chalicelib.adapters.sqlite.store import open_store
 from chalicelib.ports import Changes, OutRecord
 
@@ -14,6 +15,7 @@ from .audit_contract import AuditLogContract
 from .bus_contract import EventBusContract
 from .factories import event_for, new_payment
 from .keys_contract import KeyServiceContract
+from .leases_contract import LeasesContract
 from .regions_contract import RegionsContract
 from .store_ports_contract import STORE_CONTRACTS
 from .tenants_contract import TenantDirectoryContract
@@ -22,6 +24,11 @@ from .tenants_contract import TenantDirectoryContract
 class TestSqliteStore(*STORE_CONTRACTS):
     def make_store(self, tmp_path):
         return open_store(tmp_path / "store.db")
+
+
+class TestSqliteLeases(LeasesContract):
+    def make_leases(self, tmp_path):
+        return SqliteLeases(tmp_path / "control.db")
 
 
 class TestSqliteRegions(RegionsContract):

@@ -36,7 +36,8 @@ from chalicelib.adapters.sqlite.bus import SqliteBus
 from chalicelib.adapters.sqlite.store import open_store
 from chalicelib.config import Settings
 from chalicelib.handlers.relay import relay_once
-from chalicelib.services import reporting
+from chalicelib.services import reporting, takeover
+from chalicelib.services.ownership import LeaseKeeper
 from chalicelib.services import tenants as tenancy
 from chalicelib.services.payments import PaymentService
 from chalicelib.stages import STAGES, reconciliation
@@ -52,7 +53,7 @@ PSP_STAGES = ("authorization", "capture", "refund")
 REPLAY = ".venv/bin/python -m tests.fault.simulation --seed {seed}"
 # action -> weight; the scheduler picks one per step
 ACTIONS = {"create": 5, "api_retry": 2, "api_duplicate": 2, "api_conflict": 1, "merchant": 2, "deliver": 30,
-           "redeliver": 3, "restart": 1, "relay": 8, "reconcile": 3, "tick": 5}
+           "redeliver": 3, "restart": 1, "relay": 8, "reconcile": 3, "tick": 5, "lease": 3}
 
 
 @dataclass
@@ -99,6 +100,9 @@ class Simulation(ApiClient):
         self.platform = bootstrap.assemble(self.settings, self.store, self.bus,
                                            LocalKeyring(self.settings.keyring_path), self.clock, self.psps,
                                            post_webhook=self._webhook)
+        self.platform.ownership.cache_s = 0.0  # simulated time: every check reads the control store
+        self.keeper = LeaseKeeper(self.platform.ownership, self.settings.lease_ttl_s)
+        self.keeper.step()  # the runner holds the lease before the first batch
         self.service = PaymentService(self.platform)
         self.tenant_id = tenancy.create_tenant(self.platform, "sim", webhook_url="https://merchant.example/hooks",
                                                tenant_id="ten_SIM")["tenant_id"]
@@ -190,6 +194,15 @@ class Simulation(ApiClient):
     def do_reconcile(self) -> None:
         reconciliation.run_due(self.platform, limit=self.rng.randint(1, 5))
 
+    def do_lease(self) -> int:
+        """The lease keeper's turn (the runner's, every ttl/3): ticks of up to a minute let the lease
+        lapse often, so taking it again with the next epoch and scanning the home is exercised."""
+        taken = self.keeper.step()
+        for home in taken:
+            self.stats["lease_taken"] += 1
+            takeover.take_over(self.platform, home)
+        return len(taken)
+
     def do_tick(self) -> None:
         r = self.rng
         self.clock.advance(r.uniform(0.05, 2.0) if r.random() < 0.8 else r.uniform(5, 60))
@@ -216,7 +229,8 @@ class Simulation(ApiClient):
     def drain(self, rounds: int = 400) -> None:
         """No more crashes; run everything until nothing moves, advancing time past every schedule."""
         for _ in range(rounds):
-            moved = relay_once(self.store.outbox, self.bus) + reconciliation.run_due(self.platform, limit=100)
+            moved = self.do_lease() + relay_once(self.store.outbox, self.bus)
+            moved += reconciliation.run_due(self.platform, limit=100)
             moved += reporting.report_feed_once(self.store)
             for key in list(self.workers):
                 moved += self.workers[key].step(self.now())

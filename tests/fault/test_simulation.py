@@ -46,9 +46,9 @@ def test_a_store_that_forgets_processed_markers_is_caught(monkeypatch):
     """Drop the dedupe marker from every unit of work: duplicate deliveries must show up in I3/I4."""
     prepare = sqlite_unit_of_work._prepare  # under commit and the stages' batched commit_many alike
 
-    def forgetful(changes):
+    def forgetful(changes, region):
         changes.processed = None
-        return prepare(changes)
+        return prepare(changes, region)
     monkeypatch.setattr(sqlite_unit_of_work, "_prepare", forgetful)
     found = _first_failing_seed(20)
     assert found is not None, "the simulator did not notice missing processed markers in 20 seeds"

@@ -17,7 +17,7 @@ from chalicelib.services import health
 
 @pytest.fixture
 def stack_env():
-    return {"HEALTH_MAX_OUTBOX_AGE_S": "0.3"}
+    return {"HEALTH_MAX_OUTBOX_AGE_S": "0.3", "LEASE_TTL_S": "5", "LEASE_SKEW_S": "0.2"}
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +33,9 @@ def get_health(stack):
 def test_a_healthy_region_reports_each_check(stack):
     code, body = get_health(stack)
     assert code == 200 and body["status"] == "ok" and body["region"] == stack.platform.settings.region
-    assert set(body["checks"]) == {"store", "bus", "outbox"} and all(c["ok"] for c in body["checks"].values())
+    assert set(body["checks"]) == {"store", "bus", "outbox", "lease"} and all(c["ok"] for c in body["checks"].values())
+    lease = body["checks"]["lease"]
+    assert lease["owner"] == body["region"] and lease["epoch"] >= 1 and lease["expires_in_s"] > 0
     assert body["checks"]["outbox"]["backlog"] == 0
 
 
@@ -73,3 +75,18 @@ def test_readings_are_cached_briefly(stack, monkeypatch):
     for _ in range(5):
         assert get_health(stack)[0] == 200
     assert len(calls) <= 1  # Route 53's checkers together cost one reading per HEALTH_CACHE_S
+
+
+def test_a_region_without_its_own_lease_is_a_503(stack):
+    """Its worker stopped renewing (or a peer took its home over): it would accept payments nobody here drives."""
+    platform = stack.platform
+    lease = platform.ownership.leases.read(platform.settings.region)
+    platform.ownership.leases.release(lease, platform.ownership.wall())  # as a keeper handing it over does
+    platform.ownership.forget(platform.settings.region)  # (what the next read, at most a second later, sees)
+    code, body = get_health(stack)
+    assert code == 503 and not body["checks"]["lease"]["ok"] and "lapsed" in body["checks"]["lease"]["error"]
+    time.sleep(0.25)  # the skew allowance after a release
+    stack.runner._lease_at = 0.0
+    stack.runner.lease_step()  # the keeper takes it again, next epoch
+    code, body = get_health(stack)
+    assert code == 200 and body["checks"]["lease"]["epoch"] == lease.epoch + 1

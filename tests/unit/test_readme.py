@@ -29,5 +29,5 @@ def test_every_simulator_test_card_is_documented_with_its_behaviour():
 
 def test_every_environment_variable_is_documented_with_its_default():
     for name, default in config.DEFAULTS.items():
-        shown = default or "(derived)"
+        shown = default or ("(none)" if name in config.EMPTY_MEANS_NONE else "(derived)")
         assert f"| `{name}` | `{shown}` |" in README, name

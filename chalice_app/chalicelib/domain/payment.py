@@ -70,7 +70,8 @@ class Payment:
     state: State = State.INITIATED
     version: int = 0
     updated_at: str = ""
-    region: str = ""
+    region: str = ""  # home region: the region that accepted it (its lease holder drives it)
+    epoch: int = 0  # the home region's lease epoch under which it was last written
     route: list[str] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
     refunds: list[Refund] = field(default_factory=list)

@@ -115,6 +115,29 @@ RESTING: frozenset[State] = frozenset(s for s, p in PUBLIC_STATUS.items() if p !
 FINAL: frozenset[State] = frozenset({S.REFUNDED, S.DECLINED, S.FAILED, S.CANCELLED})
 
 
+# How far along the flow each non-final state is (a state further on never goes back before it).
+RANK: dict[State, int] = {
+    S.INITIATED: 0, S.VALIDATED: 1, S.SCREENED: 2, S.ROUTED: 3, S.AUTHORIZING: 4, S.OUTCOME_UNKNOWN: 4,
+    S.AUTHORIZED: 5, S.REQUIRES_CAPTURE: 6, S.CAPTURING: 7, S.CANCELLING: 7, S.CAPTURED: 8, S.SETTLED: 9,
+    S.PARTIALLY_REFUNDED: 10, S.REFUNDED: 11,
+}
+# The state a payment is in once an event of this type has been committed with it.
+ANNOUNCES: dict[str, State] = {
+    "payments.initiated": S.INITIATED, "payments.validated": S.VALIDATED, "payments.screened": S.SCREENED,
+    "payments.routed": S.ROUTED, "payments.authorized": S.AUTHORIZED, "payments.capture_requested": S.CAPTURING,
+    "payments.cancel_requested": S.CANCELLING, "payments.captured": S.CAPTURED,
+}
+
+
+def behind(state: State, event_type: str) -> bool:
+    """The payment is in an earlier state than the event says it reached: the write that came with
+    the event has not arrived here yet (another region's, replicated item by item)."""
+    announced = ANNOUNCES.get(event_type)
+    if announced is None or state not in RANK:  # declined, failed, cancelled, in review: nothing comes after
+        return False
+    return RANK[state] < RANK[announced]
+
+
 class IllegalTransition(Exception):
     def __init__(self, payment_id: str, state: State, action: Action):
         self.payment_id, self.state, self.action = payment_id, state, action

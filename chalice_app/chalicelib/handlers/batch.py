@@ -28,6 +28,7 @@ from ..domain.events import Event
 from ..errors import PermanentError
 from ..observability import context, metrics, tracing
 from ..ports import Platform
+from ..services.ownership import NotOwner
 from ..stages.context import Stage, StageContext
 from . import dlq
 from .batch_commit import BatchCommit
@@ -166,6 +167,12 @@ def _handle_records(records: list[MskRecord], stage: Stage, platform: Platform, 
                 if evt.type not in stage.CONSUMES:
                     raise PermanentError(f"stage {stage.NAME} does not consume {evt.type}")
                 stage.handle(evt, ctx)
+            except NotOwner as e:
+                # Another region holds the lease of the payment's home: it drives the payment, and
+                # whoever takes that lease next scans every payment of the home (services/takeover.py).
+                outcome = "not_owner"
+                log.info("record left to the home region's lease holder", extra={"item": record.item_id,
+                                                                                  "why": str(e)})
             except PermanentError as e:
                 outcome = "dead"
                 tracing.mark_error(span, f"dead-lettered: {e}")

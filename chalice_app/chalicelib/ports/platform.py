@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..breaker import Breakers
+from ..services.ownership import Ownership
 from ..config import ConfigError, Settings
 from ..vault import Vault
 from ..webhooks import Poster, http_post
@@ -37,6 +38,7 @@ class Platform:
     connectors: dict[str, Connector]
     audit_log: AuditLog
     rate_limiter: RateLimit
+    ownership: Ownership
     post_webhook: Poster = http_post
 
     @property

@@ -112,11 +112,11 @@ class Ledger(Protocol):
 class Outbox(Protocol):
     """Committed events not yet on the bus (the relay, handlers/relay.py)."""
 
-    def pending_outbox(self, limit: int) -> list[OutboxRecord]:
-        """Committed events not yet published, oldest first."""
+    def pending_outbox(self, limit: int, origin: str | None = None) -> list[OutboxRecord]:
+        """Committed events this region wrote (or `origin` wrote: a takeover) not yet published, oldest first."""
 
-    def mark_published(self, ids: Sequence[int]) -> None:
-        """Forget outbox records that reached the bus."""
+    def mark_published(self, ids: Sequence[int], origin: str | None = None) -> None:
+        """Forget outbox records (of this region, or of `origin`) that reached the bus."""
 
 
 class ReportCounters(Protocol):

@@ -1,8 +1,9 @@
 """Health: whether this region should take traffic (GET /health), and health as metrics.
 
-region_health() is what Route 53's checks read: the store and the bus answer, and the outbox
-is being drained (its oldest unpublished event is young). Any of them failing is a 503, so the
-region leaves DNS answers while it cannot move payments; the figures say which.
+region_health() is what Route 53's checks read: the store and the bus answer, the outbox is being
+drained (its oldest unpublished event is young), and the region holds its own home's lease (it
+drives what it accepts; services/ownership.py). Any of them failing is a 503, so the region leaves
+DNS answers while it cannot move payments; the figures say which.
 
 report_health() puts DLQ depth and open PSP circuit breakers into metrics: the scheduled Lambda
 (app.py) reports it every minute beside the reconciliation run; the local runner does the same,
@@ -49,6 +50,21 @@ def _outbox(platform: Platform, now: datetime) -> dict[str, Any]:
     return probe
 
 
+def _lease(platform: Platform) -> dict[str, Any]:
+    """This region holds its own home's lease: it may drive the payments it accepts."""
+    own = platform.settings.region
+    probe, lease = _probe(lambda: platform.ownership.lease(own))
+    if not probe["ok"]:
+        return probe
+    if lease is None:
+        return {**probe, "ok": False, "error": f"no lease of {own} was ever taken: the worker has not started"}
+    probe.update(owner=lease.owner, epoch=lease.epoch, expires_in_s=round(lease.expires_at - platform.ownership.wall(), 1))
+    if platform.ownership.epoch(own) is None:
+        probe.update(ok=False, error=f"{own}'s payments are driven by {lease.owner} now" if lease.owner != own
+                     else f"{own}'s lease lapsed: its lease keeper is not renewing it")
+    return probe
+
+
 def region_health(platform: Platform, fresh: bool = False) -> tuple[int, dict[str, Any]]:
     """(200 or 503, the report): can this region take payments now? Cached for HEALTH_CACHE_S."""
     now = time.monotonic()
@@ -59,7 +75,7 @@ def region_health(platform: Platform, fresh: bool = False) -> tuple[int, dict[st
     s = platform.settings
     checks = {"store": _probe(lambda: platform.store.controls.get_control("health"))[0],
               "bus": _probe(platform.bus.topics)[0],
-              "outbox": _outbox(platform, platform.clock.now())}
+              "outbox": _outbox(platform, platform.clock.now()), "lease": _lease(platform)}
     ok = all(c["ok"] for c in checks.values())
     report = {"status": "ok" if ok else "unavailable", "mode": s.mode, "region": s.region, "checks": checks}
     code = 200 if ok else 503

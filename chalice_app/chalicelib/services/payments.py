@@ -81,7 +81,22 @@ class PaymentService:
             self.p.store.idempotency.release_idempotency(tenant_id, idempotency_key, request_hash)
             raise
 
+    def _home_epoch(self, home: str) -> int:
+        """Our epoch for payments of `home`, or a 503: the region holding that lease drives them.
+
+        A new payment's home is this region: refused while a peer holds our lease (we were failed
+        over), since nothing here would drive it. Nobody holding it (a lapse, a first start) is
+        fine: our worker takes it with the next epoch and drives what we accepted."""
+        lease = self.p.ownership.lease(home)
+        if lease is not None and lease.owner != self.p.settings.region \
+                and self.p.ownership.wall() < lease.expires_at + self.p.settings.lease_skew_s:
+            raise ApiError(503, "Region not serving these payments",
+                           f"payments of home region {home} are driven by region {lease.owner} now; retry",
+                           code="region_not_owner", retry_after_s=max(1, round(self.p.settings.lease_skew_s)))
+        return lease.epoch if lease is not None and lease.owner == self.p.settings.region else 0
+
     def _create(self, tenant_id: str, body: dict[str, Any], claim: IdempotencyRecord, correlation_id: str) -> Reply:
+        epoch = self._home_epoch(self.p.settings.region)
         tenant = self.p.store.tenants.get_tenant(tenant_id)
         method_in = body["payment_method"]
         kind = method_in["type"]
@@ -110,8 +125,8 @@ class PaymentService:
             tenant_id=tenant_id, payment_id=ids.payment_id(), amount=body["amount"], currency=body["currency"],
             capture_mode=body.get("capture", "automatic"), payment_method=method,
             reference=body.get("reference"), customer=body.get("customer") or {}, correlation_id=correlation_id,
-            created_at=at, updated_at=at, region=self.p.settings.region, metadata=body.get("metadata") or {},
-            trace=tracing.current_header())
+            created_at=at, updated_at=at, region=self.p.settings.region, epoch=epoch,
+            metadata=body.get("metadata") or {}, trace=tracing.current_header())
         context.bind(payment_id=payment.payment_id)
         tracing.annotate(**{"payments.payment_id": payment.payment_id, "payments.amount": payment.amount,
                             "payments.currency": payment.currency})
@@ -158,6 +173,12 @@ class PaymentService:
         """Load, apply a domain command, commit with its events; retries a lost race twice."""
         for attempt in range(3):
             payment = self._get(tenant_id, payment_id)
+            epoch = self._home_epoch(payment.region or self.p.settings.region)
+            if payment.epoch > epoch:
+                raise ApiError(503, "Region not serving these payments",
+                               f"payment {payment_id} is driven under a newer lease than this region's; retry",
+                               code="region_not_owner", retry_after_s=1)
+            payment.epoch = epoch
             # Later requests join the payment's own trace (the request's trace is linked).
             with tracing.span("payment.update", parent=payment.trace, links=[tracing.current_header()],
                               **{"payments.tenant_id": tenant_id, "payments.payment_id": payment_id}):

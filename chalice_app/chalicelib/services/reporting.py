@@ -62,7 +62,17 @@ def delta_for(event: Event, get_payment: Callable[[str, str], Payment | None]) -
         c = {"cancelled": 1}
     else:
         return None
-    return ReportDelta(event.tenant_id, event.event_id, {**c, "changes": 1})
+    return ReportDelta(event.tenant_id, fact_id(event), {**c, "changes": 1})
+
+
+def fact_id(event: Event) -> str:
+    """What a counted event says happened, once per payment (per refund): its delta's dedupe key.
+
+    Not the event id: the same fact can be announced again by another event -- a region that takes
+    a home over publishes again the event that moves each payment on (services/takeover.py)."""
+    if event.type == "payments.refunded":
+        return f"{event.payment_id}:refunded:{event.data.get('refund_id')}"
+    return f"{event.payment_id}:{event.type}"
 
 
 def report_events(events: Iterable[Event], store: Store) -> int:

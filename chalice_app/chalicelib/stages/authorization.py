@@ -105,6 +105,7 @@ def handle(event: Event, ctx: StageContext) -> None:
             attempt, version = payment.current_attempt, payment.version
             resumed = False
         # attempt is pending: new, or resumed after a crash -- same PSP, same key either way
+        ctx.before_psp(payment, "authorize", attempt.psp, attempt.idempotency_key)
         result = ctx.platform.connector(attempt.psp).authorize(
             authorize_request(ctx.platform, payment, attempt.idempotency_key))
         ctx.platform.breakers.record(attempt.psp, result.outcome)

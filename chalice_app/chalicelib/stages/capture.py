@@ -24,6 +24,7 @@ def _definite(result: PspResult, what: str, payment: Payment) -> PspResult:
 def _capture(event: Event, ctx: StageContext, payment: Payment, amount: int) -> None:
     attempt = payment.authorized_attempt
     version = payment.version
+    ctx.before_psp(payment, "capture", attempt.psp, f"{payment.payment_id}-capture")
     result = _definite(ctx.platform.connector(attempt.psp).capture(
         attempt.psp_reference, amount, payment.currency, f"{payment.payment_id}-capture"), "capture", payment)
     if result.outcome == Outcome.APPROVED:
@@ -64,6 +65,7 @@ def handle(event: Event, ctx: StageContext) -> None:
             return ctx.skip(event, payment, f"already {payment.state.value}")
         attempt = payment.authorized_attempt
         version = payment.version
+        ctx.before_psp(payment, "void", attempt.psp, f"{payment.payment_id}-void")
         result = _definite(ctx.platform.connector(attempt.psp).void(
             attempt.psp_reference, f"{payment.payment_id}-void"), "void", payment)
         if result.outcome == Outcome.APPROVED:

@@ -10,9 +10,10 @@ from ..clock import iso
 from ..config import Settings
 from ..domain.events import Event
 from ..domain.payment import Payment
+from ..domain.states import behind
 from ..errors import PermanentError, TransientError
 from ..observability import context, tracing
-from ..ports import AlreadyProcessed, Changes, Clock, ConcurrencyConflict, Platform, Posting, Reminder, Store
+from ..ports import AlreadyProcessed, Changes, Clock, ConcurrencyConflict, Intent, Platform, Posting, Reminder, Store
 
 log = logging.getLogger("payments.stage")
 
@@ -48,6 +49,7 @@ class StageContext:
     item: str | None = None  # the record being handled; tags its gathered commits
     prepared: set[str] = field(default_factory=set, repr=False)  # attempt keys written, not yet sent
     _tenants: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    _epochs: dict[str, int] = field(default_factory=dict, repr=False)  # payment id -> the epoch we act under
 
     @property
     def store(self) -> Store:
@@ -75,14 +77,40 @@ class StageContext:
         return tenant
 
     def load(self, event: Event) -> Payment:
-        """The payment the event is about, read with the event's tenant in the key."""
+        """The payment the event is about, read with the event's tenant in the key, if this region
+        may act for its home region now (NotOwner / StaleEpoch otherwise: services/ownership.py)."""
         payment = self.batch.latest(event.tenant_id, event.payment_id) if self.batch is not None else None
         if payment is not None:
             return payment
         payment = self.store.payments.get_payment(event.tenant_id, event.payment_id)
         if payment is None:
+            if event.region != self.settings.region:  # written in another region: not replicated yet
+                raise TransientError(f"payment {event.payment_id} of {event.region} has not arrived here yet")
             raise PermanentError(f"payment {event.payment_id} not found for tenant {event.tenant_id}")
+        self.own(payment)
         return payment
+
+    def own(self, payment: Payment) -> int:
+        """The epoch this region acts under for `payment`: it holds the lease of the payment's home
+        region now, and nobody wrote the payment under a newer one."""
+        epoch = self._epochs.get(payment.payment_id)
+        if epoch is None:
+            ownership = self.platform.ownership
+            epoch = ownership.require(payment.region or self.settings.region)
+            ownership.check_payment(payment.epoch, epoch, payment.payment_id)
+            self._epochs[payment.payment_id] = epoch
+        return epoch
+
+    def before_psp(self, payment: Payment, kind: str, psp: str, idempotency_key: str) -> None:
+        """Right before a PSP call about `payment`: the control store itself still names us at our
+        epoch (StaleEpoch otherwise), and the call is written down there first, so a region taking
+        over finds it even if the payment's own record of it never replicates (ports/leases.py)."""
+        epoch, home = self.own(payment), payment.region or self.settings.region
+        self.platform.ownership.verify(home, epoch)
+        if kind != "status":
+            self.platform.ownership.leases.put_intent(Intent(
+                payment.payment_id, payment.tenant_id, home, psp, idempotency_key, kind, epoch,
+                self.clock.now().timestamp()))
 
     def event(self, cause: Event | None, payment: Payment, etype: str, data: dict[str, Any]) -> Event:
         """A new event about `payment`, caused by `cause` (None: a scheduled action)."""
@@ -120,6 +148,8 @@ class StageContext:
     def _changes(self, cause: Event | None, payment: Payment | None, expected_version: int | None,
                  events: list[Event] = (), postings: list[Posting] = (), final: bool = True,
                  reminders: list[Reminder] = ()) -> Changes:
+        if payment is not None:  # stamped: a region under an older epoch never overwrites this
+            payment.epoch = self.own(payment)
         changes = Changes(payment=payment, expected_version=expected_version, events=list(events),
                           postings=list(postings), reminders=list(reminders), actor=f"stage:{self.name}",
                           correlation_id=cause.correlation_id if cause else None,
@@ -140,7 +170,14 @@ class StageContext:
         self.prepared.add(payment.current_attempt.idempotency_key)
 
     def skip(self, cause: Event, payment: Payment, why: str) -> None:
-        """The payment has moved on (redelivery or a race): remember the event, change nothing."""
+        """The payment has moved on (redelivery or a race): remember the event, change nothing.
+
+        Unless it has not got there yet: the event came with a write that has not replicated here
+        (tables replicate item by item, so an outbox item can arrive before its payment). That is
+        retried, never dropped."""
+        if behind(payment.state, cause.type):
+            raise TransientError(f"payment {payment.payment_id} is {payment.state.value} here; the write that "
+                                 f"came with {cause.type} has not arrived yet")
         log.info("event skipped", extra={"stage": self.name, "payment_id": payment.payment_id,
                                           "event_id": cause.event_id, "why": why})
         self.commit(cause, None, None)

@@ -19,6 +19,7 @@ from ..domain.payment import Payment
 from ..domain.psp import Outcome, PspResult
 from ..domain.states import State
 from ..errors import TransientError
+from ..services.ownership import NotOwner
 from ..observability import context, tracing
 from ..ports import Changes, ConcurrencyConflict, Platform, Reminder
 from .authorization import apply_result, authorize_request
@@ -35,7 +36,7 @@ def run_due(platform: Platform, limit: int = 50) -> int:
         try:
             reconcile(platform, reminder)
             done += 1
-        except (TransientError, ConcurrencyConflict) as e:  # the reminder stays due: next round retries
+        except (TransientError, ConcurrencyConflict, NotOwner) as e:  # the reminder stays due: next round retries
             log.warning("reconciliation deferred", extra={"payment_id": reminder.payment_id, "error": str(e)})
     return done
 
@@ -58,13 +59,20 @@ def _reconcile(platform: Platform, reminder: Reminder, payment: Payment | None) 
     store = platform.store
     clear = Reminder(reminder.tenant_id, reminder.payment_id, None)
     attempt = payment.current_attempt if payment else None
+    if payment is not None:
+        try:
+            payment.epoch = ctx.own(payment)
+        except NotOwner:  # its home region's lease holder works it (its reminders are its own)
+            return "not ours"
     if payment is None or payment.state != State.OUTCOME_UNKNOWN or attempt is None or attempt.status != "unknown":
         store.commit(Changes(reminders=[clear]))
         return "nothing to do"
     version = payment.version
     connector = platform.connector(attempt.psp)
+    ctx.before_psp(payment, "status", attempt.psp, attempt.idempotency_key)
     result = connector.status(attempt.idempotency_key)
     if result.outcome == Outcome.NOT_FOUND:  # never reached the PSP, or not yet: same PSP, same key
+        ctx.before_psp(payment, "authorize", attempt.psp, attempt.idempotency_key)
         result = connector.authorize(authorize_request(platform, payment, attempt.idempotency_key))
         if result.outcome == Outcome.UNAVAILABLE:
             # Refused at the door (503, connection refused): that proves nothing about the first

@@ -19,6 +19,7 @@ def handle(event: Event, ctx: StageContext) -> None:
         return ctx.skip(event, payment, f"refund {refund_id} already {refund.status}")
     attempt = payment.authorized_attempt
     version = payment.version
+    ctx.before_psp(payment, "refund", attempt.psp, refund_id)
     result = ctx.platform.connector(attempt.psp).refund(
         attempt.psp_reference, refund.amount, payment.currency, refund_id)
     if result.outcome in (Outcome.UNKNOWN, Outcome.UNAVAILABLE, Outcome.SOFT_DECLINED):

@@ -72,11 +72,13 @@ class DynamoReminders(DynamoTable):
     """Reminders (port Reminders): set and cleared by commits, indexed in time-ordered shards."""
 
     def due_reminders(self, now: str, limit: int) -> list[Reminder]:
-        """Earliest first: index entries due by `now`, each confirmed by its payment's reminder item."""
+        """Earliest first: this region's index entries due by `now`, each confirmed by its payment's
+        reminder item (the other regions' entries replicate here too: theirs to work)."""
         entries: list[dict[str, Any]] = []
         for shard in range(L.REMINDER_SHARDS):
             entries += self._query(limit=limit + 100, KeyConditionExpression="pk = :pk AND sk < :upto",
-                                   ExpressionAttributeValues={":pk": S(f"_reminders#{shard}"), ":upto": S(now + "$")})
+                                   ExpressionAttributeValues={":pk": S(f"_reminders#{self.region}#{shard}"),
+                                                              ":upto": S(now + "$")})
         entries.sort(key=lambda i: i["sk"]["S"])
         current = self._batch_get([_key(L.payment_pk(i["tenant_id"]["S"], i["payment_id"]["S"]), "reminder")
                                    for i in entries])
@@ -170,7 +172,7 @@ class DynamoOutbox(DynamoTable):
         self.outbox_grace_s = outbox_grace_s
         self._swept = 0.0
 
-    def pending_outbox(self, limit: int) -> list[OutboxRecord]:
+    def pending_outbox(self, limit: int, origin: str | None = None) -> list[OutboxRecord]:
         """Oldest first across this region's outbox partitions (older than outbox_grace_s, if set).
 
         Another region's items replicate here too; they are that region's to publish."""
@@ -184,13 +186,15 @@ class DynamoOutbox(DynamoTable):
         items: list[dict[str, Any]] = []
         for shard in range(L.OUTBOX_SHARDS):
             items += self._query(limit=limit, KeyConditionExpression=cond,
-                                 ExpressionAttributeValues={**values, ":pk": S(L.outbox_pk(self.region, shard))})
+                                 ExpressionAttributeValues={**values, ":pk": S(L.outbox_pk(origin or self.region,
+                                                                                          shard))})
         items.sort(key=lambda i: i["sk"]["S"])
         return [outbox_record(i) for i in items[:limit]]
 
-    def mark_published(self, ids: Sequence[int]) -> None:
+    def mark_published(self, ids: Sequence[int], origin: str | None = None) -> None:
         """Delete the outbox items (deleting one already gone is fine: relays retry)."""
-        self._batch_write([{"DeleteRequest": {"Key": L.outbox_key(self.region, i)}} for i in dict.fromkeys(ids)])
+        self._batch_write([{"DeleteRequest": {"Key": L.outbox_key(origin or self.region, i)}}
+                           for i in dict.fromkeys(ids)])
 
 
 class DynamoRequestCounters(DynamoTable):

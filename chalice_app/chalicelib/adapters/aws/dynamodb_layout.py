@@ -26,8 +26,9 @@ Platform items start with "_", which no tenant id does (tenant ids are "ten_..."
                                              (written by the commit, chained by services/audit.py)
     _proc#<consumer>#<evt>  -                processed marker (consumer dedupe)
     _ledger#<n>             <txn>#<cur>#<r>  per-transaction sums for the I4 check, per region
-    _reminders#<n>          <due>#<t>#<pid>  due-time index of reminders; an entry whose payment's
-                                             reminder item says otherwise is stale and dropped on read
+    _reminders#<r>#<n>      <due>#<t>#<pid>  due-time index of the reminders region r set; an entry whose
+                                             payment's reminder item says otherwise is stale and dropped
+                                             on read (so a region's leftovers go once the owner moves it)
     _apikey#<hash>          -                API key -> tenant
     _control#<name>@<r>     -                a region's control records (its breakers, stream checkpoints)
     _redrives               <entry id>       DLQ entries already redriven
@@ -88,8 +89,8 @@ def audit_queue_key(region: str, audit_id: int) -> dict[str, dict[str, str]]:
             "sk": {"S": f"{audit_id:020d}"}}
 
 
-def reminders_pk(tenant_id: str, payment_id: str) -> str:
-    return f"_reminders#{zlib.crc32(payment_id.encode()) % REMINDER_SHARDS}"
+def reminders_pk(region: str, tenant_id: str, payment_id: str) -> str:
+    return f"_reminders#{region}#{zlib.crc32(payment_id.encode()) % REMINDER_SHARDS}"
 
 
 def ledger_pk(txn_id: str) -> str:

@@ -78,7 +78,7 @@ class UnitOfWork:
             else:
                 attrs = {"tenant_id": _s(tenant_id), "payment_id": _s(payment_id), "due_at": _s(r.due_at)}
                 self.put({**key, **attrs})
-                self.put({"pk": _s(L.reminders_pk(tenant_id, payment_id)),
+                self.put({"pk": _s(L.reminders_pk(self.region, tenant_id, payment_id)),
                           "sk": _s(f"{r.due_at}#{tenant_id}#{payment_id}"), **attrs})
         for tenant_id, token, ciphertext in c.secrets:
             self.put({"pk": _s(f"{tenant_id}#vault#{token}"), "sk": _s("secret"), "ciphertext": {"B": ciphertext}},

@@ -12,8 +12,10 @@ from .database import OnDatabase
 
 class SqliteReminders(OnDatabase):
     def due_reminders(self, now: str, limit: int) -> list[Reminder]:
+        """Due reminders this region set ('' : from before regions), earliest first."""
         rows = self.db.conn().execute("SELECT tenant_id, payment_id, due_at FROM reminders WHERE due_at<=?"
-                                      " ORDER BY due_at LIMIT ?", (now, limit)).fetchall()
+                                      " AND origin IN (?, '') ORDER BY due_at LIMIT ?",
+                                      (now, self.region, limit)).fetchall()
         return [Reminder(*r) for r in rows]
 
 

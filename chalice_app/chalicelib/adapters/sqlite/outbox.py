@@ -17,14 +17,14 @@ from .schema import PRUNE
 
 
 class SqliteOutbox(OnDatabase):
-    def pending_outbox(self, limit: int) -> list[OutboxRecord]:
+    def pending_outbox(self, limit: int, origin: str | None = None) -> list[OutboxRecord]:
         # Only what this region wrote ('' : rows from before regions): another region's rows are
         # that region's to publish.
         rows = self.db.conn().execute("SELECT id, event FROM outbox WHERE published = 0 AND origin IN (?, '')"
-                                      " ORDER BY id LIMIT ?", (self.region, limit)).fetchall()
+                                      " ORDER BY id LIMIT ?", (origin or self.region, limit)).fetchall()
         return [OutboxRecord(r[0], Event.from_dict(orjson.loads(r[1]))) for r in rows]
 
-    def mark_published(self, ids: Sequence[int]) -> None:
+    def mark_published(self, ids: Sequence[int], origin: str | None = None) -> None:
         # No fsync of its own: a mark lost to a power cut only publishes the events again, and
         # consumers drop duplicates by event id.
         with self.db.write(durable=False) as conn:

@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
     created_at INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant_id, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS reminders (
-    tenant_id TEXT NOT NULL, payment_id TEXT NOT NULL, due_at TEXT NOT NULL,
+    tenant_id TEXT NOT NULL, payment_id TEXT NOT NULL, due_at TEXT NOT NULL, origin TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (tenant_id, payment_id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS reminders_due ON reminders (due_at);
 CREATE TABLE IF NOT EXISTS control (name TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;
@@ -84,8 +84,9 @@ def migrate(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE outbox ADD COLUMN published INTEGER NOT NULL DEFAULT 0")
     if "origin" not in columns:
         conn.execute("ALTER TABLE outbox ADD COLUMN origin TEXT NOT NULL DEFAULT ''")
-    if "origin" not in {r[1] for r in conn.execute("PRAGMA table_info(audit_pending)")}:
-        conn.execute("ALTER TABLE audit_pending ADD COLUMN origin TEXT NOT NULL DEFAULT ''")
+    for table in ("audit_pending", "reminders"):
+        if "origin" not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN origin TEXT NOT NULL DEFAULT ''")
     for statement in FEED_SCHEMA:
         conn.execute(statement)
 

@@ -33,7 +33,7 @@ def open_store(path: Path | str, region: str = DEFAULTS[PLATFORM_REGION]) -> Sto
     # Rate-limit counters: a write per API request, so a file of their own without fsync.
     rates = SqliteDatabase(Path(path).with_name(Path(path).stem + "-ratelimit.db"), RATE_SCHEMA, "OFF")
     return Store(unit_of_work=SqliteUnitOfWork(db, region), payments=SqlitePayments(db),
-                 idempotency=SqliteIdempotency(db), reminders=SqliteReminders(db),
+                 idempotency=SqliteIdempotency(db), reminders=SqliteReminders(db, region),
                  controls=SqliteControls(db, region), secrets=SqliteSecrets(db), ledger=SqliteLedger(db),
                  outbox=SqliteOutbox(db, region), feed=SqliteChangeFeed(db, region), reports=SqliteReports(db),
                  requests=SqliteRequestCounters(rates), audit_queue=SqliteAuditQueue(db, region),

@@ -73,7 +73,8 @@ def _prepare(changes: Changes, region: str) -> _Unit:
                             idempotency_row(r))
     unit.reminders = [("DELETE FROM reminders WHERE tenant_id=? AND payment_id=?", (rem.tenant_id, rem.payment_id))
                       if rem.due_at is None else
-                      ("INSERT OR REPLACE INTO reminders VALUES (?, ?, ?)", (rem.tenant_id, rem.payment_id, rem.due_at))
+                      ("INSERT OR REPLACE INTO reminders VALUES (?, ?, ?, ?)",
+                       (rem.tenant_id, rem.payment_id, rem.due_at, region))
                       for rem in changes.reminders]
     return unit
 
