@@ -87,7 +87,7 @@ def _branch_error(e: fastjsonschema.JsonSchemaValueException) -> fastjsonschema.
     """For a oneOf discriminated by `type`, the error inside the branch the document chose.
 
     "payment_method must be valid exactly by one definition" names no field; the
-    card branch's own error ("payment_method.card.exp_month must be <= 12") does."""
+    card branch's own error ("payment_method.card.cvc must match pattern ...") does."""
     definition = e.definition if isinstance(e.definition, dict) else {}
     if e.rule != "oneOf" or not isinstance(e.value, dict):
         return e

@@ -102,9 +102,51 @@ def test_missing_or_oversized_idempotency_key_is_400(stack):
 
 def test_schema_error_inside_payment_method_names_the_nested_field(stack):
     body = card_body()
-    body["payment_method"]["card"]["exp_month"] = 13
+    body["payment_method"]["card"]["cvc"] = "12a"
     problem = assert_problem(create(stack, body), 400)
-    assert problem["invalid_fields"] == ["payment_method.card.exp_month"], problem
+    assert problem["invalid_fields"] == ["payment_method.card.cvc"], problem
+
+
+def _card_expiring(month: int, year: int) -> dict:
+    body = card_body()
+    body["payment_method"]["card"].update(exp_month=month, exp_year=year)
+    return body
+
+
+@pytest.mark.parametrize("month,year,code,field", [
+    (10, 2026, "card_expired", "exp_year"),     # last month, by the injected clock (25 Nov 2026)
+    (12, 2025, "card_expired", "exp_year"),
+    (1, 2020, "card_expired", "exp_year"),      # the example: accepted and settled before
+    (13, 2030, "invalid_expiry", "exp_month"),
+    (0, 2030, "invalid_expiry", "exp_month"),
+    (-1, 2030, "invalid_expiry", "exp_month"),
+    (12, 2047, "invalid_expiry", "exp_year"),   # more than 20 years ahead: a typo, no issuer prints it
+    (12, -2030, "invalid_expiry", "exp_year"),
+    (12, 0, "invalid_expiry", "exp_year"),
+])
+def test_expired_or_impossible_card_expiry_is_422_before_anything_is_stored(stack, month, year, code, field):
+    from tests.fakes import FakeClock
+    stack.platform.clock = FakeClock()  # 2026-11-25: the rule reads the injected clock, never datetime.now()
+    key = uuid.uuid4().hex
+    problem = assert_problem(create(stack, _card_expiring(month, year), key=key), 422)
+    assert problem["code"] == code, problem
+    assert problem["invalid_fields"] == [f"payment_method.card.{field}"], problem
+    assert "4242424242424242" not in json.dumps(problem)
+    assert stack.platform.store.outbox.pending_outbox(10) == []  # nothing stored, nothing to route
+    assert body_of(stack.get("/v1/payments"))["data"] == []
+    # refused requests keep nothing: the same key with a good expiry is a new payment
+    assert create(stack, card_body(), key=key).status_code == 202
+
+
+def test_a_card_is_good_through_the_last_day_of_its_expiry_month(stack):
+    from datetime import datetime, timezone
+
+    from tests.fakes import FakeClock
+    stack.platform.clock = FakeClock(datetime(2026, 11, 30, 23, 59, tzinfo=timezone.utc))
+    assert create(stack, _card_expiring(11, 2026)).status_code == 202
+    stack.platform.clock = FakeClock(datetime(2026, 12, 1, 0, 0, tzinfo=timezone.utc))
+    assert body_of(create(stack, _card_expiring(11, 2026)))["code"] == "card_expired"
+    assert create(stack, _card_expiring(12, 2046)).status_code == 202  # 20 years ahead is still possible
 
 
 def test_wrong_content_type_is_a_problem_too(stack):

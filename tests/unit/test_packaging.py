@@ -23,7 +23,7 @@ def test_lambda_requirements_are_pinned_like_the_runtime_requirements():
     assert "chalice" not in lam  # Chalice ships its own runtime module into the zip
     for name, version in lam.items():
         assert runtime.get(name) == version, f"{name}: lambda {version} vs runtime {runtime.get(name)}"
-    for direct in ("orjson", "fastjsonschema", "iso4217", "schwifty", "python-ulid", "cryptography"):
+    for direct in ("orjson", "fastjsonschema", "iso4217", "schwifty", "python-ulid", "cryptography", "stripe", "adyen"):
         assert direct in lam, f"{direct} missing from chalice_app/requirements.txt"
 
 

@@ -94,6 +94,17 @@ def test_unknown_luhn_valid_card_approves_and_non_luhn_declines(base_url):
     assert (bad.outcome, bad.code) == (Outcome.DECLINED, "incorrect_number")
 
 
+def test_an_expired_card_is_declined_as_issuers_do(base_url):
+    # The API refuses expired cards (422), so this is a card that expired while its payment was in flight.
+    req = auth(CARD["approve"])
+    expired = AuthorizeRequest(req.idempotency_key, req.amount, req.currency,
+                               {"number": CARD["approve"], "exp_month": 1, "exp_year": 2020},
+                               req.reference, req.correlation_id)
+    result = connector(base_url).authorize(expired)
+    assert (result.outcome, result.code) == (Outcome.DECLINED, "expired_card")
+    assert connector(base_url).authorize(auth(CARD["approve"])).outcome is Outcome.APPROVED  # good through 12/2030
+
+
 def test_soft_decline_on_sim_a_approves_on_sim_b(base_url):
     req = auth(CARD["soft_decline_first_psp"])
     first = connector(base_url, "sim-a").authorize(req)

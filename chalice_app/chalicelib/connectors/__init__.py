@@ -5,18 +5,31 @@ A PSP config is a dict such as
 For the simulator, base_url is the simulator server's root and the connector
 appends "/psp/{name}" itself; a base_url already ending in "/psp/{name}"
 (e.g. "http://127.0.0.1:8100/psp/sim-a") is accepted unchanged.
+
+Real PSPs (their own modules say more):
+    {"name": "stripe-eu", "type": "stripe", "api_key_enc": "...", "base_url": "http://127.0.0.1:8200"}
+    {"name": "adyen-eu", "type": "adyen", "api_key_enc": "...", "merchant_account": "AcmeECOM",
+     "base_url": "http://127.0.0.1:8300"}
+base_url is optional there: without it the SDK's own (test) endpoint is used.
 """
 from __future__ import annotations
 
 import base64
 import binascii
+import importlib
 from typing import Any, Mapping
 
 from ..ports import Connector
 from .secret import Secret
 from .simulator import SimulatorConnector
 
-CONNECTOR_TYPES: dict[str, Any] = {"simulator": SimulatorConnector}
+# type -> "module:class". Imported on first use: the PSP SDKs cost ~0.3 s of import on every cold
+# start, and most Lambdas (and tenants) never call them.
+CONNECTOR_TYPES: dict[str, str] = {
+    "simulator": ".simulator:SimulatorConnector",
+    "stripe": ".stripe:StripeConnector",
+    "adyen": ".adyen:AdyenConnector",
+}
 
 __all__ = ["CONNECTOR_TYPES", "Secret", "SimulatorConnector", "build_connector", "open_config", "seal_credential"]
 PSP_KEY_OWNER = "_psp"  # KeyService owner of sealed PSP credentials (tenant ids start with "ten_")
@@ -51,7 +64,8 @@ def open_config(cfg: Mapping[str, Any], keys: Any) -> dict[str, Any]:
 def build_connector(cfg: Mapping[str, Any]) -> Connector:
     """Build the connector described by a PSP config; unknown types raise ValueError."""
     kind = cfg.get("type")
-    cls = CONNECTOR_TYPES.get(kind) if isinstance(kind, str) else None
-    if cls is None:
+    where = CONNECTOR_TYPES.get(kind) if isinstance(kind, str) else None
+    if where is None:
         raise ValueError(f"unknown connector type {kind!r} (known: {', '.join(sorted(CONNECTOR_TYPES))})")
-    return cls.from_config(cfg)
+    module, _, name = where.partition(":")
+    return getattr(importlib.import_module(module, __name__), name).from_config(cfg)

@@ -24,3 +24,60 @@ class PspResult:
     code: str | None = None
     message: str | None = None
     latency_ms: float = 0.0
+    error_class: ErrorClass | None = None  # the shared taxonomy, for connectors that map into it
+
+
+class ErrorClass(str, Enum):
+    """Why a PSP said no, or said nothing: the taxonomy every connector maps its vendor's codes into.
+
+    The issue's "unavailable/unknown" is two members here, because they decide differently: a
+    request the PSP provably did not process may go elsewhere; one it may have processed may not."""
+    HARD_DECLINE = "hard_decline"                        # the issuer refused for good (do not honor, expired)
+    SOFT_DECLINE = "soft_decline"                        # refused for now (issuer unavailable, try again)
+    FRAUD = "fraud"                                      # a fraud screen, or a lost/stolen card
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    AUTHENTICATION_REQUIRED = "authentication_required"  # 3-D Secure / SCA asked for
+    PSP_ERROR = "psp_error"                              # the PSP refused our request itself (validation, auth)
+    UNAVAILABLE = "unavailable"                          # provably not processed (refused connection, 429)
+    UNKNOWN = "unknown"                                  # may or may not have been processed
+
+
+class Decision(str, Enum):
+    RETRY = "retry"      # ask the same PSP again with the same idempotency key, never another PSP
+    CASCADE = "cascade"  # not processed, or refused for a reason the next PSP may not share
+    STOP = "stop"        # final for this payment: no retry, no other PSP
+
+
+# Authorization: fraud, insufficient funds and SCA stop -- another PSP reaches the same issuer, and
+# cascading around a fraud screen or an SCA request is what card schemes penalize.
+DECISIONS: dict[ErrorClass, Decision] = {
+    ErrorClass.HARD_DECLINE: Decision.STOP,
+    ErrorClass.SOFT_DECLINE: Decision.CASCADE,
+    ErrorClass.FRAUD: Decision.STOP,
+    ErrorClass.INSUFFICIENT_FUNDS: Decision.STOP,
+    ErrorClass.AUTHENTICATION_REQUIRED: Decision.STOP,
+    ErrorClass.PSP_ERROR: Decision.CASCADE,
+    ErrorClass.UNAVAILABLE: Decision.CASCADE,
+    ErrorClass.UNKNOWN: Decision.RETRY,
+}
+
+
+def decide(error: ErrorClass, *, authorization: bool = True) -> Decision:
+    """What to do after `error`. A capture, void or refund belongs to the PSP holding the
+    authorization, so there is nowhere to cascade: a passing refusal is retried there, and the
+    PSP refusing the request itself (wrong state, amount over what is left) is final."""
+    decision = DECISIONS[error]
+    if authorization or decision is not Decision.CASCADE:
+        return decision
+    return Decision.STOP if error is ErrorClass.PSP_ERROR else Decision.RETRY
+
+
+def outcome_for(error: ErrorClass, *, authorization: bool = True) -> Outcome:
+    """The port's outcome for an error class, which the stages act on as `decide` says:
+    DECLINED stops, SOFT_DECLINED/UNAVAILABLE fail over (authorization) or are retried (follow-ups),
+    UNKNOWN is resolved by asking the same PSP about the same key."""
+    if error is ErrorClass.UNKNOWN:
+        return Outcome.UNKNOWN
+    if error is ErrorClass.UNAVAILABLE:
+        return Outcome.UNAVAILABLE
+    return Outcome.DECLINED if decide(error, authorization=authorization) is Decision.STOP else Outcome.SOFT_DECLINED

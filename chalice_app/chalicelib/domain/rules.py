@@ -5,6 +5,7 @@ applies them again to what was stored (stages/validation.py), so nothing reaches
 """
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from schwifty import IBAN
@@ -46,6 +47,25 @@ def check_amount(amount: int, currency: str, tenant: dict[str, Any]) -> None:
     if limit is not None and amount > limit:
         raise RuleViolation("amount_over_limit", f"amount {amount} exceeds this tenant's limit of {limit}",
                             "amount")
+
+
+MAX_CARD_LIFETIME_YEARS = 20  # issuers print at most a few years ahead; 20 leaves room and still catches typos
+
+
+def check_expiry(exp_month: Any, exp_year: Any, today: date) -> None:
+    """A card's expiry that exists and has not passed. A card is good through the last day of its
+    expiry month, so 05/2026 is still valid on 31 May 2026 and expired on 1 June. `today` comes from
+    the injected clock (UTC), so tests move time instead of waiting for it."""
+    if isinstance(exp_month, bool) or not isinstance(exp_month, int) or not 1 <= exp_month <= 12:
+        raise RuleViolation("invalid_expiry", f"expiry month {exp_month!r} is not a month (1-12)",
+                            "payment_method.card.exp_month")
+    if isinstance(exp_year, bool) or not isinstance(exp_year, int) \
+            or not 0 < exp_year <= today.year + MAX_CARD_LIFETIME_YEARS:
+        raise RuleViolation("invalid_expiry", f"expiry year {exp_year!r} is not a year a card can expire in "
+                            f"(at most {MAX_CARD_LIFETIME_YEARS} years ahead)", "payment_method.card.exp_year")
+    if (exp_year, exp_month) < (today.year, today.month):
+        raise RuleViolation("card_expired", f"the card expired at the end of {exp_month:02d}/{exp_year}",
+                            "payment_method.card.exp_year")
 
 
 def check_instrument(method_type: str, secret: str) -> None:

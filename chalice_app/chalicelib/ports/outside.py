@@ -17,6 +17,10 @@ class AuthorizeRequest:
     reference: str | None
     correlation_id: str
     bank_account: dict[str, Any] | None = None  # {"iban"}: decrypted only for this call
+    # Ask the PSP to capture in the same call. The stages capture in their own step (partial
+    # captures, cancels before capture), so they leave it False; connectors honour it for callers
+    # that want one-step sales.
+    capture: bool = False
 
     def __repr__(self) -> str:  # never print a PAN
         return f"AuthorizeRequest({self.idempotency_key}, {self.amount} {self.currency})"

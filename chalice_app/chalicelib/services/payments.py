@@ -17,7 +17,7 @@ from .. import codec, ids
 from ..clock import iso
 from ..domain.cards import holds_pan
 from ..domain.payment import DomainError, Payment
-from ..domain.rules import RuleViolation, check_amount, check_instrument, normalize_iban
+from ..domain.rules import RuleViolation, check_amount, check_expiry, check_instrument, normalize_iban
 from ..domain.states import PUBLIC_STATUSES, Action, IllegalTransition
 from ..observability import context, tracing
 from ..ports import AlreadyExists, Changes, ConcurrencyConflict, IdempotencyRecord, Platform
@@ -104,6 +104,8 @@ class PaymentService:
         try:
             check_amount(body["amount"], body["currency"], tenant)
             check_instrument(kind, secret)
+            if kind == "card":  # before anything is stored or routed: no PSP sees an expired card
+                check_expiry(method_in["card"]["exp_month"], method_in["card"]["exp_year"], self.p.clock.now().date())
         except RuleViolation as v:
             raise ApiError(422, "Payment refused", str(v), code=v.code,
                            invalid_fields=[v.field] if v.field else []) from None

@@ -14,8 +14,8 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from datetime import date, datetime, timezone
+from typing import Any, Callable, Iterator
 
 import orjson
 
@@ -63,6 +63,15 @@ def luhn_valid(number: str) -> bool:
         return False
     digits = [int(c) * (2 if i % 2 else 1) for i, c in enumerate(reversed(number))]
     return sum(d - 9 if d > 9 else d for d in digits) % 10 == 0
+
+
+def expired(card: dict, today: date) -> bool:
+    """An issuer's view: the card is good through the last day of its expiry month. An expiry the
+    simulator cannot read is left to the platform's own checks (it refuses those at the API)."""
+    month, year = card.get("exp_month"), card.get("exp_year")
+    if not (isinstance(month, int) and isinstance(year, int)):
+        return False
+    return (year, month) < (today.year, today.month)
 
 
 def _now() -> str:
@@ -118,8 +127,12 @@ class Faults:
 class Simulator:
     """The PSP behaviour over SQLite; one connection serialized by a lock."""
 
-    def __init__(self, db_path: str, timeout_delay: float, faults: Faults | None = None) -> None:
+    def __init__(self, db_path: str, timeout_delay: float, faults: Faults | None = None,
+                 today: Callable[[], date] | None = None) -> None:
         self.timeout_delay = timeout_delay
+        # The issuer's calendar: a card that expires while its payment is in flight is declined here
+        # even though the API accepted it (tests pass their own day).
+        self.today = today or (lambda: datetime.now(timezone.utc).date())
         self.faults = faults or Faults()
         self._rng = random.Random(self.faults.seed)
         self._lock = threading.Lock()
@@ -187,6 +200,8 @@ class Simulator:
                            status="unavailable")
         valid = number.startswith("BANK") or luhn_valid(number)
         code = DECLINE_CODES.get(behaviour) if valid else "incorrect_number"
+        if code is None and not number.startswith("BANK") and expired(card, self.today()):
+            code = "expired_card"  # as issuers answer, whatever the card's test behaviour
         with self._tx() as db:
             # ON CONFLICT + re-read: a concurrent duplicate gets the winner's row
             db.execute("INSERT INTO charges (id, psp, idempotency_key, status, code, amount, currency,"
