@@ -202,3 +202,17 @@ def _force_lease(region: Region, lease: Lease) -> None:
     with sqlite3.connect(region.platform.settings.control_path) as db:
         db.execute("UPDATE leases SET owner=?, epoch=?, expires_at=? WHERE home=?",
                    (lease.owner, lease.epoch, lease.expires_at, lease.home))
+
+
+def test_the_scheduled_keeper_takes_a_lapsed_peer_over_and_scans_it(world):
+    """What the lease_keeper Lambda runs each minute (takeover.keep_leases), with time moved by hand."""
+    eu, us, tenant, sim = world
+    pid = eu.pay(tenant)
+    time.sleep(TTL + SKEW + 0.05)  # eu is gone: no renewals
+    clock, naps = [0.0], []
+    out = takeover.keep_leases(us.platform, seconds=1.0, sleep=lambda s: naps.append(s) or clock.__setitem__(0, clock[0] + s),
+                               monotonic=lambda: clock[0])
+    assert EU in [t["home"] for t in out["taken"]] and out["steps"] == len(naps) + 1 >= 2
+    assert all(n == pytest.approx(TTL / 3) for n in naps)
+    run(us, until=lambda: settled(us, tenant, [pid]))
+    assert charges(sim) == {pid: 1}

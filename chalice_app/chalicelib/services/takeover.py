@@ -15,7 +15,8 @@ Whatever has not replicated here yet is retried by the stages, never dropped (st
 from __future__ import annotations
 
 import logging
-from typing import Any
+import time
+from typing import Any, Callable
 
 from ..clock import iso
 from ..domain.payment import Payment
@@ -23,6 +24,7 @@ from ..domain.states import State
 from ..handlers.relay import relay_once
 from ..ports import Changes, Intent, Platform, Reminder
 from ..stages.context import StageContext
+from .ownership import LeaseKeeper
 
 log = logging.getLogger("payments.regions")
 NAME = "takeover"
@@ -142,3 +144,19 @@ class _Origin:
 
     def mark_published(self, ids: Any) -> None:
         self.outbox.mark_published(ids, origin=self.origin)
+
+
+def keep_leases(platform: Platform, seconds: float, sleep: Callable[[float], None] = time.sleep,
+                monotonic: Callable[[], float] = time.monotonic) -> dict[str, Any]:
+    """The lease keeper for `seconds` (the scheduled Lambda: a minute's worth per invocation): a
+    LeaseKeeper step every third of the ttl, and a scan of each home it takes."""
+    s = platform.settings
+    keeper = LeaseKeeper(platform.ownership, s.lease_ttl_s, s.takeover_regions, s.failback)
+    deadline, steps, taken = monotonic() + seconds, 0, []
+    while True:
+        for home in keeper.step():
+            taken.append({"home": home, **take_over(platform, home)})
+        steps += 1
+        if monotonic() + s.lease_ttl_s / 3 > deadline:
+            return {"steps": steps, "taken": taken}
+        sleep(s.lease_ttl_s / 3)
