@@ -33,6 +33,7 @@ from chalicelib.services.api_io import ApiError
 from chalicelib.services.payments import PaymentService
 from chalicelib.stages import STAGES
 from laptop.psp_simulator.server import SimulatorServer
+from laptop.replicator import Link, Replicator, enable
 from laptop.runner import Runner
 
 from ..fakes import RecordingPoster
@@ -57,13 +58,13 @@ class Region:
         return orjson.loads(reply.body)["id"]
 
 
-def make_region(tmp: Path, name: str, peer: str, sim_url: str) -> Region:
+def make_region(tmp: Path, name: str, peer: str, sim_url: str, store: Path | None = None) -> Region:
     settings = Settings.from_env({
         "DATA_DIR": str(tmp / name), "PLATFORM_REGION": name, "CONTROL_STORE": str(tmp / "control.db"),
         "TAKEOVER_REGIONS": peer, "LEASE_TTL_S": str(TTL), "LEASE_SKEW_S": str(SKEW), "SIMULATOR_URL": sim_url,
         "PSP_TIMEOUT_S": "0.5", "UNKNOWN_CHECK_SCHEDULE_S": "0.05,0.1,0.2", "RETRY_BASE_MS": "1",
         "RETRY_MAX_MS": "5", "MAX_ATTEMPTS": "50", "LOG_LEVEL": "WARNING"})
-    platform = bootstrap.assemble(settings, open_store(tmp / "store.db", name), SqliteBus(tmp / name / "bus.db"),
+    platform = bootstrap.assemble(settings, open_store(store or tmp / "store.db", name), SqliteBus(tmp / name / "bus.db"),
                                   LocalKeyring(tmp / "keyring.json"), SystemClock(), post_webhook=RecordingPoster())
     platform.ownership.cache_s = 0.0
     handlers = {n: (STAGES[n], (lambda stage: lambda ev: handle_batch(ev, stage, platform))(STAGES[n]))
@@ -216,3 +217,56 @@ def test_the_scheduled_keeper_takes_a_lapsed_peer_over_and_scans_it(world):
     assert all(n == pytest.approx(TTL / 3) for n in naps)
     run(us, until=lambda: settled(us, tenant, [pid]))
     assert charges(sim) == {pid: 1}
+
+
+@pytest.fixture
+def replicated(tmp_path):
+    """Each region its own store, copied item by item by the laptop's replicator after a lag."""
+    port = free_port()
+    server = SimulatorServer(("127.0.0.1", port), str(tmp_path / "sim.db"), 0.3)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    url = f"http://127.0.0.1:{port}"
+    regions = {}
+    for name, peer in ((EU, US), (US, EU)):
+        (tmp_path / name).mkdir(parents=True, exist_ok=True)
+        regions[name] = make_region(tmp_path, name, peer, url, store=tmp_path / name / "store.db")
+        enable(tmp_path / name / "store.db", name)
+    links = [Link(a, b, tmp_path / a / "store.db", tmp_path / b / "store.db") for a, b in ((EU, US), (US, EU))]
+    rep = Replicator(links, lag_s=0.1)
+    stop = threading.Event()
+
+    def replicate() -> None:
+        while not stop.is_set():
+            if not rep.step():
+                stop.wait(0.01)
+    thread = threading.Thread(target=replicate, daemon=True)
+    thread.start()
+    tenant = tenancy.create_tenant(regions[EU].platform, "acme", webhook_url="https://merchant.example/hooks")
+    yield regions[EU], regions[US], tenant["tenant_id"], tmp_path / "sim.db", rep
+    stop.set()
+    thread.join()
+    server.shutdown()
+    server.server_close()
+
+
+def test_with_replication_lag_and_a_lost_window_no_payment_is_charged_twice(replicated):
+    """eu takes payments and drives them part way; then it dies, and its writes of the last moment never
+    leave it. us takes its home over from what did replicate: what reached a PSP is asked about first
+    (intents are written to the control store, which does not lag), the rest is driven on."""
+    eu, us, tenant, sim, rep = replicated
+    time.sleep(0.3)  # the tenant replicated
+    pids = [eu.pay(tenant) for _ in range(8)]
+    for _ in range(6):
+        eu.runner.step()
+    eu_to_us = rep.links[0]
+    eu_to_us.drop_until = time.time() + 0.5  # eu dies: what it wrote in its last half second is lost
+    for _ in range(3):
+        eu.runner.step()
+    time.sleep(0.6)
+    arrived = [p for p in pids if us.platform.store.payments.get_payment(tenant, p) is not None]
+    run(us, until=lambda: all(us.platform.store.payments.get_payment(tenant, p).status in ("settled", "declined")
+                              for p in arrived), timeout_s=30)
+    counts = charges(sim)
+    assert all(n == 1 for n in counts.values()), counts  # I1 across the failover
+    assert set(arrived) <= set(counts) and arrived  # everything that replicated was completed
+    assert any(home == EU for home, _ in us.runner.taken)

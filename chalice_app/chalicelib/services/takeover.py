@@ -61,7 +61,15 @@ def _resume(ctx: StageContext, p: Payment) -> tuple[str, dict[str, Any]] | None:
 
 
 def _may_have_reached_psp(ctx: StageContext, p: Payment, intent: Intent | None) -> bool:
-    """Mark the attempt a PSP may know of as unknown, its status check due now. True if it did."""
+    """Mark the attempt a PSP may know of as unknown, its status check due now. True if it did.
+
+    An intent whose payment here has not even reached routing (those writes never replicated) pins
+    the route to the intent's PSP: routing is never recomputed over an attempt that may exist."""
+    if intent is not None and not p.attempts and intent.idempotency_key == f"{p.payment_id}-a1":
+        if p.state == State.SCREENED:
+            p.set_route(ctx.now(), [intent.psp])
+        if p.state == State.ROUTED:
+            p.start_attempt(ctx.now(), intent.psp)
     if p.state != State.AUTHORIZING:
         return False
     attempt = p.current_attempt

@@ -9,15 +9,16 @@ from .database import OnDatabase
 
 class SqliteLedger(OnDatabase):
     def balances(self, tenant_id: str) -> list[dict[str, Any]]:
-        rows = self.db.conn().execute(
-            "SELECT account, currency, balance FROM balances WHERE tenant_id=? ORDER BY account, currency",
-            (tenant_id,)).fetchall()
+        rows = self.db.conn().execute(  # one row per region that posted: the balance is their sum
+            "SELECT account, currency, SUM(balance) FROM balances WHERE tenant_id=? GROUP BY account, currency"
+            " ORDER BY account, currency", (tenant_id,)).fetchall()
         return [{"account": r[0], "currency": r[1], "balance": r[2]} for r in rows]
 
     def ledger_drift(self) -> list[dict[str, Any]]:
         rows = self.db.conn().execute(
             "SELECT tenant_id, account, currency, b.balance, p.total FROM"
-            " (SELECT tenant_id, account, currency, balance FROM balances) b"
+            " (SELECT tenant_id, account, currency, SUM(balance) AS balance FROM balances"
+            "  GROUP BY tenant_id, account, currency) b"
             " FULL OUTER JOIN (SELECT tenant_id, account, currency, SUM(amount) AS total FROM postings"
             "                  GROUP BY tenant_id, account, currency) p USING (tenant_id, account, currency)"
             " WHERE b.balance IS NOT p.total").fetchall()

@@ -29,7 +29,7 @@ class SqliteOutbox(OnDatabase):
         # consumers drop duplicates by event id.
         with self.db.write(durable=False) as conn:
             conn.executemany("UPDATE outbox SET published = 1 WHERE id=?", [(i,) for i in ids])
-            conn.execute(PRUNE)  # kept only while a change-feed reader still needs them
+            conn.execute(PRUNE, (self.region,))  # kept only while a change-feed reader still needs them
 
 
 class SqliteChangeFeed(OnDatabase):
@@ -52,7 +52,7 @@ class SqliteChangeFeed(OnDatabase):
         with self.db.write() as conn:
             conn.execute("INSERT INTO feed_readers VALUES (?, ?) ON CONFLICT (reader)"
                          " DO UPDATE SET position = MAX(position, excluded.position)", (reader, position))
-            conn.execute(PRUNE)
+            conn.execute(PRUNE, (self.region,))
 
     def register(self, reader: str) -> None:
         """Keep changes for `reader` from now on (those already pruned are gone)."""

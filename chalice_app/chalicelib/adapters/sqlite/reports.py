@@ -22,12 +22,12 @@ class SqliteReports(OnDatabase):
                     totals[(d.tenant_id, name)] = totals.get((d.tenant_id, name), 0) + n
             # One upsert per counter for the whole batch, in the markers' transaction.
             conn.executemany(
-                "INSERT INTO report_counters VALUES (?, ?, ?) ON CONFLICT (tenant_id, name)"
+                "INSERT INTO report_counters VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id, name, region)"
                 " DO UPDATE SET value = value + excluded.value",
-                [(tenant_id, name, n) for (tenant_id, name), n in totals.items() if n])
+                [(tenant_id, name, n, self.region) for (tenant_id, name), n in totals.items() if n])
         return applied
 
     def report_counters(self, tenant_id: str) -> dict[str, int]:
-        rows = self.db.conn().execute("SELECT name, value FROM report_counters WHERE tenant_id=? ORDER BY name",
-                                      (tenant_id,))
+        rows = self.db.conn().execute("SELECT name, SUM(value) FROM report_counters WHERE tenant_id=?"
+                                      " GROUP BY name ORDER BY name", (tenant_id,))
         return {name: value for name, value in rows}

@@ -48,7 +48,7 @@ CREATE TABLE IF NOT EXISTS postings (
 CREATE INDEX IF NOT EXISTS postings_by_tenant ON postings (tenant_id, account, currency);
 CREATE TABLE IF NOT EXISTS balances (
     tenant_id TEXT NOT NULL, account TEXT NOT NULL, currency TEXT NOT NULL, balance INTEGER NOT NULL,
-    PRIMARY KEY (tenant_id, account, currency)) WITHOUT ROWID;
+    region TEXT NOT NULL DEFAULT '', PRIMARY KEY (tenant_id, account, currency, region)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS vault (
     tenant_id TEXT NOT NULL, token TEXT NOT NULL, ciphertext BLOB NOT NULL,
     PRIMARY KEY (tenant_id, token)) WITHOUT ROWID;
@@ -67,11 +67,22 @@ FEED_SCHEMA = (
     "CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (id) WHERE published = 0",
     "CREATE TABLE IF NOT EXISTS feed_readers (reader TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS report_counters (tenant_id TEXT NOT NULL, name TEXT NOT NULL,"
-    " value INTEGER NOT NULL, PRIMARY KEY (tenant_id, name)) WITHOUT ROWID",
+    " value INTEGER NOT NULL, region TEXT NOT NULL DEFAULT '', PRIMARY KEY (tenant_id, name, region)) WITHOUT ROWID",
 )
-# Published rows below every reader's position are done with; no reader: all published rows.
-PRUNE = ("DELETE FROM outbox WHERE published = 1 AND id <="
+# This region's published rows below every reader's position are done with (no reader: all its
+# published rows). Another region's rows (replicated) go when that region deletes them.
+PRUNE = ("DELETE FROM outbox WHERE published = 1 AND origin IN (?, '') AND id <="
          " COALESCE((SELECT MIN(position) FROM feed_readers), 9223372036854775807)")
+# Counters two regions add to are one row per region, summed on read (replicated last-writer-wins
+# would lose one region's additions to a shared row): stores from before regions are rebuilt so.
+_PER_REGION = {
+    "balances": ("tenant_id TEXT NOT NULL, account TEXT NOT NULL, currency TEXT NOT NULL, balance INTEGER NOT NULL,"
+                 " region TEXT NOT NULL DEFAULT '', PRIMARY KEY (tenant_id, account, currency, region)",
+                 "tenant_id, account, currency, balance"),
+    "report_counters": ("tenant_id TEXT NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL,"
+                        " region TEXT NOT NULL DEFAULT '', PRIMARY KEY (tenant_id, name, region)",
+                        "tenant_id, name, value"),
+}
 
 
 def migrate(conn: sqlite3.Connection) -> None:
@@ -89,6 +100,12 @@ def migrate(conn: sqlite3.Connection) -> None:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN origin TEXT NOT NULL DEFAULT ''")
     for statement in FEED_SCHEMA:
         conn.execute(statement)
+    for table, (columns, kept) in _PER_REGION.items():
+        if "region" not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+            conn.execute(f"CREATE TABLE {table}_by_region ({columns}) WITHOUT ROWID")
+            conn.execute(f"INSERT INTO {table}_by_region ({kept}, region) SELECT {kept}, '' FROM {table}")
+            conn.execute(f"DROP TABLE {table}")
+            conn.execute(f"ALTER TABLE {table}_by_region RENAME TO {table}")
 
 
 RATE_SCHEMA = """

@@ -35,6 +35,6 @@ def open_store(path: Path | str, region: str = DEFAULTS[PLATFORM_REGION]) -> Sto
     return Store(unit_of_work=SqliteUnitOfWork(db, region), payments=SqlitePayments(db),
                  idempotency=SqliteIdempotency(db), reminders=SqliteReminders(db, region),
                  controls=SqliteControls(db, region), secrets=SqliteSecrets(db), ledger=SqliteLedger(db),
-                 outbox=SqliteOutbox(db, region), feed=SqliteChangeFeed(db, region), reports=SqliteReports(db),
+                 outbox=SqliteOutbox(db, region), feed=SqliteChangeFeed(db, region), reports=SqliteReports(db, region),
                  requests=SqliteRequestCounters(rates), audit_queue=SqliteAuditQueue(db, region),
                  tenants=SqliteTenants(db))

@@ -47,10 +47,11 @@ class _Unit:
     idempotency: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None  # (DELETE parameters, row)
     reminders: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
     secrets: list[tuple[str, str, bytes]] = field(default_factory=list)
+    region: str = ""
 
 
 def _prepare(changes: Changes, region: str) -> _Unit:
-    unit = _Unit(processed=changes.processed, secrets=list(changes.secrets))
+    unit = _Unit(processed=changes.processed, secrets=list(changes.secrets), region=region)
     p = changes.payment
     if p is not None:
         expected = changes.expected_version
@@ -102,9 +103,9 @@ def _execute(conn: sqlite3.Connection, unit: _Unit) -> None:
         conn.executemany("INSERT INTO postings (txn_id, tenant_id, payment_id, account, currency, amount, batch, at)"
                          " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", unit.postings)
         # Balances are kept, not derived, so that `payctl ledger check` can prove they match.
-        conn.executemany("INSERT INTO balances VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id, account, currency)"
+        conn.executemany("INSERT INTO balances VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, account, currency, region)"
                          " DO UPDATE SET balance = balance + excluded.balance",
-                         [(tenant_id, account, currency, amount)
+                         [(tenant_id, account, currency, amount, unit.region)
                           for _, tenant_id, _, account, currency, amount, _, _ in unit.postings])
     if unit.idempotency:
         # Replaces our own in-flight claim (same request hash) or an expired record;
