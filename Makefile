@@ -15,6 +15,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make local    - run the whole platform on this machine (API :$(PORT), simulator :$(SIMULATOR_PORT))"
+	@echo "make local REGIONS=2 - two regions (APIs :$(PORT) and the next port), replicated, with leases"
 	@echo "make local-aws - the same on Tansu (Kafka) + a moto server (DynamoDB, KMS) on loopback"
 	@echo "make test     - run every test suite"
 	@echo "make bench    - end-to-end payments/s and latency beside the bare substrate: N=20000 [MODE=embedded]"
@@ -41,8 +42,9 @@ $(BIN)/payctl: $(STAMP) Makefile
 		"$(CURDIR)/.data" "$(CURDIR)/infra/tenants.json" "$(CURDIR)/chalice_app" "$(CURDIR)/$(BIN)/python" > $(BIN)/payctl
 	@chmod +x $(BIN)/payctl
 
+# REGIONS=2: two regions active/active with a replicator and shared leases (laptop/regions.py)
 local: install
-	$(BIN)/python -m laptop.stack
+	$(BIN)/python -m $(if $(filter 2,$(REGIONS)),laptop.regions,laptop.stack)
 
 # The same stack on the AWS protocols: Tansu (Kafka) and a moto server (DynamoDB, KMS) on loopback;
 # KAFKA_BOOTSTRAP_SERVERS and AWS_ENDPOINT_URL pick the ports (defaults 9092 and 4566).

@@ -21,7 +21,6 @@ import signal
 import sqlite3
 import threading
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,13 +30,7 @@ log = logging.getLogger("payments.replicator")
 # The tables a global table would hold (every store table) except what is each region's own:
 # feed_readers (a stream's position belongs to its reader), control (breakers, checkpoints).
 LOCAL_ONLY = {"feed_readers", "control"}
-ID_TABLES = ("outbox", "postings", "audit_pending")  # AUTOINCREMENT: each region numbers from its own base
 NOW = "((julianday('now') - 2440587.5) * 86400.0)"
-
-
-def id_base(region: str) -> int:
-    """Where a region's row ids start, far from every other region's (ids are copied as they are)."""
-    return (zlib.crc32(region.encode()) % 4096 + 1) << 40
 
 
 def _tables(conn: sqlite3.Connection) -> dict[str, list[str]]:
@@ -73,10 +66,6 @@ def enable(db_path: Path | str, region: str) -> None:
                     # (an upsert's) overrides the one of a statement inside its trigger.
                     f" DELETE FROM _row_clock WHERE tbl = '{table}' AND pk = {key};"
                     f" INSERT INTO _row_clock VALUES ('{table}', {key}, {NOW}, '{region}'); END")
-        for table in ID_TABLES:  # ids are copied as they are: each region numbers in its own range
-            conn.execute("INSERT OR IGNORE INTO sqlite_sequence (name, seq) SELECT ?, 0"
-                         " WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name=?)", (table, table))
-            conn.execute("UPDATE sqlite_sequence SET seq=MAX(seq, ?) WHERE name=?", (id_base(region), table))
         conn.execute("COMMIT")
     finally:
         conn.close()

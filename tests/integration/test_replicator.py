@@ -9,7 +9,8 @@ import pytest
 from chalicelib.adapters.sqlite.bus import SqliteBus
 from chalicelib.adapters.sqlite.store import open_store
 from chalicelib.ports import Changes, OutRecord
-from laptop.replicator import Link, Replicator, enable, id_base
+from chalicelib.adapters.sqlite.unit_of_work import id_base
+from laptop.replicator import Link, Replicator, enable
 
 from ..contract.factories import capture_postings, drive_to_authorized, event_for, new_payment
 
@@ -59,13 +60,16 @@ def test_writes_reach_the_other_region_and_are_never_sent_back(two):
 def test_counters_both_regions_add_to_are_summed_not_overwritten(two):
     stores, _, rep = two
     p = drive_to_authorized(new_payment())
-    stores[EU].commit(Changes(postings=capture_postings(p, fee=59)))
-    stores[US].commit(Changes(postings=capture_postings(p, fee=59, batch="other")))
-    drain(rep)
+    # Interleaved with replication: a region that received the other's rows must keep numbering its
+    # own in its own range (counting on from a copied row's id would hand out ids the other uses).
+    for region in (EU, US, EU, US):
+        stores[region].commit(Changes(postings=capture_postings(p, fee=59, batch=region)))
+        drain(rep)
     for store in stores.values():
         got = {(b["account"], b["currency"]): b["balance"] for b in store.ledger.balances("ten_a")}
-        assert got[("merchant_payable", "EUR")] == -2 * (p.amount - 59)
+        assert got[("merchant_payable", "EUR")] == -4 * (p.amount - 59)
         assert store.ledger.ledger_drift() == []
+        assert sum(t["legs"] for t in store.ledger.ledger_totals()) == 12
 
 
 def test_conflicting_writes_settle_last_writer_wins_in_both_regions(two):

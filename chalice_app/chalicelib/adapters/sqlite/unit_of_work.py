@@ -8,6 +8,7 @@ what every writer of the file waits for, so only the statements run while holdin
 from __future__ import annotations
 
 import sqlite3
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -95,13 +96,14 @@ def _execute(conn: sqlite3.Connection, unit: _Unit) -> None:
         if unit.timeline:  # each entry numbered after the payment's last (a statement per entry, not two)
             conn.executemany("INSERT INTO timeline SELECT ?1, ?2, COALESCE(MAX(seq), 0) + 1, ?3, ?4, ?5, ?6, ?7, ?8"
                              " FROM timeline WHERE tenant_id=?1 AND payment_id=?2", unit.timeline)
-        conn.executemany("INSERT INTO audit_pending (tenant_id, source, body, origin) VALUES (?, ?, ?, ?)",
-                         unit.audit)
+        conn.executemany("INSERT INTO audit_pending (id, tenant_id, source, body, origin) VALUES (?, ?, ?, ?, ?)",
+                         _numbered(conn, "audit_pending", unit.region, unit.audit))
     if unit.outbox:
-        conn.executemany("INSERT INTO outbox (event, origin) VALUES (?, ?)", unit.outbox)
+        conn.executemany("INSERT INTO outbox (id, event, origin) VALUES (?, ?, ?)",
+                         _numbered(conn, "outbox", unit.region, unit.outbox))
     if unit.postings:
-        conn.executemany("INSERT INTO postings (txn_id, tenant_id, payment_id, account, currency, amount, batch, at)"
-                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", unit.postings)
+        conn.executemany("INSERT INTO postings (id, txn_id, tenant_id, payment_id, account, currency, amount, batch, at)"
+                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", _numbered(conn, "postings", unit.region, unit.postings))
         # Balances are kept, not derived, so that `payctl ledger check` can prove they match.
         conn.executemany("INSERT INTO balances VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, account, currency, region)"
                          " DO UPDATE SET balance = balance + excluded.balance",
@@ -117,6 +119,24 @@ def _execute(conn: sqlite3.Connection, unit: _Unit) -> None:
         conn.execute(sql, params)
     for row in unit.secrets:
         conn.execute("INSERT INTO vault VALUES (?, ?, ?)", row)
+
+
+ID_SPAN = 1 << 40  # each region numbers its outbox, audit and posting rows in a range of its own
+
+
+def id_base(region: str) -> int:
+    """Where `region`'s row ids start. Rows keep their ids when another region's store receives them
+    (laptop/replicator.py), so two regions must never hand out the same id; and a region counts on
+    from its own highest id, not from a copied row's (which AUTOINCREMENT would do)."""
+    return (zlib.crc32(region.encode()) % 4096 + 1) * ID_SPAN
+
+
+def _numbered(conn: sqlite3.Connection, table: str, region: str, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """`rows` with the next ids of `region`'s range in `table` in front (under the write lock)."""
+    base = id_base(region)
+    (top,) = conn.execute(f"SELECT MAX(id) FROM {table} WHERE id >= ? AND id < ?", (base, base + ID_SPAN)).fetchone()
+    start = (top or base) + 1
+    return [(start + i, *row) for i, row in enumerate(rows)]
 
 
 class SqliteUnitOfWork(OnDatabase):
