@@ -8,7 +8,6 @@ import random
 import sqlite3
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
