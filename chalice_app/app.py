@@ -14,11 +14,15 @@ from chalicelib.config import OUTBOX_STREAM_ARN
 from chalicelib.handlers.batch import handle_batch
 from chalicelib.handlers.relay import relay_stream_records
 from chalicelib.observability import tracing
-from chalicelib.services import audit, health, reporting
+from chalicelib.services import audit, health, reporting, takeover
 from chalicelib.stages import STAGES, reconciliation
 
 # Placeholder so `chalice local` and tests can load the app; infra/ sets the real ARN.
 LOCAL_STREAM_ARN = "arn:aws:dynamodb:us-east-1:000000000000:table/payments-platform/stream/local"
+# The lease keeper's Lambda times out at 60 s (infra/stacks/lambdas.py, KEEPER_TIMEOUT_S): it keeps the
+# leases for 50 s, leaving room for its last step and a takeover scan, and the next invocation a
+# minute later carries on.
+KEEPER_RUN_S = 50
 
 app = Chalice(app_name="payments", configure_logs=False)
 # Chalice pins the logger named after the app ("payments") at ERROR, which would silence every
@@ -66,6 +70,13 @@ def reconcile_unknown_outcomes(event):
     audited = audit.chain_all(platform)
     health.report_health(platform)
     return {"handled": handled, "audited": audited}
+
+
+@app.schedule("rate(1 minute)", name="lease_keeper")
+def lease_keeper(event):
+    """This region's lease renewed every third of its ttl, and any lapsed one taken over with a scan
+    (chalicelib/services/takeover.py)."""
+    return takeover.keep_leases(get_platform(), seconds=KEEPER_RUN_S)
 
 
 @app.on_dynamodb_record(stream_arn=os.environ.get(OUTBOX_STREAM_ARN) or LOCAL_STREAM_ARN, batch_size=100,

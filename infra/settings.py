@@ -69,7 +69,62 @@ def load_config(path: Path = CONFIG_FILE) -> dict[str, Any]:
         raise InfraConfigError("dynamodb.capacity_mode must be on_demand or provisioned")
     if not cfg["msk"]["broker_instance_type"].startswith("kafka.m7g."):
         raise InfraConfigError("msk.broker_instance_type must be a Graviton kafka.m7g.* type")
+    check_control(cfg)
     return cfg
+
+
+# DynamoDB multi-region strong consistency: a table's three regions (replicas + witness) must lie in
+# one of these sets (DynamoDB API reference, CreateGlobalTableWitnessGroupMemberAction).
+MRSC_REGION_SETS = {
+    "US": frozenset({"us-east-1", "us-east-2", "us-west-2"}),
+    "EU": frozenset({"eu-west-1", "eu-west-2", "eu-west-3", "eu-central-1"}),
+    "AP": frozenset({"ap-northeast-1", "ap-northeast-2", "ap-northeast-3"}),
+}
+# The lease keeper runs 50 s of each minute (app.KEEPER_RUN_S), so about 10 s pass between its last
+# renewal and the next invocation's first; a lease must outlast that gap twice over after the skew.
+KEEPER_GAP_S = 10
+
+
+def check_control(cfg: dict[str, Any]) -> None:
+    """The control table's placement (`control`) and the lease timings (`leases`) are ones AWS and the
+    runtime accept: three MRSC regions in one region set, and a replica for every region to call."""
+    ccfg, lcfg = cfg["control"], cfg["leases"]
+    replicas, witness = list(ccfg["replicas"]), ccfg.get("witness")
+    members = replicas + ([witness] if witness else [])
+    if len(members) != 3 or len(set(members)) != 3 or len(replicas) < 2:
+        raise InfraConfigError("control: MRSC takes three distinct regions, three replicas or two replicas "
+                               f"and a witness; got replicas {replicas} and witness {witness!r}")
+    if not any(set(members) <= regions for regions in MRSC_REGION_SETS.values()):
+        raise InfraConfigError(f"control: {', '.join(members)} are not in one MRSC region set "
+                               f"({'; '.join(f'{k}: {sorted(v)}' for k, v in MRSC_REGION_SETS.items())})")
+    endpoints = ccfg.get("endpoints", {})
+    for region in cfg["regions"]:
+        endpoint = control_region(cfg, region)
+        if endpoint not in replicas:
+            raise InfraConfigError(f"control.endpoints: {region} calls {endpoint}, which has no replica of "
+                                   f"the control table (replicas: {', '.join(replicas)})")
+        # A region calling a peer's replica would lose its control store with that peer, exactly when it
+        # has to take the peer's payments over.
+        if endpoint != region and endpoint in cfg["regions"]:
+            raise InfraConfigError(f"control.endpoints: {region} must call its own replica or one outside the "
+                                   f"deployment, not {endpoint}'s")
+    for region in endpoints:
+        if region not in cfg["regions"]:
+            raise InfraConfigError(f"control.endpoints names {region}, which is not a deployment region")
+    ttl, skew = float(lcfg["ttl_s"]), float(lcfg["skew_s"])
+    if not ttl > 2 * skew >= 0:
+        raise InfraConfigError(f"leases.ttl_s ({ttl:g}) must exceed twice leases.skew_s ({skew:g})")
+    if ttl - skew < 2 * KEEPER_GAP_S:
+        raise InfraConfigError(f"leases.ttl_s - leases.skew_s must be at least {2 * KEEPER_GAP_S} s: the gap "
+                               "between two lease keeper invocations must not lapse the lease")
+    if lcfg["failback"] not in ("handback", "stay"):
+        raise InfraConfigError("leases.failback must be handback or stay")
+
+
+def control_region(cfg: dict[str, Any], region: str) -> str:
+    """The region whose control table replica `region`'s Lambdas call: its own unless config says
+    otherwise (a deployment region outside the table's region set)."""
+    return cfg["control"].get("endpoints", {}).get(region, region)
 
 
 def load_tenants(path: Path = TENANTS_FILE) -> list[Tenant]:
@@ -101,13 +156,15 @@ def platform_topics(cfg: dict[str, Any]) -> list[Topic]:
 # less fails (PutFunctionConcurrency: "...decreases account's UnreservedConcurrentExecution
 # below its minimum value of [100]").
 UNRESERVED_MINIMUM = 100
-# Reconciliation is a singleton sweeper (two would check the same payment): always 1.
-SINGLETONS = {"reconciliation": 1}
+# Reconciliation is a singleton sweeper (two would check the same payment): always 1. So is the lease
+# keeper: one per region renews its leases, and a second invocation overlapping the first (a slow one)
+# is throttled and retried by Lambda's async queue rather than run beside it.
+SINGLETONS = {"reconciliation": 1, "lease_keeper": 1}
 
 
 def reserved_concurrency(cfg: dict[str, Any]) -> dict[str, int | None]:
     """Reserved concurrency per function key (stage names, api, outbox_relay, reports,
-    topic_admin, reconciliation); None leaves a function unreserved.
+    topic_admin, reconciliation, lease_keeper); None leaves a function unreserved.
 
     A Kafka event source mapping runs at most one invocation per partition, so a stage gets
     the partitions of the topics it consumes: less throttles it, more is never used.

@@ -56,14 +56,15 @@ def build(settings: Settings | None = None, clock: Clock | None = None) -> Platf
     if settings.mode in ("aws-local", "aws"):
         # DynamoDB + Kafka (MSK / Tansu) + KMS; aws-local points boto3 at moto or LocalStack.
         from .adapters.aws.dynamodb_audit import DynamoAuditLog
-        from .adapters.aws.setup import AwsSettings, build_adapters
+        from .adapters.aws.setup import AwsSettings, build_adapters, control_client
         aws = AwsSettings.from_env(settings.mode)
         store, bus, keys, clients = build_adapters(settings, aws)
         from .adapters.aws.dynamodb_leases import DynamoLeases
         return assemble(settings, store, bus, keys, clock or SystemClock(),
                         audit_log=lambda signer: DynamoAuditLog(clients["dynamodb"], aws.table, signer,
                                                                           settings.region),
-                        leases=DynamoLeases(clients["dynamodb"], settings.control_table))
+                        leases=DynamoLeases(control_client(aws, settings.control_region, clients["dynamodb"]),
+                                            settings.control_table))
     raise ConfigError(f"PLATFORM_MODE={settings.mode} is not wired")
 
 

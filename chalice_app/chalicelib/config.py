@@ -45,6 +45,7 @@ RATE_LIMIT_BURST = "RATE_LIMIT_BURST"      # ... and the bucket's size: requests
 HEALTH_MAX_OUTBOX_AGE_S = "HEALTH_MAX_OUTBOX_AGE_S"  # /health is 503 when an event waits longer to be published
 CONTROL_STORE = "CONTROL_STORE"            # embedded: the leases' SQLite file, shared by the regions of a laptop
 CONTROL_TABLE = "CONTROL_TABLE"            # aws modes: the leases' table (multi-region strongly consistent in AWS)
+CONTROL_REGION = "CONTROL_REGION"          # aws modes: the region of the control table replica to call (empty: this one)
 LEASE_TTL_S = "LEASE_TTL_S"                # a home region's lease lasts this long past each renewal
 LEASE_SKEW_S = "LEASE_SKEW_S"              # the clock skew allowed between regions: owners stop, takers wait, this much
 TAKEOVER_REGIONS = "TAKEOVER_REGIONS"      # peer regions whose payments this region takes over when their lease lapses
@@ -93,6 +94,7 @@ DEFAULTS: dict[str, str] = {
     HEALTH_MAX_OUTBOX_AGE_S: "60",
     CONTROL_STORE: "",  # derived: $DATA_DIR/control.db
     CONTROL_TABLE: "payments-control",
+    CONTROL_REGION: "",  # derived: the region the Lambda runs in
     LEASE_TTL_S: "10",
     LEASE_SKEW_S: "2",
     TAKEOVER_REGIONS: "",
@@ -238,6 +240,7 @@ class Settings:
     health_max_outbox_age_s: float = _env(HEALTH_MAX_OUTBOX_AGE_S, _float)
     control_store: str = _env(CONTROL_STORE)  # empty: derived from data_dir (control_path)
     control_table: str = _env(CONTROL_TABLE)
+    control_region: str = _env(CONTROL_REGION)  # empty: the AWS region the process runs in
     lease_ttl_s: float = _env(LEASE_TTL_S, _float)
     lease_skew_s: float = _env(LEASE_SKEW_S, _float)
     takeover_regions: tuple[str, ...] = _env(TAKEOVER_REGIONS, _names)

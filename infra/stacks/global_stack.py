@@ -1,6 +1,7 @@
 """The global stack: what exists once for all regions.
 
-Multi-region KMS key (+ replicas), the API key pepper secret (replicated), the DynamoDB global table, per-tenant IAM roles,
+Multi-region KMS key (+ replicas), the API key pepper secret (replicated), the DynamoDB global table, the
+leases' control table (multi-region strong consistency, control.py), per-tenant IAM roles,
 the Glue Schema Registry, CloudTrail, AWS Config in every region and the hosted zone
 the regions' health-checked records go into.
 """
@@ -18,6 +19,7 @@ from constructs import Construct
 from .. import settings
 from .audit import Audit, trail_name
 from .common import structs, tags
+from .control import ControlTable
 from .dynamodb import PaymentsTable
 from .kms import PlatformKeys
 from .schemas import SchemaRegistry
@@ -39,12 +41,17 @@ class GlobalStack(TerraformStack):
         DataAwsCallerIdentity(self, "current")
         DataAwsPartition(self, "partition").override_logical_id("current")
 
-        self.keys = PlatformKeys(self, "kms", primary_region=primary, regions=regions, alias=platform_key_alias(),
-                                trail_name=trail_name())
-        self.table = PaymentsTable(self, "dynamodb", cfg=cfg, primary_region=primary, key_arns=self.keys.arns)
-        self.pepper = PepperSecret(self, "pepper", primary_region=primary, key_arns=self.keys.arns)
+        # The platform key also has a replica wherever the control table has one outside the deployment
+        # (its replicas are encrypted with it too); everything else lives in the deployment's regions only.
+        control_only = [r for r in cfg["control"]["replicas"] if r not in regions]
+        self.keys = PlatformKeys(self, "kms", primary_region=primary, regions=regions, table_only_regions=control_only,
+                                 alias=platform_key_alias(), trail_name=trail_name())
+        key_arns = {r: self.keys.arns[r] for r in regions}
+        self.table = PaymentsTable(self, "dynamodb", cfg=cfg, primary_region=primary, key_arns=key_arns)
+        self.control = ControlTable(self, "control", cfg=cfg, key_arns=self.keys.arns)
+        self.pepper = PepperSecret(self, "pepper", primary_region=primary, key_arns=key_arns)
         self.tenants = TenantRoles(self, "tenants", tenants=tenants, table_name=cfg["dynamodb"]["table_name"],
-                                   key_arns=list(self.keys.arns.values()))
+                                   key_arns=list(key_arns.values()))
         self.schemas = SchemaRegistry(self, "glue", files=settings.event_schemas())
         self.audit = Audit(self, "audit", primary_region=primary, regions=regions, key_arn=self.keys.primary.arn)
         dns = cfg["dns"]
@@ -52,4 +59,5 @@ class GlobalStack(TerraformStack):
             zone = Route53Zone(self, "zone", name=dns["zone_name"], comment="payments platform API", tags=tags())
             TerraformOutput(self, "zone_id", value=zone.zone_id)
         TerraformOutput(self, "table_arn", value=self.table.table.arn)
+        TerraformOutput(self, "control_table_arn", value=self.control.table.arn)
         TerraformOutput(self, "platform_key_arn", value=self.keys.primary.arn)

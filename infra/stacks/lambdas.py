@@ -1,8 +1,9 @@
 """The platform's Lambdas in one region, from `chalice package`'s deployment.zip.
 
 One function per stage (handler app.<stage>, as chalice_app/app.py names them), the
-API (app.app), the outbox relay (app.outbox_relay) and reconciliation of unknown PSP
-outcomes (app.reconcile_unknown_outcomes, every minute by an EventBridge rule); arm64, X-Ray tracing with the
+API (app.app), the outbox relay (app.outbox_relay), reconciliation of unknown PSP outcomes
+(app.reconcile_unknown_outcomes) and the lease keeper (app.lease_keeper), the last two every minute by
+an EventBridge rule; arm64, X-Ray tracing with the
 ADOT layer, reserved concurrency derived from partitions (settings.reserved_concurrency),
 the env var names of chalicelib.config. Each stage topic gets an MSK event source mapping
 with an SQS on-failure destination (reached through the SQS interface endpoint, network.py)
@@ -35,6 +36,14 @@ from ..settings import platform_config as pc
 from .artifacts import source_hash, tf_path
 from .common import ACCOUNT, PARTITION, allow, assume_role, name, policy, structs, tags
 from .secrets import PEPPER_SECRET_NAME
+
+# The lease keeper's timeout is a minute whatever lambda.timeout_s says: app.KEEPER_RUN_S (50 s of
+# renewals per invocation) is chosen to end inside it, and the next scheduled invocation carries on.
+KEEPER_TIMEOUT_S = 60
+# What the leases need of the control table (adapters/aws/dynamodb_leases.py): single-item conditional
+# writes, strongly consistent reads, deletes of intents; MRSC has no transactions, so no batch actions.
+CONTROL_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+                   "dynamodb:Query", "dynamodb:Scan"]
 
 # The ADOT layer's collector extension listens on localhost:4318; chalicelib.observability.tracing runs
 # its own SDK (X-Ray id generator and propagator) and exports OTLP to it -- no exec wrapper, so
@@ -70,6 +79,9 @@ class Functions(Construct):
         self.region, self.cfg, self.env = region, cfg, env
         self.subnet_ids, self.sg, self.key_arn = subnet_ids, security_group_id, key_arn
         table = f"arn:{PARTITION}:dynamodb:{region}:{ACCOUNT}:table/{table_name}"
+        # The control table replica this region calls (its own, or one in the table's region set).
+        self.control_arn = (f"arn:{PARTITION}:dynamodb:{settings.control_region(cfg, region)}:{ACCOUNT}:"
+                            f"table/{cfg['control']['table_name']}")
         cluster = f"arn:{PARTITION}:kafka:{region}:{ACCOUNT}"
         self.role = IamRole(self, "role", name=name("lambda", region),
                             assume_role_policy=assume_role("lambda.amazonaws.com"), tags=tags())
@@ -87,6 +99,7 @@ class Functions(Construct):
                   [table, f"{table}/index/*"], sid="Table"),
             allow(["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
                   f"{table}/stream/*", sid="Stream"),
+            allow(CONTROL_ACTIONS, self.control_arn, sid="ControlTable"),
             allow(["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
                   [f"arn:{PARTITION}:kms:{region}:{ACCOUNT}:key/*"], sid="Keys",
                   condition={"ForAnyValue:StringEquals": {"kms:ResourceAliases": [platform_key_alias]}}),
@@ -123,16 +136,22 @@ class Functions(Construct):
         self.functions["reports"] = self.function("reports", "app.reports", conc["reports"])
         self.functions["reconciliation"] = self.function("reconciliation", "app.reconcile_unknown_outcomes",
                                                          conc["reconciliation"])
+        self.functions["lease_keeper"] = self.function("lease-keeper", "app.lease_keeper", conc["lease_keeper"],
+                                                       timeout=KEEPER_TIMEOUT_S)
         self._stage_mappings(kafka_arn)
         self._relay_mapping(table_name)
         self._reports_mapping()
-        self._reconciliation_schedule()
+        self.reconciliation_rule = self._every_minute(
+            "reconciliation", "due status checks of unknown PSP outcomes (chalicelib/stages/reconciliation.py)")
+        self.lease_keeper_rule = self._every_minute(
+            "lease_keeper", "renew this region's lease, take over lapsed ones (chalicelib/services/takeover.py)")
 
     def queue(self, id: str, queue_name: str) -> SqsQueue:
         return SqsQueue(self, id, name=f"payments-{queue_name}", kms_master_key_id=self.key_arn,
                         kms_data_key_reuse_period_seconds=300, message_retention_seconds=14 * 86400, tags=tags())
 
-    def function(self, fn: str, handler: str, reserved: int | None, artifact=None, env=None) -> LambdaFunction:
+    def function(self, fn: str, handler: str, reserved: int | None, artifact=None, env=None,
+                 timeout: int | None = None) -> LambdaFunction:
         lcfg = self.cfg["lambda"]
         artifact = artifact or settings.CHALICE_ZIP
         fname = f"payments-{fn}"
@@ -141,7 +160,7 @@ class Functions(Construct):
         return LambdaFunction(
             self, f"fn-{fn}", function_name=fname, role=self.role.arn, handler=handler, runtime=lcfg["runtime"],
             architectures=["arm64"], filename=tf_path(artifact), source_code_hash=source_hash(artifact),
-            memory_size=lcfg["memory_mb"], timeout=lcfg["timeout_s"],
+            memory_size=lcfg["memory_mb"], timeout=timeout or lcfg["timeout_s"],
             **({"reserved_concurrent_executions": reserved} if reserved else {}),
             layers=[self.cfg["regions"][self.region]["adot_layer_arn"]], tracing_config={"mode": "Active"},
             vpc_config={"subnet_ids": self.subnet_ids, "security_group_ids": [self.sg]},
@@ -210,20 +229,30 @@ class Functions(Construct):
             destination_config={"on_failure": {"destination_arn": failures.arn}}, tags=tags(stage="reports"))
 
 
-    def _reconciliation_schedule(self) -> None:
-        """Status checks of unknown PSP outcomes come due on a schedule, not on an event."""
-        fn = self.functions["reconciliation"]
-        self.reconciliation_rule = CloudwatchEventRule(
-            self, "reconciliation-schedule", name="payments-reconciliation", schedule_expression="rate(1 minute)",
-            description="due status checks of unknown PSP outcomes (chalicelib/stages/reconciliation.py)", tags=tags())
-        CloudwatchEventTarget(self, "reconciliation-target", rule=self.reconciliation_rule.name, arn=fn.arn)
-        LambdaPermission(self, "reconciliation-invoke", statement_id="AllowEventBridge", action="lambda:InvokeFunction",
-                         function_name=fn.function_name, principal="events.amazonaws.com",
-                         source_arn=self.reconciliation_rule.arn)
+    def _every_minute(self, key: str, description: str) -> CloudwatchEventRule:
+        """Work that comes due with time, not with an event: an EventBridge rule every minute."""
+        fn, slug = self.functions[key], key.replace("_", "-")
+        rule = CloudwatchEventRule(self, f"{slug}-schedule", name=f"payments-{slug}", schedule_expression="rate(1 minute)",
+                                   description=description, tags=tags())
+        CloudwatchEventTarget(self, f"{slug}-target", rule=rule.name, arn=fn.arn)
+        LambdaPermission(self, f"{slug}-invoke", statement_id="AllowEventBridge", action="lambda:InvokeFunction",
+                         function_name=fn.function_name, principal="events.amazonaws.com", source_arn=rule.arn)
+        return rule
 
 
 def platform_env(region: str, cfg: dict[str, Any], bootstrap: str, platform_key_alias: str) -> dict[str, str]:
-    """The Lambda environment, keyed by chalicelib.config's constants (never retyped)."""
+    """The Lambda environment, keyed by chalicelib.config's constants (never retyped).
+
+    Lease timings (config.json `leases`): the keeper renews every ttl/3 and runs 50 s of each minute,
+    so about 10 s pass between one invocation's last renewal and the next one's first. With ttl 30 s
+    and skew 2 s the holder may act for 28 s after a renewal: an invocation that starts up to ~18 s
+    late keeps the lease (a whole missed minute does lapse it; the peer then takes over and, with
+    FAILBACK=handback, hands it back). A peer acts at most ttl + skew = 32 s after the dead region's
+    last renewal, seen at its next step (every 10 s, ~10 s between invocations): about 32-45 s from
+    a region's death to the peer's takeover, plus the scan. Route 53 moves traffic in 20 s. Skew 2 s
+    is generous for Lambda clocks (Amazon Time Sync); the laptop defaults (10 s / 2 s) are shorter
+    because the simulation and drill want quick takeovers."""
+    leases = cfg["leases"]
     return {
         pc.PLATFORM_MODE: "aws",
         pc.PLATFORM_REGION: region,
@@ -236,4 +265,10 @@ def platform_env(region: str, cfg: dict[str, Any], bootstrap: str, platform_key_
         pc.BATCH_SIZE: str(cfg["lambda"]["esm"]["batch_size"]),
         pc.MAX_ATTEMPTS: pc.DEFAULTS[pc.MAX_ATTEMPTS],
         pc.LOG_LEVEL: "INFO",
+        pc.CONTROL_TABLE: cfg["control"]["table_name"],
+        pc.CONTROL_REGION: settings.control_region(cfg, region),
+        pc.TAKEOVER_REGIONS: ",".join(r for r in cfg["regions"] if r != region),
+        pc.LEASE_TTL_S: f"{leases['ttl_s']:g}",
+        pc.LEASE_SKEW_S: f"{leases['skew_s']:g}",
+        pc.FAILBACK: leases["failback"],
     }

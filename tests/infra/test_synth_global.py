@@ -20,16 +20,30 @@ def test_platform_key_is_multi_region_with_rotation_policy_and_replicas(synth, c
     statements = json.loads(key["policy"])["Statement"]
     assert any(s["Action"] == "kms:*" and s["Principal"]["AWS"].endswith(":root") for s in statements)
     replicas = synth.resources("global", "aws_kms_replica_key").values()
-    assert sorted(r["region"] for r in replicas) == sorted(r for r in cfg["regions"] if r != cfg["primary_region"])
+    # A replica in every other deployment region, and where only the control table has a replica.
+    table_only = [r for r in cfg["control"]["replicas"] if r not in cfg["regions"]]
+    assert sorted(r["region"] for r in replicas) == sorted(
+        [r for r in cfg["regions"] if r != cfg["primary_region"]] + table_only)
     for r in replicas:
         assert r["primary_key_arn"] == ref("aws_kms_key", logical, "arn") and json.loads(r["policy"])
+        if r["region"] in table_only:  # nothing but the control table runs there: only DynamoDB uses it
+            services = {s["Principal"]["Service"] if isinstance(s["Principal"].get("Service"), str) else
+                        tuple(s["Principal"]["Service"]) for s in json.loads(r["policy"])["Statement"]
+                        if "Service" in s["Principal"]}
+            assert services == {("dynamodb.amazonaws.com",)}, services
     aliases = synth.resources("global", "aws_kms_alias").values()
     assert {a["name"] for a in aliases} == {pc.DEFAULTS[pc.KMS_KEY_ID]}
-    assert len(aliases) == len(cfg["regions"])
+    assert len(aliases) == len(cfg["regions"]) + len(table_only)
+
+
+def payments_table(synth, cfg) -> dict:
+    [table] = [t for t in synth.resources("global", "aws_dynamodb_table").values()
+               if t["name"] == cfg["dynamodb"]["table_name"]]
+    return table
 
 
 def test_table_is_a_global_table_with_the_adapter_layout(synth, cfg):
-    _, table = synth.one("global", "aws_dynamodb_table")
+    table = payments_table(synth, cfg)
     key_logical = next(iter(synth.resources("global", "aws_kms_key")))
     assert table["name"] == cfg["dynamodb"]["table_name"] == pc.DEFAULTS[pc.PAYMENTS_TABLE]
     assert (table["hash_key"], table["range_key"]) == (pc.TABLE_PK, pc.TABLE_SK)

@@ -111,7 +111,8 @@ def test_replicator_for_every_ordered_region_pair(synth, cfg):
 def test_every_lambda_is_arm64_traced_with_adot_and_reserved_concurrency(synth, cfg, region):
     fns = functions(synth, region)
     expected = {f"payments-{s}" for s in STAGES} | {"payments-api", "payments-outbox-relay", "payments-topic-admin",
-                                                    "payments-reconciliation", "payments-reports"}
+                                                    "payments-reconciliation", "payments-reports",
+                                                    "payments-lease-keeper"}
     assert set(fns) == expected
     for name, (_, f) in fns.items():
         assert f["architectures"] == ["arm64"], name
@@ -142,7 +143,8 @@ def test_stage_reservations_cover_their_partitions_and_leave_100_unreserved(synt
 
 def test_reservations_are_optional_and_checked_against_the_quota(cfg):
     off = {**cfg, "lambda": {**cfg["lambda"], "reserved_concurrency": {"enabled": False}}}
-    assert {k: v for k, v in settings.reserved_concurrency(off).items() if v} == {"reconciliation": 1}
+    assert {k: v for k, v in settings.reserved_concurrency(off).items() if v} == {"reconciliation": 1,
+                                                                                  "lease_keeper": 1}
     wide = {**cfg, "msk": {**cfg["msk"], "topics": {**cfg["msk"]["topics"],
                                                       "default": {"partitions": 96, "retention_hours": 1}}}}
     with pytest.raises(settings.InfraConfigError, match="unreserved"):
@@ -234,18 +236,24 @@ def test_relay_reads_this_regions_table_stream(synth, cfg, region):
     assert m["destination_config"]["on_failure"]["destination_arn"].startswith("${aws_sqs_queue.")
 
 
+def every_minute(synth, region: str, function_logical: str) -> None:
+    """The function is the target of exactly one rate(1 minute) rule that may invoke it."""
+    rules = synth.resources(stack(region), "aws_cloudwatch_event_rule")
+    [target] = [t for t in synth.resources(stack(region), "aws_cloudwatch_event_target").values()
+                if t["arn"] == ref("aws_lambda_function", function_logical, "arn")]
+    [rule_logical] = [n for n in rules if target["rule"] == ref("aws_cloudwatch_event_rule", n, "name")]
+    assert rules[rule_logical]["schedule_expression"] == "rate(1 minute)"
+    [perm] = [p for p in synth.resources(stack(region), "aws_lambda_permission").values()
+              if p["principal"] == "events.amazonaws.com"
+              and p["function_name"] == ref("aws_lambda_function", function_logical, "function_name")]
+    assert perm["source_arn"] == ref("aws_cloudwatch_event_rule", rule_logical, "arn")
+
+
 def test_reconciliation_runs_every_minute_from_an_eventbridge_rule(synth, region):
     logical, fn = functions(synth, region)["payments-reconciliation"]
     assert fn["handler"] == "app.reconcile_unknown_outcomes" and fn["architectures"] == ["arm64"]
     assert fn["reserved_concurrent_executions"] == 1  # one sweeper: no two workers check the same payment
-    rule_logical, rule = synth.one(stack(region), "aws_cloudwatch_event_rule")
-    assert rule["schedule_expression"] == "rate(1 minute)"
-    [target] = synth.resources(stack(region), "aws_cloudwatch_event_target").values()
-    assert target["arn"] == ref("aws_lambda_function", logical, "arn")
-    assert target["rule"] == ref("aws_cloudwatch_event_rule", rule_logical, "name")
-    [perm] = [p for p in synth.resources(stack(region), "aws_lambda_permission").values()
-              if p["principal"] == "events.amazonaws.com"]
-    assert perm["source_arn"] == ref("aws_cloudwatch_event_rule", rule_logical, "arn")
+    every_minute(synth, region, logical)
 
 
 def test_regional_api_proxies_to_the_api_lambda_with_a_health_check(synth, cfg, region):

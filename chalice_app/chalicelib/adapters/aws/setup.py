@@ -58,6 +58,14 @@ def clients(aws: AwsSettings) -> dict[str, Any]:
     return {name: session.client(name, config=cfg) for name in ("dynamodb", "dynamodbstreams", "kms")}
 
 
+def control_client(aws: AwsSettings, region: str, dynamodb: Any) -> Any:
+    """The DynamoDB client for the control table: `dynamodb` itself unless the replica to call is in
+    another region (CONTROL_REGION: a deployment region outside the table's MRSC region set)."""
+    if not region or region == aws.region or aws.mode != "aws":
+        return dynamodb
+    return clients(AwsSettings(**{**aws.__dict__, "region": region}))["dynamodb"]
+
+
 def build_adapters(settings: Any, aws: AwsSettings | None = None) -> tuple[Any, Any, Any, dict[str, Any]]:
     """(store, bus, keys, clients) for the aws-local or aws mode."""
     from .dynamodb import open_store  # noqa: PLC0415
