@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-
 from payctl.demo import DemoError, Load, percentile, summarize
 
 
