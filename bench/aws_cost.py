@@ -94,6 +94,37 @@ class _Sizes:
 SIZES = _Sizes()
 
 
+def item_kind(params: dict[str, Any]) -> str | None:
+    """The kind of item a single-item call or query touches, after chalicelib/adapters/aws/dynamodb_layout.py:
+    a platform item by its partition prefix (`_outbox`, `_proc`, `_control`...), a payment's by its sort
+    key (`payment`, `tl`, `list`...), another tenant item by its partition's second part (`cus`, `idem`...)."""
+    key = params.get("Item") or params.get("Key")
+    if key is None:
+        values = params.get("ExpressionAttributeValues") or {}
+        pk = (values.get(":pk") or values.get(":g") or {}).get("S")
+        if pk is None:
+            return None
+        return pk.split("#")[0] if pk.startswith("_") else "query " + (pk.split("#")[1] if "#" in pk else pk)
+    pk, sk = (key.get("pk") or {}).get("S", ""), (key.get("sk") or {}).get("S", "")
+    parts = pk.split("#")
+    if pk.startswith("_"):
+        return parts[0]
+    second = parts[1] if len(parts) > 1 else ""
+    return sk.split("#")[0] if second.startswith("pay_") or not second else second
+
+
+def item_kinds(op: str, params: dict[str, Any]) -> list[str]:
+    """"<op> <kind>" for a call, or for each item a transaction or batch write carries."""
+    if op == "TransactWriteItems":
+        return [f"{op} {kind} {item_kind(body)}" for entry in params.get("TransactItems", [])
+                for kind, body in entry.items()]
+    if op == "BatchWriteItem":
+        return [f"{op} {item_kind(r.get('PutRequest') or r.get('DeleteRequest') or {})}"
+                for requests in params.get("RequestItems", {}).values() for r in requests]
+    kind = item_kind(params)
+    return [f"{op} {kind}"] if kind else []
+
+
 def _put(item: dict[str, Any], transactional: bool) -> dict[str, float]:
     size = item_size(item)
     indexed = all(k in item for k in GSI_KEYS)

@@ -74,6 +74,8 @@ class RequestProbe:
                                   "write_units": round(units.get("write", 0) / n, 2),
                                   "gsi_write_units": round(units.get("gsi_write", 0) / n, 2),
                                   "read_units": round(units.get("read", 0) / n, 2),
+                                  "by_item": {k: round(v / n, 2) for k, v in sorted(
+                                      delta(a["by_item"], b["by_item"]).items(), key=lambda kv: -kv[1])},
                                   "item_bytes_written": round(item_bytes.get("written", 0) / n),
                                   "item_bytes_read": round(item_bytes.get("read", 0) / n)},
             "dynamodb_streams_requests": by_service.get("dynamodbstreams", {}),

@@ -32,6 +32,7 @@ class BotoCounter:
         self.attempts: Counter[str] = Counter()    # "dynamodb" -> HTTP requests sent (retries included)
         self.units: Counter[str] = Counter()       # "write", "read", "gsi_write", "stream_read" request units
         self.item_bytes: Counter[str] = Counter()  # "written", "read": DynamoDB item bytes
+        self.by_item: Counter[str] = Counter()     # "PutItem _control" -> calls, by the kind of item they touch
         self._lock = threading.Lock()
 
     def attach(self, client: Any) -> Any:
@@ -50,7 +51,10 @@ class BotoCounter:
             if params is None or "Error" in parsed:
                 return
             cost = aws_cost.dynamodb_call_units(model.name, params, parsed)
+            kinds = aws_cost.item_kinds(model.name, params)
             with self._lock:
+                for kind in kinds:
+                    self.by_item[kind] += 1
                 for k, v in cost.items():
                     (self.item_bytes if k.endswith("_bytes") else self.units)[k.removesuffix("_bytes")] += v
 
@@ -68,7 +72,7 @@ class BotoCounter:
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {"calls": dict(self.calls), "attempts": dict(self.attempts), "units": dict(self.units),
-                    "item_bytes": dict(self.item_bytes)}
+                    "item_bytes": dict(self.item_bytes), "by_item": dict(self.by_item)}
 
 
 @contextmanager

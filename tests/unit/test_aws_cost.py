@@ -90,3 +90,20 @@ def test_memory_and_prices_come_from_one_place_each():
         assert prices[section]["source"].startswith("https://aws.amazon.com/")
         assert isinstance(prices[section]["verified"], bool) and prices[section]["how_read"]
     assert prices["region"] and prices["read_on"]
+
+
+def test_item_kind_names_what_a_call_touches():
+    from bench.aws_cost import item_kind
+    assert item_kind({"Item": {"pk": {"S": "_outbox#3"}, "sk": {"S": "0001"}}}) == "_outbox"
+    assert item_kind({"Key": {"pk": {"S": "ten_1#pay_9"}, "sk": {"S": "tl#2#0"}}}) == "tl"
+    assert item_kind({"Key": {"pk": {"S": "ten_1#balance"}, "sk": {"S": "fees#EUR"}}}) == "balance"
+    assert item_kind({"Key": {"pk": {"S": "ten_1#cus#c1"}, "sk": {"S": "2026#pay_9"}}}) == "cus"
+    assert item_kind({"ExpressionAttributeValues": {":pk": {"S": "ten_1#cus#c1"}}}) == "query cus"
+    assert item_kind({"ExpressionAttributeValues": {":pk": {"S": "_outbox#2"}}}) == "_outbox"
+    assert item_kind({"RequestItems": {}}) is None
+    from bench.aws_cost import item_kinds
+    tx = {"TransactItems": [{"Put": {"Item": {"pk": {"S": "ten_1#pay_9"}, "sk": {"S": "payment"}}}},
+                            {"Delete": {"Key": {"pk": {"S": "_proc#risk#e1"}, "sk": {"S": "-"}}}}]}
+    assert item_kinds("TransactWriteItems", tx) == ["TransactWriteItems Put payment",
+                                                    "TransactWriteItems Delete _proc"]
+    assert item_kinds("GetItem", {"Key": {"pk": {"S": "_apikey#h"}, "sk": {"S": "-"}}}) == ["GetItem _apikey"]
