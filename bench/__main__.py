@@ -10,8 +10,10 @@ import gc
 import os
 import resource
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -64,6 +66,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    # A SIGTERM (a CI runner's timeout, `kill`) stops the run like Ctrl-C does: every step's
+    # `finally` stops what it started, the local stack of the user's path included.
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
+    try:
+        return _main(args)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _main(args: argparse.Namespace) -> int:
     console = Console()
     work = Path(tempfile.mkdtemp(prefix="bench-", dir=args.work_dir))
     batch = Settings.from_env({**os.environ, "PLATFORM_MODE": "embedded"}).batch_size
@@ -97,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     path = report.write_json(r, args.out)
     console.print(f"results: {path}")
     return 1 if {"embedded", "user_path"} & set(r["errors"]) else 0
+
+
+def _interrupt(*_: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _bar(progress: Progress, label: str, total: int) -> Callable[[int], None]:
