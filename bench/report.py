@@ -205,7 +205,8 @@ def stage_table(stages: dict[str, Any]) -> Table:
 def write_json(r: dict[str, Any], out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = out_dir / f"bench-{stamp}-{r['mode']}-n{r['n']}.json"
+    n = r["n"] if r["mode"] != "user" else ((r.get("user_path") or {}).get("count") or {}).get("count", 0)
+    path = out_dir / f"bench-{stamp}-{r['mode']}-n{n}.json"  # user: the demo's count, else the pipeline's N
     path.write_bytes(orjson.dumps(r, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
     return path
 
