@@ -109,6 +109,36 @@ def payment_body(i: int) -> dict[str, Any]:
             "capture": "automatic", "reference": f"demo-{i}", "customer": {"id": f"cust-{i % 97}", "country": "DE"}}
 
 
+class _Lines:
+    """Progress for a stderr that is not a terminal (CI logs, `make bench > file`): a plain line per
+    task every `every_s` seconds and when it completes, where rich would print only at the end."""
+
+    def __init__(self, console: Console, every_s: float = 5.0):
+        self.console, self.every_s = console, every_s
+        self.tasks: dict[int, list[Any]] = {}  # id -> [name, done, total, last printed]
+        self.lock = threading.Lock()
+
+    def __enter__(self) -> _Lines:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def add_task(self, name: str, total: int) -> int:
+        with self.lock:
+            self.tasks[len(self.tasks)] = [name, 0, total, time.monotonic()]
+            return len(self.tasks) - 1
+
+    def advance(self, task: int) -> None:
+        with self.lock:
+            t = self.tasks[task]
+            t[1] += 1
+            now = time.monotonic()
+            if t[1] == t[2] or now - t[3] >= self.every_s:
+                t[3] = now
+                self.console.print(f"payctl demo: {t[0]} {t[1]}/{t[2]}", highlight=False)
+
+
 def _api_key(settings: Settings, api_key: str | None) -> str:
     if api_key:
         return api_key
@@ -161,7 +191,10 @@ def run_demo(settings: Settings, load: Load, api_key: str | None, url: str | Non
     accepted: list[str] = []
     rejected: dict[str, int] = {}
     final: dict[str, dict] = {}
-    with Progress(disable=quiet, transient=False, console=progress_console or Console(stderr=True)) as progress:
+    console = progress_console or Console(stderr=True)
+    progress: Any = (Progress(disable=quiet, transient=False, console=console) if quiet or console.is_terminal
+                     else _Lines(console))
+    with progress:
         task = progress.add_task(f"sending at {load.rate:g}/s" if load.rate else "sending", total=load.count)
         answers, late, t0, sent_at = _send(
             load, lambda i: _call("POST", f"{base}/v1/payments", api_key, payment_body(i)),

@@ -53,3 +53,17 @@ def test_report_measures_accept_to_final_by_the_api_clock():
 def test_report_with_nothing_final_has_no_rates():
     r = summarize(Load(1, None, 8), 1, ["p1"], {}, {}, 0, 1.0, 0.1, "http://x")
     assert r["payments_per_s"] is None and r["latency_ms"] == {"p50": None, "p95": None, "p99": None, "max": None}
+
+
+def test_progress_without_a_terminal_prints_plain_lines():
+    import io
+
+    from rich.console import Console
+
+    from payctl.demo import _Lines
+    out = io.StringIO()
+    lines = _Lines(Console(file=out, force_terminal=False, width=200), every_s=3600)
+    task = lines.add_task("sending", total=3)
+    for _ in range(3):
+        lines.advance(task)
+    assert out.getvalue().splitlines() == ["payctl demo: sending 3/3"]  # the interval, then completion
