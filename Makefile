@@ -18,7 +18,9 @@ help:
 	@echo "make local REGIONS=2 - two regions (APIs :$(PORT) and the next port), replicated, with leases"
 	@echo "make local-aws - the same on Tansu (Kafka) + a moto server (DynamoDB, KMS) on loopback"
 	@echo "make test     - run every test suite"
-	@echo "make bench    - end-to-end payments/s and latency beside the bare substrate: N=20000 [MODE=embedded]"
+	@echo "make bench    - the user's path first (make local's stack + payctl demo: N=2000 payments, then RATE=50/s"
+	@echo "                for DURATION=30 s), then the pipeline (PIPELINE_N=20000, AWS_N=30) and the per-payment cost:"
+	@echo "                store rows, worker CPU, DynamoDB and Kafka requests, AWS \$$ per million. MODE=user|embedded|aws-local"
 	@echo "make simulate - seeded whole-pipeline simulation: SEEDS=N (default 500) [START=S], or SEED=s to replay one"
 	@echo "make package  - build the Lambda deployment package with chalice package"
 	@echo "make synth    - synthesize the Terraform JSON (global + one stack per region) into infra/cdktf.out/"
@@ -60,11 +62,15 @@ simulate: install
 test: install
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
-# End-to-end payments/s and latency beside the bare SQLite substrate (bench/, README "Performance"):
-# N payments (default 20000), MODE=embedded to leave out the aws-local line, BENCH_ARGS for the rest.
+# bench/, README "Performance". First the user's path: `make local`'s stack on free ports in a temporary
+# data dir, driven by `payctl demo --count N` (throughput) and `--rate RATE --duration DURATION` (latency).
+# Then the pipeline: PIPELINE_N payments embedded (throughput, latency at half load, 1 -> 2 workers, store
+# rows and worker CPU per payment), AWS_N over Tansu + moto (DynamoDB and Kafka requests per payment, the
+# AWS bill of a million payments). MODE=user stops after the user's path, MODE=embedded before aws-local.
 .PHONY: bench
 bench: install
-	$(BIN)/python -m bench --n $(or $(N),20000) --mode $(or $(MODE),aws-local) $(BENCH_ARGS)
+	$(BIN)/python -m bench --demo-n $(or $(N),2000) --demo-rate $(or $(RATE),50) --demo-duration $(or $(DURATION),30) \
+		--n $(or $(PIPELINE_N),20000) --aws-n $(or $(AWS_N),30) --mode $(or $(MODE),aws-local) $(BENCH_ARGS)
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

@@ -169,6 +169,7 @@ class RunResult:
     log_value_bytes: float = 0.0
     ingest: str = "threads"
     ingest_peak_rss_mb: float | None = None
+    api_ms_per_payment: float | None = None  # create_payment's own time (threads ingest only)
 
     @property
     def rate(self) -> float:
@@ -194,6 +195,7 @@ class ThreadFeed:
         self.ended: float | None = None
         self.writes: dict[str, int] = {}
         self.peak_rss_mb: float | None = None
+        self.busy_s = 0.0  # time spent in create_payment, over every client
         self._tickets, self._lock = iter(range(n)), threading.Lock()
         self._threads = [threading.Thread(target=self._client, name=f"bench-client-{k}", daemon=True)
                          for k in range(clients)]
@@ -215,7 +217,10 @@ class ThreadFeed:
                     delay = self._t0 + i / self.rate - time.perf_counter()
                     if delay > 0:
                         time.sleep(delay)
+                t_call = time.perf_counter()
                 reply = self.service.create_payment(self.tenant_id, uuid.uuid4().hex, payment_body(i), f"bench-{i}")
+                with self._lock:
+                    self.busy_s += time.perf_counter() - t_call
                 if reply.status != 202:
                     raise RuntimeError(f"ingest answered {reply.status}: {reply.body[:200]!r}")
                 pid, at = orjson.loads(reply.body)["id"], time.perf_counter()
@@ -304,13 +309,18 @@ class ProcessFeed:
 
 def run_pipeline(data_dir: Path, n: int, mode: str = "embedded", rate: float | None = None,
                  progress: Callable[[str, int], None] | None = None, stall_s: float = 120.0,
-                 extra_env: dict[str, str] | None = None, clients: int = 8, ingest: str = "threads") -> RunResult:
+                 extra_env: dict[str, str] | None = None, clients: int = 8, ingest: str = "threads",
+                 probe: Any = None) -> RunResult:
     """Push n payments through; `rate` paces ingestion (payments/s), None = as fast as it goes.
 
     `clients` API clients call the service at once, as concurrent API requests would: threads of
-    this process (`ingest="threads"`), or of an API process of their own (`"process"`)."""
+    this process (`ingest="threads"`), or of an API process of their own (`"process"`). A `probe`
+    gets `attach(platform)` once it is built, `start()` as ingestion starts and `stop()` once every
+    payment settled (bench/awslocal.py counts AWS and Kafka requests so)."""
     progress = progress or (lambda what, k: None)
     platform = build_platform(data_dir, mode, extra_env)
+    if probe is not None:
+        probe.attach(platform)
     counter = WriteCounter()
     if mode == "embedded":
         counter.install("store", platform.store.unit_of_work.db)
@@ -328,6 +338,8 @@ def run_pipeline(data_dir: Path, n: int, mode: str = "embedded", rate: float | N
     feed: ThreadFeed | ProcessFeed = (
         ProcessFeed(data_dir, mode, extra_env, tenant["tenant_id"], n, rate, clients) if ingest == "process"
         else ThreadFeed(platform, tenant["tenant_id"], n, rate, clients))
+    if probe is not None:
+        probe.start()
     start = time.perf_counter()
     threads = runner.start()
     feed.start(start)
@@ -353,6 +365,8 @@ def run_pipeline(data_dir: Path, n: int, mode: str = "embedded", rate: float | N
                 and time.monotonic() < tail_end:
             time.sleep(0.05)
             feed.poll()
+        if probe is not None:
+            probe.stop()
     finally:
         feed.stop()
         runner.stopping = True
@@ -371,7 +385,8 @@ def run_pipeline(data_dir: Path, n: int, mode: str = "embedded", rate: float | N
     writes: dict[str, Any] = {}
     result = RunResult(n, end - start, (ingest_done or end) - start, latencies,
                        {k: v.summary() for k, v in stats.items() if v.records}, writes,
-                       ingest=ingest, ingest_peak_rss_mb=feed.peak_rss_mb)
+                       ingest=ingest, ingest_peak_rss_mb=feed.peak_rss_mb,
+                       api_ms_per_payment=(feed.busy_s * 1000 / n) if isinstance(feed, ThreadFeed) else None)
     if mode == "embedded":
         writes.update(count_writes(platform, counter, base_txns, base_rows, n))
         # The substrate writes each store row at the mean size the pipeline's rows had (bytes bound

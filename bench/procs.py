@@ -19,6 +19,7 @@ from chalicelib import bootstrap
 from chalicelib.services.payments import PaymentService
 
 from .embedded import build_platform, payment_body
+from .userpath import cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_DIR = ROOT / "chalice_app"
@@ -98,9 +99,12 @@ def drain_with_workers(data_dir: Path, n: int, workers: int, progress: Callable[
                               cwd=ROOT, env=_env(data_dir), stdout=subprocess.PIPE, text=True)
              for m in range(workers)]
     try:
+        cpu_at_ready = []
         for p in procs:
-            if p.stdout.readline().strip() != "ready":
+            ready = p.stdout.readline().split()
+            if not ready or ready[0] != "ready":
                 raise RuntimeError(f"stage worker exited with {p.wait()} before it was ready")
+            cpu_at_ready.append(float(ready[1]))
         start = time.perf_counter()
         last, moved_at = 0, time.monotonic()
         while True:
@@ -115,11 +119,15 @@ def drain_with_workers(data_dir: Path, n: int, workers: int, progress: Callable[
             time.sleep(0.05)
         elapsed = time.perf_counter() - start
         rss = [_rss_mb(p.pid) for p in procs]
+        cpu = [cpu_seconds(p.pid) for p in procs]
     finally:
         _stop(procs)
         bootstrap.set_platform(None)
     return {"workers": workers, "payments": n, "elapsed_s": round(elapsed, 3),
-            "payments_per_s": round(n / elapsed, 1), "worker_peak_rss_mb": rss}
+            "payments_per_s": round(n / elapsed, 1), "worker_peak_rss_mb": rss,
+            # Process CPU (user + system) of the stage workers from ready to the last payment settled.
+            "worker_cpu_ms_per_payment": None if None in cpu else
+            round(sum(c - r for c, r in zip(cpu, cpu_at_ready)) * 1000 / n, 2)}
 
 
 def http_ingest(data_dir: Path, n: int, clients: int, progress: Callable[[int], None]) -> dict[str, Any]:

@@ -13,6 +13,11 @@ Run from chalice_app/: `python -m laptop.api_server --host H --port P --stage S`
   (`app.current_request`), which Lambda never shares between requests but chalice local's
   threads do: under concurrent load a route read another request's headers (its
   Authorization: another caller's key). Here it is kept per thread.
+- Threads kept, not made per request: socketserver's ThreadingMixIn starts a thread for every
+  connection, and its accept loop waits for each new thread to start (a sixth of the API process's
+  time in a profile under `payctl demo`, issue 19). Up to POOL threads stay and take the next
+  connection; when all are busy (keep-alive clients hold theirs) a connection still gets a thread of
+  its own, as before, so no client ever waits for another's idle connection.
 - One error format: what the server itself answers (an unknown method, oversized headers, a
   malformed request line, an unknown route) is application/problem+json like the app's own
   answers, never an HTML page or chalice's `{"message": ...}`. API Gateway answers some of these
@@ -20,6 +25,7 @@ Run from chalice_app/: `python -m laptop.api_server --host H --port P --stage S`
 """
 from __future__ import annotations
 
+import queue
 import sys
 import threading
 import uuid
@@ -105,6 +111,42 @@ def edge_handler(base: type, route_matcher: type) -> type:
     return EdgeHandler
 
 
+class PooledThreads:
+    """A socketserver mixin: a connection goes to an idle kept thread when there is one, else to a new
+    kept thread (up to POOL), else to a thread of its own (socketserver's ThreadingMixIn behaviour)."""
+
+    POOL = 16
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        pool = self.__dict__.setdefault("_pool", {"lock": threading.Lock(), "idle": 0, "size": 0,
+                                                   "queue": queue.SimpleQueue()})
+        with pool["lock"]:
+            if pool["idle"]:
+                pool["idle"] -= 1
+                pool["queue"].put((request, client_address))
+                return
+            keep = pool["size"] < self.POOL
+            if keep:
+                pool["size"] += 1
+        if keep:
+            threading.Thread(target=self._kept_thread, args=(pool, request, client_address),
+                             name=f"api-{pool['size']}", daemon=True).start()
+        else:
+            super().process_request(request, client_address)  # type: ignore[misc]
+
+    def _kept_thread(self, pool: dict[str, Any], request: Any, client_address: Any) -> None:
+        while True:
+            self.process_request_thread(request, client_address)  # type: ignore[attr-defined]
+            with pool["lock"]:
+                pool["idle"] += 1
+            request, client_address = pool["queue"].get()
+
+
+def pooled_server(base: type) -> type:
+    """`base` (chalice local's ThreadedHTTPServer) with kept threads in front of its thread per connection."""
+    return type("PooledHTTPServer", (PooledThreads, base), {})
+
+
 def requests_per_thread(chalice_cls: type) -> None:
     """Make `current_request` and `lambda_context` of every app of `chalice_cls` per thread."""
     local = threading.local()
@@ -123,8 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     requests_per_thread(Chalice)
     handler = edge_handler(local.ChaliceRequestHandler, local.RouteMatcher)
 
+    server_cls = pooled_server(local.ThreadedHTTPServer)
+
     def create_local_server(app_obj: Any, config: Any, host: str, port: int) -> Any:
-        return local.LocalDevServer(app_obj, config, host, port, handler_cls=handler)
+        return local.LocalDevServer(app_obj, config, host, port, handler_cls=handler, server_cls=server_cls)
     local.create_local_server = create_local_server  # what chalice's CLI factory calls
     sys.argv = ["chalice", "local", *(sys.argv[1:] if argv is None else argv)]
     return chalice_main()

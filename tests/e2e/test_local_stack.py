@@ -114,6 +114,16 @@ def test_payctl_demo_reports_outcomes(local_stack):
     assert local_stack.payctl("dlq", "list") == []
 
 
+
+def test_payctl_demo_at_a_fixed_rate_reports_throughput_and_percentiles(local_stack):
+    report = local_stack.payctl("demo", "--rate", "10", "--duration", "1", "--timeout", "90")
+    assert report["mode"] == "rate" and report["rate"] == 10 and report["count"] == 10
+    assert report["sent"] == report["accepted"] == report["final"] == 10 and report["still_processing"] == 0
+    lat = report["latency_ms"]
+    assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
+    assert report["payments_per_s"] > 0 and report["end_to_end_s"] > 0
+    assert 0.5 <= report["send_s"] <= 30  # paced: ten sends spread over about a second
+
 def test_one_id_follows_a_payment_across_processes_in_traces_logs_and_metrics(local_stack):
     """The real stack's own files: spans in traces.jsonl, JSON lines in logs/, EMF in metrics.emf.jsonl."""
     corr = f"corr-e2e-{uuid.uuid4().hex}"  # not a bare digit run: 1 in 10 is Luhn-valid

@@ -78,14 +78,21 @@ def post_payment(stack, i: int, rng: random.Random) -> str:
     body = card_body(number, reference=f"crash-{i}", customer={"id": f"cust-{i}", "country": "DE"},
                      capture="manual" if i % 10 == 0 else "automatic")
     key = uuid.uuid4().hex
-    for _ in range(5):  # a client retries with the same key until it hears an answer
+    tries, limited = 0, 0
+    while tries < 5:  # a client retries with the same key until it hears an answer
         try:
             status, _, raw = stack.call("POST", "/v1/payments", body, headers={"Idempotency-Key": key}, timeout=30)
         except OSError:
+            tries += 1
             time.sleep(0.2)
             continue
         if status == 409:  # our own earlier try is still in flight
+            tries += 1
             time.sleep(0.2)
+            continue
+        if status == 429 and limited < 30:  # over the tenant's rate limit: wait as told, as a client does
+            limited += 1
+            time.sleep(float(json.loads(raw).get("retry_after_s", 1)))
             continue
         assert status == 202, raw
         return json.loads(raw)["id"]
