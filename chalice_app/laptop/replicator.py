@@ -28,8 +28,9 @@ from typing import Any
 log = logging.getLogger("payments.replicator")
 
 # The tables a global table would hold (every store table) except what is each region's own:
-# feed_readers (a stream's position belongs to its reader), control (breakers, checkpoints).
-LOCAL_ONLY = {"feed_readers", "control"}
+# feed_readers (a stream's position belongs to its reader), control (breakers, checkpoints),
+# id_counters (the ids a region handed out in its own range).
+LOCAL_ONLY = {"feed_readers", "control", "id_counters"}
 NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 
 

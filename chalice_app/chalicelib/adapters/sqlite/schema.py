@@ -61,6 +61,8 @@ CREATE TABLE IF NOT EXISTS audit_pending (
     origin TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS audit_pending_by_tenant ON audit_pending (tenant_id);
 CREATE TABLE IF NOT EXISTS dlq_redrives (entry_id TEXT PRIMARY KEY, at TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS id_counters (name TEXT NOT NULL, region TEXT NOT NULL, last INTEGER NOT NULL,
+    PRIMARY KEY (name, region)) WITHOUT ROWID;
 """
 
 FEED_SCHEMA = (

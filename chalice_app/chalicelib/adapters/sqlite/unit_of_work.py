@@ -132,11 +132,22 @@ def id_base(region: str) -> int:
 
 
 def _numbered(conn: sqlite3.Connection, table: str, region: str, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """`rows` with the next ids of `region`'s range in `table` in front (under the write lock)."""
-    base = id_base(region)
-    (top,) = conn.execute(f"SELECT MAX(id) FROM {table} WHERE id >= ? AND id < ?", (base, base + ID_SPAN)).fetchone()
-    start = (top or base) + 1
-    return [(start + i, *row) for i, row in enumerate(rows)]
+    """`rows` with the next ids of `region`'s range in `table` in front (under the write lock).
+
+    The last id handed out is kept (id_counters), as AUTOINCREMENT keeps it: rows are deleted once
+    done with (the outbox's prune), and an id used again would sit behind a change-feed reader's
+    position and never be read."""
+    row = conn.execute("SELECT last FROM id_counters WHERE name=? AND region=?", (table, region)).fetchone()
+    if row is None:  # first use: on from the highest id of the range (a store from before counters)
+        base = id_base(region)
+        (top,) = conn.execute(f"SELECT MAX(id) FROM {table} WHERE id >= ? AND id < ?",
+                              (base, base + ID_SPAN)).fetchone()
+        last = top or base
+    else:
+        last = row[0]
+    conn.execute("INSERT INTO id_counters VALUES (?, ?, ?) ON CONFLICT (name, region) DO UPDATE SET last = excluded.last",
+                 (table, region, last + len(rows)))
+    return [(last + 1 + i, *r) for i, r in enumerate(rows)]
 
 
 class SqliteUnitOfWork(OnDatabase):
