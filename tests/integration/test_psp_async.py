@@ -197,3 +197,23 @@ def test_adyen_manual_capture_void_and_refund_wait_for_their_updates(stack, fake
     view = stack.payment(pid)
     assert view["status"] == "partially_refunded" and view["amount_refunded"] == 500
     assert_ledger_balanced(stack)
+
+
+def test_an_update_commits_only_in_the_region_holding_the_home_lease(stack, fakes, monkeypatch):
+    from chalicelib.services.ownership import NotOwner
+    adyen = fakes[1]
+    route_to(stack, "adyen-eu")
+    pid = pay(stack, ADYEN_3DS)
+    stack.runner.drain()
+    ref = stack.payment(pid)["attempts"][0]["psp_reference"]
+    adyen.complete_action(ref)
+    update = PspUpdate("adyen-eu", f"AUTHORISATION-{ref}", "authorisation", True, pid, ref)
+
+    def not_ours(home):
+        raise NotOwner(f"home {home} is driven by another region")
+    with monkeypatch.context() as m:
+        m.setattr(stack.platform.ownership, "require", not_ours)
+        with pytest.raises(NotOwner):  # the webhook answers "retry later"; nothing is written here
+            apply_update(stack.platform, stack.tenant_id, update)
+    assert stack.payment(pid)["status"] == "requires_action"
+    assert apply_update(stack.platform, stack.tenant_id, update) == APPLIED  # no marker was left behind
