@@ -33,6 +33,7 @@ API_KEY_PEPPER_SECRET = "API_KEY_PEPPER_SECRET"  # aws: Secrets Manager secret h
 IDEMPOTENCY_TTL_S = "IDEMPOTENCY_TTL_S"    # how long API idempotency keys are kept
 IDEMPOTENCY_LOCK_S = "IDEMPOTENCY_LOCK_S"  # an in-flight request's claim on its key lapses after this
 UNKNOWN_CHECK_SCHEDULE_S = "UNKNOWN_CHECK_SCHEDULE_S"  # delays between PSP status checks of an unknown outcome
+ACTION_CHECK_SCHEDULE_S = "ACTION_CHECK_SCHEDULE_S"  # delays between status checks of a payment waiting on 3DS
 BREAKER_THRESHOLD = "BREAKER_THRESHOLD"    # consecutive PSP failures that open its circuit breaker
 BREAKER_COOLDOWN_S = "BREAKER_COOLDOWN_S"  # open breaker waits this long before a half-open probe
 LOG_LEVEL = "LOG_LEVEL"                  # Python log level
@@ -82,6 +83,7 @@ DEFAULTS: dict[str, str] = {
     IDEMPOTENCY_TTL_S: str(24 * 3600),
     IDEMPOTENCY_LOCK_S: "30",
     UNKNOWN_CHECK_SCHEDULE_S: "1,2,5,15,60",
+    ACTION_CHECK_SCHEDULE_S: "60,120,300,600,1800",
     BREAKER_THRESHOLD: "5",
     BREAKER_COOLDOWN_S: "30",
     LOG_LEVEL: "INFO",
@@ -225,6 +227,7 @@ class Settings:
     idempotency_ttl_s: int = _env(IDEMPOTENCY_TTL_S, _int)
     idempotency_lock_s: int = _env(IDEMPOTENCY_LOCK_S, _int)
     unknown_check_schedule_s: tuple[float, ...] = _env(UNKNOWN_CHECK_SCHEDULE_S, _schedule)
+    action_check_schedule_s: tuple[float, ...] = _env(ACTION_CHECK_SCHEDULE_S, _schedule)
     breaker_threshold: int = _env(BREAKER_THRESHOLD, _int)
     breaker_cooldown_s: float = _env(BREAKER_COOLDOWN_S, _float)
     log_level: str = _env(LOG_LEVEL, _upper)

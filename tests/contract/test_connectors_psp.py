@@ -56,7 +56,7 @@ HARNESSES: dict[str, Callable[[], tuple[Any, dict[str, str], Outcome, str]]] = {
     "stripe": lambda: (StripeFake(), {**COMMON, "approve": "4242424242424242", "three_ds": "4000002760003184"},
                        Outcome.APPROVED, "/v1/payment_intents"),
     "adyen": lambda: (AdyenFake(), {**COMMON, "approve": "4111111145551142", "three_ds": "4917610000000000",
-                                    "three_ds_redirect": "4212345678901237"}, Outcome.UNKNOWN, "/v72/payments"),
+                                    "three_ds_redirect": "4212345678901237"}, Outcome.PENDING, "/v72/payments"),
 }
 FINAL_STATUS = {("stripe", "manual"): "requires_capture", ("stripe", "auto"): "succeeded",
                 ("stripe", "captured"): "succeeded", ("stripe", "voided"): "canceled",
@@ -104,8 +104,8 @@ def test_capture_full_or_partial(psp, amount):
     ref = authorized(psp)
     result = psp.connector().capture(ref, amount, "EUR", f"cap-{uuid.uuid4().hex}")
     assert result.outcome is psp.follow_up, result
-    if psp.follow_up is Outcome.UNKNOWN:  # Adyen: "received", the result comes by webhook
-        assert (result.code, result.error_class) == ("received", ErrorClass.UNKNOWN)
+    if psp.follow_up is Outcome.PENDING:  # Adyen: "received", the result comes by webhook
+        assert (result.code, result.error_class) == ("received", None) and result.psp_reference
     assert psp.state(ref) == (FINAL_STATUS[psp.kind, "captured"], amount, 0)
 
 
@@ -163,8 +163,6 @@ def test_status_replay_resolves_a_decline_too(psp):
     ("insufficient_funds", ErrorClass.INSUFFICIENT_FUNDS, Outcome.DECLINED),
     ("fraud", ErrorClass.FRAUD, Outcome.DECLINED),
     ("soft_decline", ErrorClass.SOFT_DECLINE, Outcome.SOFT_DECLINED),
-    ("three_ds", ErrorClass.AUTHENTICATION_REQUIRED, Outcome.DECLINED),       # REQUIRES_ACTION later
-    ("three_ds_redirect", ErrorClass.AUTHENTICATION_REQUIRED, Outcome.DECLINED),
 ])
 def test_each_decline_maps_into_the_shared_taxonomy(psp, behaviour, error, outcome):
     if behaviour not in psp.cards:
@@ -173,6 +171,42 @@ def test_each_decline_maps_into_the_shared_taxonomy(psp, behaviour, error, outco
     assert (result.outcome, result.error_class) == (outcome, error), result
     assert result.code and result.psp_reference
     assert psp.fake.charges() == 0
+
+
+@pytest.mark.parametrize("behaviour", ["three_ds", "three_ds_redirect"])
+def test_three_d_secure_requires_action_with_a_redirect_back_to_the_return_url(psp, behaviour):
+    if behaviour not in psp.cards:
+        pytest.skip(f"{psp.kind} has no such test card")
+    req = replace(auth(psp.cards[behaviour]), return_url="https://shop.example/back?o=1")
+    result = psp.connector().authorize(req)
+    assert result.outcome is Outcome.REQUIRES_ACTION and result.error_class is None, result
+    assert result.psp_reference and result.next_action["return_url"] == "https://shop.example/back?o=1"
+    if result.next_action["type"] == "redirect":  # Stripe with return_url, Adyen RedirectShopper
+        assert result.next_action["url"].startswith("https://") and result.next_action["method"] in ("GET", "POST")
+    else:  # Adyen IdentifyShopper: a threeDS2 fingerprint only Adyen's client SDK runs
+        assert (result.next_action["psp_type"], bool(result.next_action["data"].get("token"))) == ("threeDS2", True)
+    assert psp.fake.charges() == 0
+    again = psp.connector().authorize(req)  # a replay with the same key: the same waiting answer, no charge
+    assert (again.outcome, again.psp_reference) == (Outcome.REQUIRES_ACTION, result.psp_reference)
+
+
+def test_a_payment_waiting_on_the_shopper_is_looked_up_where_the_psp_allows(psp):
+    c = psp.connector()
+    req = auth(psp.cards["three_ds"])
+    ref = c.authorize(req).psp_reference
+    waiting = c.status(req.idempotency_key, psp_reference=ref)
+    if psp.kind == "adyen":  # Checkout has no lookup: the AUTHORISATION webhook is the source
+        assert (waiting.outcome, waiting.code) == (Outcome.NOT_FOUND, "no_lookup")
+        assert psp.fake.received("/v72/payments/") == []
+        return
+    assert waiting.outcome is Outcome.REQUIRES_ACTION
+    psp.fake.complete_action(ref)
+    assert c.status(req.idempotency_key, psp_reference=ref).outcome is Outcome.APPROVED
+    failed = auth(psp.cards["three_ds"])
+    ref2 = c.authorize(failed).psp_reference
+    psp.fake.complete_action(ref2, succeed=False)
+    result = c.status(failed.idempotency_key, psp_reference=ref2)
+    assert (result.outcome, result.error_class) == (Outcome.DECLINED, ErrorClass.AUTHENTICATION_REQUIRED), result
 
 
 def test_an_expired_card_is_declined_as_issuers_do(psp):
@@ -270,7 +304,7 @@ def test_the_exact_request_shape_the_psp_received(psp):
             ("payment_method_types[0]", "card"), ("payment_method_data[type]", "card"),
             ("payment_method_data[card][number]", card["number"]), ("payment_method_data[card][exp_month]", "12"),
             ("payment_method_data[card][exp_year]", "2030"), ("metadata[payment_id]", req.reference),
-            ("metadata[correlation_id]", req.correlation_id)])
+            ("metadata[correlation_id]", req.correlation_id), ("return_url", "https://checkout.invalid/return")])
     else:
         assert got.header("X-API-Key") == psp.fake.api_key and got.header("Authorization") is None
         assert got.header("Content-Type") == "application/json"

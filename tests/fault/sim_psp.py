@@ -71,7 +71,7 @@ class SimPsp:
             return PspResult(Outcome.UNKNOWN, message="timeout: response lost")
         return record["result"]
 
-    def status(self, idempotency_key: str) -> PspResult:
+    def status(self, idempotency_key: str, psp_reference: str | None = None) -> PspResult:
         self.calls += 1
         self.crash("psp.status:before")
         if self._roll("lose_status", self.rates.op_fault):

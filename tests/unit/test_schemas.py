@@ -45,7 +45,8 @@ def _initiated_data() -> dict[str, Any]:
     return {"amount": 1999, "currency": "EUR", "capture_mode": "automatic",
             "payment_method": {"type": "card", "card": {"token": "tok_abc123", "bin": "424242", "last4": "4242",
                                                         "brand": "visa", "exp_month": 12, "exp_year": 2030}},
-            "reference": "order-1", "customer": {"id": "c1", "country": "DE"}, "metadata": {"order": "1"}}
+            "reference": "order-1", "customer": {"id": "c1", "country": "DE"}, "metadata": {"order": "1"},
+            "return_url": None}
 
 
 def _new(etype: str = "payments.initiated", data: dict[str, Any] | None = None) -> Event:
@@ -126,7 +127,7 @@ def test_every_event_type_has_its_current_schema():
 # -- producing -----------------------------------------------------------------------------------
 def test_new_event_stamps_the_current_version_and_validates():
     event = _new()
-    assert (event.type, event.schema_version, event.topic) == ("payments.initiated", 2, "payments.initiated")
+    assert (event.type, event.schema_version, event.topic) == ("payments.initiated", 3, "payments.initiated")
     assert event.event_id.startswith("evt_") and len(event.event_id) == 30
     validate_event(event.to_dict())
 
@@ -154,6 +155,14 @@ def test_customer_is_optional_from_v2_but_required_in_v1():
     doc["data"] = {k: v for k, v in doc["data"].items() if k not in ("metadata", "customer")}
     with pytest.raises(SchemaError):
         validate_event(doc)
+
+
+def test_return_url_is_known_from_v3_and_unknown_to_v2():
+    doc = _new(data=_initiated_data() | {"return_url": "https://shop.example/back"}).to_dict() | {"schema_version": 2}
+    with pytest.raises(SchemaError):
+        validate_event(doc)
+    doc["data"].pop("return_url")
+    validate_event(doc)  # a v2 event (before the field) still reads
 
 
 def test_new_event_refuses_a_bad_envelope():
@@ -221,7 +230,7 @@ def test_decode_refuses_unknown_type():
         codec.decode(_bad(type="payments.teleported"))
 
 
-@pytest.mark.parametrize("version", [0, 3, 99])
+@pytest.mark.parametrize("version", [0, 4, 99])
 def test_decode_refuses_unknown_version(version):
     with pytest.raises(PermanentError, match="no schema"):
         codec.decode(_bad(schema_version=version))

@@ -10,7 +10,7 @@ from chalicelib.domain.states import (
     next_state,
 )
 
-EXPECTED_PUBLIC = {"processing", "requires_capture", "settled", "declined", "failed", "cancelled", "refunded",
+EXPECTED_PUBLIC = {"processing", "requires_action", "requires_capture", "settled", "declined", "failed", "cancelled", "refunded",
                    "partially_refunded", "requires_review"}
 
 

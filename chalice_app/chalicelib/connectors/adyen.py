@@ -9,10 +9,12 @@ the X-API-Key header; our attempt's idempotency key goes on every call as Adyen'
 Flows: authorize = POST /payments with the card (`additionalData.manualCapture` unless the request
 asks for capture in the same call); capture (full or partial), void (= cancel) and refund (full or
 partial) on the payment's pspReference. Adyen answers those three with status "received": the
-result comes later by webhook. The port has no PENDING outcome yet, so "received" maps to UNKNOWN
-(not final): the stages retry, and the same key replays the same "received" until the webhook
-slice lands. Likewise RedirectShopper / IdentifyShopper / ChallengeShopper (3-D Secure) are declines
-with the class authentication_required until the port has REQUIRES_ACTION.
+result comes later by webhook, so "received" is PENDING (the payment waits for the CAPTURE /
+CANCELLATION / REFUND notification). RedirectShopper / IdentifyShopper / ChallengeShopper (3-D
+Secure) are REQUIRES_ACTION with Adyen's `action` as the next action (a redirect in our words when
+it is one); `returnUrl` is the payment's, else the connector's. Received / Pending on /payments are
+PENDING: the AUTHORISATION notification says how it ended. Checkout cannot look a payment up, so a
+payment waiting on the shopper is resumed by that notification only (status() says `no_lookup`).
 
 Status: Adyen has no lookup by idempotency key (nor any payment lookup in Checkout). Adyen keeps a
 key's first answer (at least 7 days) and replays it to the identical request, so status() answers
@@ -107,16 +109,16 @@ class AdyenConnector:
                               "expiryMonth": f"{int(request.card['exp_month']):02d}",
                               "expiryYear": str(request.card["exp_year"])},
             "shopperInteraction": "Ecommerce",
-            "returnUrl": self._return_url,
+            "returnUrl": request.return_url or self._return_url,
             "metadata": {"correlationId": request.correlation_id},
         }
         if not request.capture:
             body["additionalData"] = {"manualCapture": "true"}
         return self._call("authorize", request.idempotency_key,
-                          lambda key: self._payments.payments(body, idempotency_key=key))
+                          lambda key: self._payments.payments(body, idempotency_key=key), body["returnUrl"])
 
     def capture(self, psp_reference: str, amount: int, currency: str, idempotency_key: str) -> PspResult:
-        """Capture `amount` of an authorisation; Adyen answers "received" (UNKNOWN until the webhook)."""
+        """Capture `amount` of an authorisation; Adyen answers "received" (PENDING until its webhook)."""
         body = {"merchantAccount": self._merchant, "amount": {"value": amount, "currency": currency},
                 "reference": idempotency_key}
         return self._call("capture", idempotency_key, lambda key: self._modifications.capture_authorised_payment(
@@ -136,14 +138,18 @@ class AdyenConnector:
         return self._call("refund", idempotency_key, lambda key: self._modifications.refund_captured_payment(
             body, psp_reference, idempotency_key=key))
 
-    def status(self, idempotency_key: str) -> PspResult:
-        """No lookup by key at Adyen: NOT_FOUND tells reconciliation to replay the identical authorize
+    def status(self, idempotency_key: str, psp_reference: str | None = None) -> PspResult:
+        """With a pspReference: Checkout has no payment lookup, the AUTHORISATION webhook is the source
+        (NOT_FOUND `no_lookup`, no call). Without: no lookup by key at Adyen: NOT_FOUND tells reconciliation to replay the identical authorize
         with this same key (see the module docstring); no call is made."""
+        if psp_reference:
+            return PspResult(Outcome.NOT_FOUND, psp_reference, "no_lookup",
+                             "Adyen Checkout has no payment lookup: the AUTHORISATION webhook says how it ended")
         return PspResult(Outcome.NOT_FOUND, None, "replay_required",
                          "Adyen has no status by idempotency key: replay the identical request with the same key")
 
     # -- mapping --------------------------------------------------------------------------------
-    def _call(self, op: str, key: str, send: Any) -> PspResult:
+    def _call(self, op: str, key: str, send: Any, return_url: str | None = None) -> PspResult:
         def run() -> PspResult:
             try:
                 answer = send(key)
@@ -155,7 +161,7 @@ class AdyenConnector:
                 if is_transport_error(e) and never_sent(e):
                     return _result(op, ErrorClass.UNAVAILABLE, "connect_failed", type(e).__name__)
                 return _result(op, ErrorClass.UNKNOWN, "no_response", type(e).__name__)
-            return _from_answer(op, answer.message if isinstance(answer.message, dict) else {})
+            return _from_answer(op, answer.message if isinstance(answer.message, dict) else {}, return_url)
         return observed(self.name, op, key, self._host, run)
 
 
@@ -167,13 +173,22 @@ def _slug(text: Any) -> str:
     return "_".join(str(text).lower().replace("-", " ").split()) or "refused"
 
 
-def _from_answer(op: str, body: dict[str, Any]) -> PspResult:
+def _next_action(action: Any, return_url: str | None) -> dict[str, Any]:
+    """Adyen's action in our words: a redirect, or an action only Adyen's client SDK runs (threeDS2)."""
+    action = action if isinstance(action, dict) else {}
+    if action.get("type") == "redirect" and action.get("url"):
+        return {"type": "redirect", "url": str(action["url"]), "method": str(action.get("method") or "GET"),
+                "return_url": return_url}
+    data = {k: v for k, v in action.items() if k in ("token", "subtype", "paymentData", "paymentMethodType")}
+    return {"type": "sdk", "psp_type": str(action.get("type") or "unknown"), "data": data, "return_url": return_url}
+
+
+def _from_answer(op: str, body: dict[str, Any], return_url: str | None = None) -> PspResult:
     """A 2xx answer: a payment result (authorize) or a modification ("received")."""
     ref = body.get("pspReference")
     if op != "authorize":
         if body.get("status") == "received" and ref:
-            return _result(op, ErrorClass.UNKNOWN, "received", f"Adyen received the {op}; its result comes by webhook",
-                           ref)
+            return PspResult(Outcome.PENDING, ref, "received", f"Adyen received the {op}; its result comes by webhook")
         return _result(op, ErrorClass.UNKNOWN, "unreadable_response", "2xx without status received")
     code = body.get("resultCode")
     if code == "Authorised" and ref:
@@ -182,15 +197,15 @@ def _from_answer(op: str, body: dict[str, Any]) -> PspResult:
         reason = body.get("refusalReason")
         return _result(op, _REFUSAL_CLASS.get(str(body.get("refusalReasonCode")), ErrorClass.HARD_DECLINE),
                        _slug(reason), reason, ref)
-    if code in _ACTION_CODES:  # 3-D Secure: REQUIRES_ACTION does not exist in the port yet
-        return _result(op, ErrorClass.AUTHENTICATION_REQUIRED, "authentication_required",
-                       f"the issuer asks for 3-D Secure ({code})", ref)
+    if code in _ACTION_CODES:  # 3-D Secure: the shopper acts, Adyen decides (AUTHORISATION webhook)
+        return PspResult(Outcome.REQUIRES_ACTION, ref, _slug(code), f"the issuer asks for 3-D Secure ({code})",
+                         next_action=_next_action(body.get("action"), return_url))
     if code == "Cancelled":
         return _result(op, ErrorClass.HARD_DECLINE, "cancelled", "Adyen cancelled the payment", ref)
     if code == "Error":
         return _result(op, ErrorClass.PSP_ERROR, "error", body.get("refusalReason") or "Adyen answered Error", ref)
-    if code in _NOT_FINAL:  # the outcome comes later (webhook); a replay of the same key asks again
-        return _result(op, ErrorClass.UNKNOWN, _slug(code), f"Adyen answered {code}", ref)
+    if code in _NOT_FINAL and ref:  # the outcome comes later (AUTHORISATION webhook)
+        return PspResult(Outcome.PENDING, ref, _slug(code), f"Adyen answered {code}")
     return _result(op, ErrorClass.UNKNOWN, "unreadable_response", "2xx without a known resultCode")
 
 

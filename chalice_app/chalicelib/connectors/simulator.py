@@ -100,7 +100,8 @@ class SimulatorConnector:
         return self._call("POST", f"/charges/{quote(psp_reference, safe='')}/refunds", body,
                           idempotency_key, correlation_id, "refund")
 
-    def status(self, idempotency_key: str, *, correlation_id: str | None = None) -> PspResult:
+    def status(self, idempotency_key: str, psp_reference: str | None = None, *,
+               correlation_id: str | None = None) -> PspResult:
         """What the PSP knows of an authorization sent with this key (NOT_FOUND if nothing)."""
         return self._call("GET", f"/authorizations/{quote(idempotency_key, safe='')}", None,
                           idempotency_key, correlation_id, "status")

@@ -20,6 +20,13 @@ answers the first result, or, if the first request never arrived, processes this
 Another key is never used for the same attempt. A replay with other parameters is Stripe's
 idempotency_error: mapped UNKNOWN (the first may have charged), never a decline or a failover.
 The reconciliation schedule must end well inside Stripe's 24 hours (it ends in minutes).
+
+3-D Secure: confirm carries a `return_url` (the payment's, else the connector's `return_url`), so
+Stripe answers `requires_action` with `next_action.redirect_to_url` (without one it would ask for
+its own JS SDK): REQUIRES_ACTION with the redirect. A PaymentIntent that names itself can be looked
+up: status() with the PaymentIntent id retrieves it (GET, no key needed) and maps it as an
+authorize answer, which is how a payment waiting on the shopper is resumed without a webhook.
+A `processing` PaymentIntent or a `pending` refund is PENDING: Stripe says how it ended by webhook.
 """
 from __future__ import annotations
 
@@ -47,26 +54,30 @@ _DECLINE_CLASS = {  # Stripe decline codes and card error codes -> the shared ta
     "processing_error": ErrorClass.SOFT_DECLINE, "try_again_later": ErrorClass.SOFT_DECLINE,
     "issuer_not_available": ErrorClass.SOFT_DECLINE, "reenter_transaction": ErrorClass.SOFT_DECLINE,
     "approve_with_id": ErrorClass.SOFT_DECLINE,
+    "payment_intent_authentication_failure": ErrorClass.AUTHENTICATION_REQUIRED,  # the shopper failed 3DS
 }
 # PaymentIntent status after authorize -> outcome (None: read the error / taxonomy below).
 _AUTHORIZE_STATUS = {"requires_capture": Outcome.APPROVED, "succeeded": Outcome.APPROVED,
-                     "processing": Outcome.UNKNOWN, "requires_confirmation": Outcome.UNKNOWN}
+                     "processing": Outcome.PENDING, "requires_confirmation": Outcome.UNKNOWN}
 _FOLLOW_UP_STATUS = {  # (operation, status) -> outcome for capture, void and refund answers
     ("capture", "succeeded"): Outcome.APPROVED, ("void", "canceled"): Outcome.APPROVED,
-    ("refund", "succeeded"): Outcome.APPROVED, ("refund", "pending"): Outcome.UNKNOWN,
-    ("refund", "requires_action"): Outcome.UNKNOWN,
+    ("refund", "succeeded"): Outcome.APPROVED, ("refund", "pending"): Outcome.PENDING,
+    ("refund", "requires_action"): Outcome.PENDING,
 }
+DEFAULT_RETURN_URL = "https://checkout.invalid/return"
 
 
 class StripeConnector:
     """One Stripe account (one secret key) as a PSP of the platform."""
 
-    def __init__(self, name: str, api_key: Secret, base_url: str | None = None, timeout_s: float = 10.0) -> None:
+    def __init__(self, name: str, api_key: Secret, base_url: str | None = None, timeout_s: float = 10.0,
+                 return_url: str = DEFAULT_RETURN_URL) -> None:
         if not isinstance(api_key, Secret):
             raise TypeError(f"connector {name!r}: api_key must be a Secret")
         if timeout_s <= 0:
             raise ValueError(f"connector {name!r}: timeout_s must be positive")
         self.name = name
+        self._return_url = return_url
         self._host = urlsplit(base_url).hostname if base_url else "api.stripe.com"
         # connect timeout short: a PSP that does not accept the connection is unavailable, fail over
         http = stripe_sdk.RequestsClient(timeout=(min(timeout_s, 3.0), timeout_s))
@@ -81,7 +92,7 @@ class StripeConnector:
             raise ValueError(f"stripe connector config lacks {', '.join(missing)}")
         key = cfg["api_key"]
         return cls(str(cfg["name"]), key if isinstance(key, Secret) else Secret(str(key)), cfg.get("base_url"),
-                   float(cfg.get("timeout_s") or 10.0))
+                   float(cfg.get("timeout_s") or 10.0), str(cfg.get("return_url") or DEFAULT_RETURN_URL))
 
     def __repr__(self) -> str:
         return f"StripeConnector({self.name!r}, host={self._host!r})"
@@ -100,6 +111,7 @@ class StripeConnector:
                 "number": request.card["number"], "exp_month": request.card["exp_month"],
                 "exp_year": request.card["exp_year"]}},
             "metadata": {"payment_id": request.reference or "", "correlation_id": request.correlation_id},
+            "return_url": request.return_url or self._return_url,  # so 3-D Secure comes back as a redirect
         }
         return self._call("authorize", request.idempotency_key,
                           lambda opts: self._client.v1.payment_intents.create(params, opts))
@@ -119,17 +131,21 @@ class StripeConnector:
         return self._call("refund", idempotency_key, lambda opts: self._client.v1.refunds.create(
             {"payment_intent": psp_reference, "amount": amount}, opts))
 
-    def status(self, idempotency_key: str) -> PspResult:
-        """No lookup by key at Stripe: NOT_FOUND tells reconciliation to replay the identical authorize
+    def status(self, idempotency_key: str, psp_reference: str | None = None) -> PspResult:
+        """With a PaymentIntent id: retrieve it and map it as an authorize answer. Without one: no
+        lookup by key at Stripe, NOT_FOUND tells reconciliation to replay the identical authorize
         with this same key (see the module docstring); no call is made."""
+        if psp_reference:
+            return self._call("authorize", idempotency_key,
+                              lambda opts: self._client.v1.payment_intents.retrieve(psp_reference), keyed=False)
         return PspResult(Outcome.NOT_FOUND, None, "replay_required",
                          "Stripe has no status by idempotency key: replay the identical request with the same key")
 
     # -- mapping --------------------------------------------------------------------------------
-    def _call(self, op: str, key: str, send: Any) -> PspResult:
+    def _call(self, op: str, key: str, send: Any, keyed: bool = True) -> PspResult:
         def run() -> PspResult:
             try:
-                return _from_object(op, send({"idempotency_key": key}))
+                return _from_object(op, send({"idempotency_key": key} if keyed else {}))
             except stripe_sdk.StripeError as e:
                 return _from_error(op, e)
             except Exception as e:  # noqa: BLE001 - whatever broke, the request may have been processed
@@ -167,11 +183,10 @@ def _from_object(op: str, obj: Any) -> PspResult:
             outcome = _AUTHORIZE_STATUS[status]
             return PspResult(outcome, ref, None if outcome is Outcome.APPROVED else status,
                              None if outcome is Outcome.APPROVED else f"PaymentIntent {status}",
-                             error_class=None if outcome is Outcome.APPROVED else ErrorClass.UNKNOWN)
-        if status == "requires_action":
-            # 3-D Secure wanted. The port has no REQUIRES_ACTION yet: a decline that says why.
-            return _result(op, ErrorClass.AUTHENTICATION_REQUIRED, "authentication_required",
-                           "the issuer asks for 3-D Secure (requires_action)", ref)
+                             error_class=ErrorClass.UNKNOWN if outcome is Outcome.UNKNOWN else None)
+        if status == "requires_action":  # 3-D Secure wanted: the shopper acts, this PSP decides
+            return PspResult(Outcome.REQUIRES_ACTION, ref, "requires_action",
+                             "the issuer asks for 3-D Secure", next_action=_next_action(_field(obj, "next_action")))
         error = _field(obj, "last_payment_error")
         code, decline_code = _field(error, "code"), _field(error, "decline_code")
         return _result(op, _decline_class(code, decline_code) if error else ErrorClass.HARD_DECLINE,
@@ -179,9 +194,19 @@ def _from_object(op: str, obj: Any) -> PspResult:
     outcome = _FOLLOW_UP_STATUS.get((op, status))
     if outcome is Outcome.APPROVED:
         return PspResult(Outcome.APPROVED, ref)
-    if outcome is Outcome.UNKNOWN:  # not final yet (a pending refund): asked again later, same key
-        return _result(op, ErrorClass.UNKNOWN, status, f"{op} {status}", ref)
+    if outcome is Outcome.PENDING:  # not final yet (a pending refund): Stripe's webhook says how it ends
+        return PspResult(Outcome.PENDING, ref, status, f"{op} {status}")
     return _result(op, ErrorClass.HARD_DECLINE, f"{op}_{status}", f"{op} answered {status}", ref)
+
+
+def _next_action(action: Any) -> dict[str, Any]:
+    """Stripe's next_action in our words (a redirect when confirm carried a return_url)."""
+    kind = _field(action, "type")
+    redirect = _field(action, "redirect_to_url")
+    if kind == "redirect_to_url" and _field(redirect, "url"):
+        return {"type": "redirect", "url": str(_field(redirect, "url")), "method": "GET",
+                "return_url": _field(redirect, "return_url")}
+    return {"type": "sdk", "psp_type": str(kind or "unknown")}
 
 
 def _from_error(op: str, e: stripe_sdk.StripeError) -> PspResult:

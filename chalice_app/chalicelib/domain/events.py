@@ -11,11 +11,12 @@ from typing import Any
 
 # type -> current schema version
 EVENT_TYPES: dict[str, int] = {
-    "payments.initiated": 2,
+    "payments.initiated": 3,
     "payments.validated": 1,
     "payments.screened": 1,
     "payments.routed": 1,
     "payments.authorized": 1,
+    "payments.requires_action": 1,
     "payments.capture_requested": 1,
     "payments.cancel_requested": 1,
     "payments.refund_requested": 1,

@@ -32,7 +32,8 @@ class Attempt:
     message: str | None = None
     started_at: str = ""
     updated_at: str = ""
-    status_checks: int = 0  # PSP status queries made while the outcome was unknown
+    status_checks: int = 0  # PSP status queries made while the outcome was unknown (or the shopper's action)
+    next_action: dict[str, Any] | None = None  # while the PSP waits for the shopper (requires_action)
 
 
 @dataclass
@@ -79,6 +80,10 @@ class Payment:
     risk: dict[str, Any] = field(default_factory=dict)
     failure: dict[str, Any] | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    return_url: str | None = None  # where the shopper comes back to after 3-D Secure (merchant's page)
+    # A capture or void the PSP took but decides later (Adyen "received"): {"op", "amount",
+    # "psp_reference", "since"}, until its webhook says how it ended.
+    pending: dict[str, Any] | None = None
     trace: str | None = None  # X-Ray header of the request that created it: later work joins this trace
     # New timeline entries since load; the store appends them with the state.
     pending_timeline: list[TimelineEntry] = field(default_factory=list, repr=False)
@@ -139,6 +144,7 @@ class Payment:
     def fail(self, at: str, stage: str, code: str, message: str) -> None:
         self._require(Action.FAIL)
         self.failure = {"code": code, "message": message, "stage": stage}
+        self.pending = None
         self._apply(Action.FAIL, at, stage, code=code)
 
     def decline(self, at: str, stage: str, code: str, message: str) -> None:
@@ -190,11 +196,13 @@ class Payment:
             raise DoubleAuthorization(f"payment {self.payment_id} has a successful authorization already")
         self._require(Action.AUTHORIZE)
         attempt = self._settle_attempt(at, "authorized", psp_reference, None, None)
+        attempt.next_action = None
         self._apply(Action.AUTHORIZE, at, "authorization", psp=attempt.psp, attempt=attempt.number)
 
     def attempt_declined(self, at: str, code: str, message: str) -> None:
         self._require(Action.DECLINE)
         attempt = self._settle_attempt(at, "declined", None, code, message)
+        attempt.next_action = None
         self.decline(at, "authorization", code, f"{attempt.psp}: {message}")
 
     def attempt_failed(self, at: str, code: str, message: str) -> None:
@@ -207,9 +215,10 @@ class Payment:
         self._settle_attempt(at, "failed", None, code, message)
 
     def status_checked(self, at: str) -> int:
-        """Count one more status query of the unknown attempt; returns the count."""
+        """Count one more status query of the unknown (or waiting-on-the-shopper) attempt; returns the count."""
         attempt = self.current_attempt
-        if self.state != State.OUTCOME_UNKNOWN or attempt is None or attempt.status != "unknown":
+        if (self.state, attempt.status if attempt else None) not in (
+                (State.OUTCOME_UNKNOWN, "unknown"), (State.REQUIRES_ACTION, "requires_action")):
             raise DomainError(f"payment {self.payment_id} has no unknown outcome to check")
         attempt.status_checks += 1
         attempt.updated_at = at
@@ -222,6 +231,33 @@ class Payment:
         self._require(Action.MARK_UNKNOWN)
         attempt = self._settle_attempt(at, "unknown", None, "outcome_unknown", message)
         self._apply(Action.MARK_UNKNOWN, at, "authorization", psp=attempt.psp, attempt=attempt.number)
+
+    def attempt_requires_action(self, at: str, psp_reference: str | None, next_action: dict[str, Any] | None) -> None:
+        """The PSP holds the attempt until the shopper acts (3-D Secure). Neither a failure (no other
+        PSP may try: this one may still authorize) nor unknown (the PSP said where it stands)."""
+        self._require(Action.AWAIT_ACTION)
+        attempt = self._settle_attempt(at, "requires_action", psp_reference, "requires_action",
+                                       "waiting for the shopper (3-D Secure)")
+        attempt.next_action = next_action
+        self._apply(Action.AWAIT_ACTION, at, "authorization", psp=attempt.psp, attempt=attempt.number)
+
+    def follow_up_pending(self, at: str, op: str, amount: int | None, psp_reference: str | None) -> None:
+        """The PSP took a capture or void and decides later: the payment waits in capturing /
+        cancelling for its webhook (no state change, a timeline entry)."""
+        expected = {"capture": State.CAPTURING, "void": State.CANCELLING}[op]
+        if self.state != expected and not (op == "capture" and self.state == State.AUTHORIZED):
+            raise DomainError(f"payment {self.payment_id}: no {op} in flight in state '{self.state.value}'")
+        self.pending = {"op": op, "amount": amount, "psp_reference": psp_reference, "since": at}
+        self.pending_timeline.append(TimelineEntry(at, f"{op}_pending", self.state.value, self.state.value,
+                                                   "capture", {"psp_reference": psp_reference, "amount": amount}))
+
+    def refund_pending(self, at: str, refund_id: str, psp_reference: str | None) -> Refund:
+        """The PSP took the refund and decides later (webhook); it stays pending, with the PSP's reference."""
+        refund = self._pending_refund(refund_id)
+        refund.psp_reference = psp_reference or refund.psp_reference
+        self.pending_timeline.append(TimelineEntry(at, "refund_pending", self.state.value, self.state.value,
+                                                   "refund", {"refund_id": refund_id, "psp_reference": psp_reference}))
+        return refund
 
     def hold_for_review(self, at: str, stage: str, code: str, message: str) -> None:
         self._require(Action.HOLD_FOR_REVIEW)
@@ -242,7 +278,7 @@ class Payment:
         if attempt is None or attempt.status != "authorized":
             raise IllegalTransition(self.payment_id, self.state, Action.CAPTURE)
         attempt.status, attempt.updated_at = "captured", at
-        self.captured_amount = amount
+        self.captured_amount, self.pending = amount, None
         self._apply(Action.CAPTURE, at, "capture", amount=amount, psp_reference=psp_reference)
 
     def request_cancel(self, at: str) -> bool:
@@ -260,6 +296,7 @@ class Payment:
         attempt = self.authorized_attempt
         if attempt:
             attempt.status, attempt.updated_at = "voided", at
+        self.pending = None
         self._apply(Action.VOID, at, "capture")
 
     def settle(self, at: str, batch: str) -> None:

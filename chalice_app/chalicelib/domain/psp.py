@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 
 class Outcome(str, Enum):
@@ -12,6 +13,8 @@ class Outcome(str, Enum):
     UNAVAILABLE = "unavailable"      # provably not processed (connection refused, explicit 5xx)
     UNKNOWN = "unknown"              # timeout / lost response: may or may not have been processed
     NOT_FOUND = "not_found"          # status query: the PSP never saw this idempotency key
+    REQUIRES_ACTION = "requires_action"  # the shopper must act (3-D Secure, a redirect): see next_action
+    PENDING = "pending"              # the PSP took the request and decides later (by webhook): not final
 
 
 FAILOVER_OUTCOMES = frozenset({Outcome.SOFT_DECLINED, Outcome.UNAVAILABLE})
@@ -25,6 +28,9 @@ class PspResult:
     message: str | None = None
     latency_ms: float = 0.0
     error_class: ErrorClass | None = None  # the shared taxonomy, for connectors that map into it
+    # REQUIRES_ACTION: what the shopper must do, in our words: {"type": "redirect", "url", "method",
+    # "return_url"} or {"type": "sdk", "psp_type", "data"} for an action only the PSP's client SDK runs.
+    next_action: dict[str, Any] | None = None
 
 
 class ErrorClass(str, Enum):

@@ -15,6 +15,7 @@ class State(str, Enum):
     ROUTED = "routed"
     AUTHORIZING = "authorizing"
     OUTCOME_UNKNOWN = "outcome_unknown"
+    REQUIRES_ACTION = "requires_action"  # the PSP waits for the shopper (3-D Secure): resumed by webhook or status
     AUTHORIZED = "authorized"
     REQUIRES_CAPTURE = "requires_capture"
     CAPTURING = "capturing"
@@ -36,6 +37,7 @@ class Action(str, Enum):
     ROUTE = "route"
     START_ATTEMPT = "start_attempt"
     MARK_UNKNOWN = "mark_unknown"
+    AWAIT_ACTION = "await_action"
     AUTHORIZE = "authorize"
     DECLINE = "decline"
     FAIL = "fail"
@@ -68,6 +70,7 @@ TRANSITIONS: dict[tuple[State, Action], State] = {
     (S.ROUTED, A.CANCEL): S.CANCELLED,
     (S.AUTHORIZING, A.START_ATTEMPT): S.AUTHORIZING,  # failover to the next PSP
     (S.AUTHORIZING, A.MARK_UNKNOWN): S.OUTCOME_UNKNOWN,
+    (S.AUTHORIZING, A.AWAIT_ACTION): S.REQUIRES_ACTION,
     (S.AUTHORIZING, A.AUTHORIZE): S.AUTHORIZED,
     (S.AUTHORIZING, A.DECLINE): S.DECLINED,
     (S.AUTHORIZING, A.FAIL): S.FAILED,
@@ -76,6 +79,11 @@ TRANSITIONS: dict[tuple[State, Action], State] = {
     (S.OUTCOME_UNKNOWN, A.START_ATTEMPT): S.AUTHORIZING,  # PSP proved it never processed it
     (S.OUTCOME_UNKNOWN, A.FAIL): S.FAILED,
     (S.OUTCOME_UNKNOWN, A.HOLD_FOR_REVIEW): S.REQUIRES_REVIEW,
+    (S.OUTCOME_UNKNOWN, A.AWAIT_ACTION): S.REQUIRES_ACTION,  # the replay found the first call waiting on 3DS
+    # Only the PSP's answer about this same attempt moves it on: never another PSP, never a retry.
+    (S.REQUIRES_ACTION, A.AUTHORIZE): S.AUTHORIZED,
+    (S.REQUIRES_ACTION, A.DECLINE): S.DECLINED,
+    (S.REQUIRES_ACTION, A.FAIL): S.FAILED,
     (S.AUTHORIZED, A.CAPTURE): S.CAPTURED,
     (S.AUTHORIZED, A.AWAIT_CAPTURE): S.REQUIRES_CAPTURE,
     (S.AUTHORIZED, A.FAIL): S.FAILED,
@@ -98,6 +106,7 @@ PUBLIC_STATUS: dict[State, str] = {
     **{s: "processing" for s in (S.INITIATED, S.VALIDATED, S.SCREENED, S.ROUTED,
                                  S.AUTHORIZING, S.OUTCOME_UNKNOWN, S.AUTHORIZED,
                                  S.CAPTURING, S.CANCELLING, S.CAPTURED)},
+    S.REQUIRES_ACTION: "requires_action",
     S.REQUIRES_CAPTURE: "requires_capture",
     S.SETTLED: "settled",
     S.PARTIALLY_REFUNDED: "partially_refunded",
@@ -118,6 +127,7 @@ FINAL: frozenset[State] = frozenset({S.REFUNDED, S.DECLINED, S.FAILED, S.CANCELL
 # How far along the flow each non-final state is (a state further on never goes back before it).
 RANK: dict[State, int] = {
     S.INITIATED: 0, S.VALIDATED: 1, S.SCREENED: 2, S.ROUTED: 3, S.AUTHORIZING: 4, S.OUTCOME_UNKNOWN: 4,
+    S.REQUIRES_ACTION: 4,
     S.AUTHORIZED: 5, S.REQUIRES_CAPTURE: 6, S.CAPTURING: 7, S.CANCELLING: 7, S.CAPTURED: 8, S.SETTLED: 9,
     S.PARTIALLY_REFUNDED: 10, S.REFUNDED: 11,
 }
@@ -126,6 +136,7 @@ ANNOUNCES: dict[str, State] = {
     "payments.initiated": S.INITIATED, "payments.validated": S.VALIDATED, "payments.screened": S.SCREENED,
     "payments.routed": S.ROUTED, "payments.authorized": S.AUTHORIZED, "payments.capture_requested": S.CAPTURING,
     "payments.cancel_requested": S.CANCELLING, "payments.captured": S.CAPTURED,
+    "payments.requires_action": S.REQUIRES_ACTION,
 }
 
 

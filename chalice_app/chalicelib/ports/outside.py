@@ -21,6 +21,9 @@ class AuthorizeRequest:
     # captures, cancels before capture), so they leave it False; connectors honour it for callers
     # that want one-step sales.
     capture: bool = False
+    # Where the PSP sends the shopper back after 3-D Secure (the merchant's page); None: the
+    # connector's configured default. Part of the request, so a replay with the same key is identical.
+    return_url: str | None = None
 
     def __repr__(self) -> str:  # never print a PAN
         return f"AuthorizeRequest({self.idempotency_key}, {self.amount} {self.currency})"
@@ -33,16 +36,21 @@ class Connector(Protocol):
         """Ask the PSP to authorize; the same idempotency key never charges twice."""
 
     def capture(self, psp_reference: str, amount: int, currency: str, idempotency_key: str) -> PspResult:
-        """Capture (part of) an authorization."""
+        """Capture (part of) an authorization. PENDING: the PSP decides later and says so by webhook."""
 
     def void(self, psp_reference: str, idempotency_key: str) -> PspResult:
-        """Release an uncaptured authorization."""
+        """Release an uncaptured authorization (PENDING as for capture)."""
 
     def refund(self, psp_reference: str, amount: int, currency: str, idempotency_key: str) -> PspResult:
-        """Refund (part of) a captured payment."""
+        """Refund (part of) a captured payment (PENDING as for capture)."""
 
-    def status(self, idempotency_key: str) -> PspResult:
-        """What the PSP knows of an authorization sent with this key (NOT_FOUND if nothing)."""
+    def status(self, idempotency_key: str, psp_reference: str | None = None) -> PspResult:
+        """What the PSP knows of an authorization sent with this key (NOT_FOUND if nothing).
+
+        With `psp_reference` (a payment the PSP named, waiting on the shopper), a PSP that can look
+        a payment up by its own reference is asked; one that cannot answers NOT_FOUND (`no_lookup`):
+        its webhook is the only source then. Answers: APPROVED, DECLINED, REQUIRES_ACTION, PENDING,
+        UNKNOWN, NOT_FOUND."""
 
 
 class KeyService(Protocol):

@@ -101,13 +101,17 @@ def payment_view(p: Payment, timeline: list[dict[str, Any]] | None = None) -> di
         "amount_refunded": p.refunded_amount, "reference": p.reference, "customer": p.customer,
         "metadata": p.metadata, "payment_method": method,
         "attempts": [{"number": a.number, "psp": a.psp, "status": a.status, "psp_reference": a.psp_reference,
-                      "code": a.code, "message": a.message, "started_at": a.started_at, "updated_at": a.updated_at}
+                      "code": a.code, "message": a.message, "started_at": a.started_at, "updated_at": a.updated_at,
+                      **({"next_action": a.next_action} if a.next_action else {})}
                      for a in p.attempts],
         "refunds": [{"id": r.refund_id, "amount": r.amount, "status": r.status, "reason": r.reason,
                      "created_at": r.created_at} for r in p.refunds],
         "failure": p.failure, "created_at": p.created_at, "updated_at": p.updated_at,
-        "correlation_id": p.correlation_id, "region": p.region,
+        "correlation_id": p.correlation_id, "region": p.region, "return_url": p.return_url,
     }
+    waiting = p.current_attempt if p.status == "requires_action" else None
+    if waiting is not None and waiting.next_action:  # what the merchant sends the shopper to, up front
+        view["next_action"] = waiting.next_action
     if timeline is not None:
         view["timeline"] = timeline
     return view

@@ -67,6 +67,9 @@ class PaymentService:
             raise ApiError(400, "Invalid Idempotency-Key", "Idempotency-Key holds what looks like a card number")
         body = parse_json(raw)
         validate("create_payment", body)
+        if holds_pan(str(body.get("return_url") or "")):  # stored and sent on: never a card number in it
+            raise ApiError(400, "Invalid return_url", "return_url holds what looks like a card number",
+                           invalid_fields=["return_url"])
         request_hash = self._request_hash(body)
         now = int(self.p.clock.now().timestamp())
         settings = self.p.settings
@@ -128,7 +131,7 @@ class PaymentService:
             capture_mode=body.get("capture", "automatic"), payment_method=method,
             reference=body.get("reference"), customer=body.get("customer") or {}, correlation_id=correlation_id,
             created_at=at, updated_at=at, region=self.p.settings.region, epoch=epoch,
-            metadata=body.get("metadata") or {}, trace=tracing.current_header())
+            metadata=body.get("metadata") or {}, trace=tracing.current_header(), return_url=body.get("return_url"))
         context.bind(payment_id=payment.payment_id)
         tracing.annotate(**{"payments.payment_id": payment.payment_id, "payments.amount": payment.amount,
                             "payments.currency": payment.currency})
@@ -136,7 +139,7 @@ class PaymentService:
             "amount": payment.amount, "currency": payment.currency, "capture_mode": payment.capture_mode,
             "payment_method": method, "reference": payment.reference,
             **({"customer": payment.customer} if payment.customer else {}),
-            "metadata": payment.metadata}, correlation_id)
+            "metadata": payment.metadata, "return_url": payment.return_url}, correlation_id)
         location = f"/v1/payments/{payment.payment_id}"
         reply = Reply(202, orjson.dumps(payment_view(payment)), {"Location": location})
         record = replace(claim, status_code=reply.status, response=reply.body, headers=reply.headers,

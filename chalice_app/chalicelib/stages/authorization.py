@@ -6,7 +6,14 @@ A soft decline, or a PSP that provably did not process the request
 (connection refused, an explicit error answer), fails over to the next PSP.
 A timeout or lost answer makes the outcome unknown: the payment waits in
 `outcome_unknown` and reconciliation asks the same PSP about the same key on
-a bounded schedule -- it is never charged again elsewhere.
+a bounded schedule -- it is never charged again elsewhere. A PSP that takes the
+request and decides later (PENDING) is treated the same way: its webhook or a
+status check says how it ended.
+
+3-D Secure (REQUIRES_ACTION): the payment waits in `requires_action` with the
+PSP's next action and the return URL on the attempt; it neither fails over nor
+replays. The PSP's webhook (services/psp_updates.py) or a status check where the
+PSP can look the payment up (reconciliation) moves it on.
 """
 from __future__ import annotations
 
@@ -42,14 +49,30 @@ def authorize_request(platform, payment: Payment, key: str) -> AuthorizeRequest:
         bank = {"iban": secret}
     # The PSP sees our payment id as its reference: one payment, one reference, countable there.
     return AuthorizeRequest(key, payment.amount, payment.currency, card, payment.payment_id,
-                            payment.correlation_id, bank)
+                            payment.correlation_id, bank, return_url=payment.return_url)
+
+
+def action_reminder(ctx: StageContext, payment: Payment, checks: int) -> Reminder | None:
+    """When to ask the PSP again about a payment waiting on the shopper; None once the schedule is
+    spent (it waits for the webhook then) or when the PSP has no lookup."""
+    schedule = ctx.settings.action_check_schedule_s
+    if checks >= len(schedule):
+        return None
+    due = ctx.clock.now() + timedelta(seconds=schedule[checks])
+    return Reminder(payment.tenant_id, payment.payment_id, iso(due))
 
 
 def apply_result(ctx: StageContext, cause: Event | None, payment: Payment, result: PspResult) -> list[Event] | None:
     """Record a definite PSP answer on the current attempt. None means: fail over.
 
-    Shared with reconciliation, which resolves unknown outcomes the same way."""
+    Shared with reconciliation and the PSP webhooks, which resolve unknown outcomes and payments
+    waiting on the shopper the same way."""
     attempt = payment.current_attempt
+    if result.outcome == Outcome.REQUIRES_ACTION:
+        payment.attempt_requires_action(ctx.now(), result.psp_reference, result.next_action)
+        return [ctx.event(cause, payment, "payments.requires_action", {
+            "psp": attempt.psp, "attempt": attempt.number, "psp_reference": result.psp_reference or "",
+            "next_action": result.next_action or {}, "return_url": payment.return_url})]
     if result.outcome == Outcome.APPROVED:
         payment.attempt_authorized(ctx.now(), result.psp_reference or "")
         return [ctx.event(cause, payment, "payments.authorized", {
@@ -111,17 +134,21 @@ def handle(event: Event, ctx: StageContext) -> None:
         ctx.platform.breakers.record(attempt.psp, result.outcome)
         # A resumed attempt may have reached the PSP before the crash: a refusal at the door now
         # (503, connection refused) says nothing about that earlier call, so it is no proof either.
-        if result.outcome == Outcome.UNKNOWN or (resumed and result.outcome == Outcome.UNAVAILABLE):
+        # PENDING: the PSP has it and decides later -- like unknown, only the same PSP settles it.
+        if result.outcome in (Outcome.UNKNOWN, Outcome.PENDING) or (resumed and result.outcome == Outcome.UNAVAILABLE):
             payment.attempt_unknown(ctx.now(), (result.message or "no answer from PSP")
-                                    if result.outcome == Outcome.UNKNOWN else
+                                    if result.outcome != Outcome.UNAVAILABLE else
                                     f"{result.message or 'unavailable'} on a resumed attempt; an earlier call "
                                     "may have been processed")
+            if result.psp_reference:
+                payment.current_attempt.psp_reference = result.psp_reference
             first_check = ctx.clock.now() + timedelta(seconds=ctx.settings.unknown_check_schedule_s[0])
             ctx.commit(event, payment, version,
                        reminders=[Reminder(payment.tenant_id, payment.payment_id, iso(first_check))])
             return
         events = apply_result(ctx, event, payment, result)
         if events is not None:
-            ctx.commit(event, payment, version, events)
+            reminder = action_reminder(ctx, payment, 0) if result.outcome == Outcome.REQUIRES_ACTION else None
+            ctx.commit(event, payment, version, events, reminders=[reminder] if reminder else [])
             return
         # failed over: the next loop turn commits the failed attempt with the next one (or the failure)

@@ -1,5 +1,10 @@
 """Capture: capture automatically after authorization, or on the merchant's request
-(partial allowed); void an authorization the merchant cancelled."""
+(partial allowed); void an authorization the merchant cancelled.
+
+A PSP that takes a capture or void and decides later (PENDING, Adyen's "received") leaves the
+payment where it is, with the PSP's reference noted (`payment.pending`): the PSP's webhook
+(services/psp_updates.py) finishes it. Neither PSP can look a modification up, so there is no
+status schedule for these; the same key replays the same "received" anyway."""
 from __future__ import annotations
 
 from ..domain.events import Event
@@ -27,6 +32,10 @@ def _capture(event: Event, ctx: StageContext, payment: Payment, amount: int) -> 
     ctx.before_psp(payment, "capture", attempt.psp, f"{payment.payment_id}-capture")
     result = _definite(ctx.platform.connector(attempt.psp).capture(
         attempt.psp_reference, amount, payment.currency, f"{payment.payment_id}-capture"), "capture", payment)
+    if result.outcome == Outcome.PENDING:
+        payment.follow_up_pending(ctx.now(), "capture", amount, result.psp_reference)
+        ctx.commit(event, payment, version)
+        return
     if result.outcome == Outcome.APPROVED:
         payment.captured(ctx.now(), amount, result.psp_reference)
         out = ctx.event(event, payment, "payments.captured", {
@@ -51,23 +60,29 @@ def handle(event: Event, ctx: StageContext) -> None:
     if event.type == "payments.authorized":
         if payment.state != State.AUTHORIZED:
             return ctx.skip(event, payment, f"already {payment.state.value}")
+        if payment.pending is not None:
+            return ctx.skip(event, payment, f"{payment.pending['op']} pending at the PSP")
         if payment.capture_mode == "automatic":
             return _capture(event, ctx, payment, payment.amount)
         version = payment.version
         payment.await_capture(ctx.now())
         ctx.commit(event, payment, version)
     elif event.type == "payments.capture_requested":
-        if payment.state != State.CAPTURING:
+        if payment.state != State.CAPTURING or payment.pending is not None:
             return ctx.skip(event, payment, f"already {payment.state.value}")
         _capture(event, ctx, payment, event.data["amount"])
     else:  # payments.cancel_requested
-        if payment.state != State.CANCELLING:
+        if payment.state != State.CANCELLING or payment.pending is not None:
             return ctx.skip(event, payment, f"already {payment.state.value}")
         attempt = payment.authorized_attempt
         version = payment.version
         ctx.before_psp(payment, "void", attempt.psp, f"{payment.payment_id}-void")
         result = _definite(ctx.platform.connector(attempt.psp).void(
             attempt.psp_reference, f"{payment.payment_id}-void"), "void", payment)
+        if result.outcome == Outcome.PENDING:
+            payment.follow_up_pending(ctx.now(), "void", None, result.psp_reference)
+            ctx.commit(event, payment, version)
+            return
         if result.outcome == Outcome.APPROVED:
             payment.voided(ctx.now())
             out = ctx.event(event, payment, "payments.cancelled",

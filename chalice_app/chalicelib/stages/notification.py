@@ -1,4 +1,5 @@
-"""Notification: tell the merchant, by a signed webhook, how each payment ended.
+"""Notification: tell the merchant, by a signed webhook, how each payment ended, and when it waits
+for the shopper (payments.requires_action: the next action to send the shopper to).
 
 Delivery is at least once: the event id doubles as the webhook id so a
 merchant can drop repeats. A failed delivery is retried with backoff by the
@@ -18,7 +19,7 @@ from ..webhooks import SIGNATURE_HEADER, sign
 from .context import StageContext
 
 NAME = "notification"
-CONSUMES = ("payments.settled", "payments.failed", "payments.cancelled")
+CONSUMES = ("payments.settled", "payments.failed", "payments.cancelled", "payments.requires_action")
 CALLS_OUT = True  # webhooks: partitions of a batch run concurrently, a slow merchant holds up only its own
 
 

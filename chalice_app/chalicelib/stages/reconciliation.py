@@ -8,6 +8,11 @@ to the same PSP with the same key -- safe, the PSP dedupes on it. Only an
 answer proving the PSP did not process it lets the payment fail over. When
 the schedule runs out the payment goes to requires_review, with the checks
 on its timeline as the audit trail.
+
+A payment waiting on the shopper (requires_action) is looked up by the PSP's own
+reference where the PSP allows it (ACTION_CHECK_SCHEDULE_S); never replayed, never
+failed over. Where the PSP has no lookup, or the schedule is spent, it waits for
+the PSP's webhook.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ from ..errors import TransientError
 from ..services.ownership import NotOwner
 from ..observability import context, tracing
 from ..ports import Changes, ConcurrencyConflict, Platform, Reminder
-from .authorization import apply_result, authorize_request
+from .authorization import action_reminder, apply_result, authorize_request
 from .context import StageContext
 
 log = logging.getLogger("payments.reconciliation")
@@ -64,6 +69,9 @@ def _reconcile(platform: Platform, reminder: Reminder, payment: Payment | None) 
             payment.epoch = ctx.own(payment)
         except NotOwner:  # its home region's lease holder works it (its reminders are its own)
             return "not ours"
+    if payment is not None and payment.state == State.REQUIRES_ACTION and attempt is not None \
+            and attempt.status == "requires_action":
+        return _check_action(ctx, payment, clear)
     if payment is None or payment.state != State.OUTCOME_UNKNOWN or attempt is None or attempt.status != "unknown":
         store.commit(Changes(reminders=[clear]))
         return "nothing to do"
@@ -81,7 +89,7 @@ def _reconcile(platform: Platform, reminder: Reminder, payment: Payment | None) 
     platform.breakers.record(attempt.psp, result.outcome)
     checks = payment.status_checked(ctx.now())
     schedule = platform.settings.unknown_check_schedule_s
-    if result.outcome in (Outcome.UNKNOWN, Outcome.NOT_FOUND):
+    if result.outcome in (Outcome.UNKNOWN, Outcome.NOT_FOUND, Outcome.PENDING):
         if checks >= len(schedule):
             msg = (f"{attempt.psp} gave no definite answer for {attempt.idempotency_key} after {checks} status "
                    "checks; an operator must confirm with the PSP before anything else is done")
@@ -97,5 +105,24 @@ def _reconcile(platform: Platform, reminder: Reminder, payment: Payment | None) 
     events = apply_result(ctx, None, payment, result)
     if events is None:  # the PSP proved it did not process it: authorization may fail over
         events = [ctx.event(None, payment, "payments.routed", {"psps": payment.route})]
-    store.commit(Changes(payment=payment, expected_version=version, events=events, reminders=[clear]))
+    reminder = action_reminder(ctx, payment, 0) if result.outcome == Outcome.REQUIRES_ACTION else None
+    store.commit(Changes(payment=payment, expected_version=version, events=events, reminders=[reminder or clear]))
     return payment.state.value
+
+
+def _check_action(ctx: StageContext, payment: Payment, clear: Reminder) -> str:
+    """Ask the PSP about a payment waiting on the shopper, by the PSP's own reference."""
+    attempt, version = payment.current_attempt, payment.version
+    ctx.before_psp(payment, "status", attempt.psp, attempt.idempotency_key)
+    result = ctx.platform.connector(attempt.psp).status(attempt.idempotency_key, psp_reference=attempt.psp_reference)
+    if result.outcome in (Outcome.APPROVED, Outcome.DECLINED):
+        events = apply_result(ctx, None, payment, result)
+        ctx.store.commit(Changes(payment=payment, expected_version=version, events=events, reminders=[clear]))
+        return payment.state.value
+    if result.outcome == Outcome.NOT_FOUND:  # no lookup at this PSP: its webhook is the only source
+        ctx.store.commit(Changes(reminders=[clear]))
+        return "waits for the webhook"
+    checks = payment.status_checked(ctx.now())
+    reminder = action_reminder(ctx, payment, checks)
+    ctx.store.commit(Changes(payment=payment, expected_version=version, reminders=[reminder or clear]))
+    return "still waiting on the shopper" if reminder else "waits for the webhook"

@@ -188,6 +188,22 @@ class AdyenFake(FakePsp):
         return True
 
     # -- for tests ------------------------------------------------------------------------------
+    def complete_action(self, psp: str, succeed: bool = True) -> dict[str, Any]:
+        """The shopper finishes (or fails) 3-D Secure: the payment is authorised or refused, and the
+        AUTHORISATION notification Adyen would send is logged."""
+        with self.lock:
+            payment = self.payments[psp]
+            if payment["status"] != "pending_authentication":
+                raise ValueError(f"{psp} is {payment['status']}, not waiting for the shopper")
+            if succeed:
+                payment.update(status="authorised" if payment["manual"] else "captured",
+                               captured=0 if payment["manual"] else payment["amount"]["value"])
+            else:
+                payment["status"] = "refused"
+            self.emit("AUTHORISATION", {"pspReference": psp, "merchantReference": payment["merchantReference"],
+                                        "success": succeed, "reason": "" if succeed else "3D Not Authenticated"})
+            return dict(payment)
+
     def charges(self) -> int:
         """Payments that hold or moved money (authorised, captured)."""
         with self.lock:

@@ -164,9 +164,14 @@ class StripeFake(FakePsp):
                 self.emit("payment_intent.payment_failed", intent)
                 return Answer(402, {"error": {**error, "payment_intent": dict(intent)}})
             if number in THREE_DS_REQUIRED:
-                intent.update(status="requires_action", next_action={
+                # With a return_url Stripe answers a redirect the merchant can send the shopper to;
+                # without one, an action only Stripe.js can run.
+                next_action = ({"type": "redirect_to_url", "redirect_to_url": {
+                    "url": f"https://hooks.stripe.com/3d_secure_2/hosted?payment_intent={pi_id}",
+                    "return_url": form["return_url"]}} if form.get("return_url") else {
                     "type": "use_stripe_sdk", "use_stripe_sdk": {"type": "three_d_secure_redirect",
                                                                  "stripe_js": "https://hooks.stripe.com/3d_secure"}})
+                intent.update(status="requires_action", next_action=next_action)
                 self.emit("payment_intent.requires_action", intent)
                 return Answer(200, dict(intent))
             intent["latest_charge"] = self.next_id("ch_")
@@ -243,6 +248,28 @@ class StripeFake(FakePsp):
             return Answer(200, dict(refund))
 
     # -- for tests ------------------------------------------------------------------------------
+    def complete_action(self, pi_id: str, succeed: bool = True) -> dict[str, Any]:
+        """The shopper finishes 3-D Secure on the issuer's page: the PaymentIntent moves on, as
+        Stripe's does, and the event that Stripe would send by webhook is logged."""
+        with self.lock:
+            intent = self.intents[pi_id]
+            if intent["status"] != "requires_action":
+                raise ValueError(f"{pi_id} is {intent['status']}, not requires_action")
+            intent["next_action"] = None
+            if not succeed:
+                error = {"type": "invalid_request_error", "code": "payment_intent_authentication_failure",
+                         "message": "The provided PaymentMethod has failed authentication."}
+                intent.update(status="requires_payment_method", last_payment_error=error)
+                self.emit("payment_intent.payment_failed", intent)
+            elif intent["capture_method"] == "manual":
+                intent.update(status="requires_capture", amount_capturable=intent["amount"],
+                              latest_charge=self.next_id("ch_"))
+                self.emit("payment_intent.amount_capturable_updated", intent)
+            else:
+                intent.update(status="succeeded", amount_received=intent["amount"], latest_charge=self.next_id("ch_"))
+                self.emit("payment_intent.succeeded", intent)
+            return dict(intent)
+
     def charges(self) -> int:
         """PaymentIntents that hold or moved money (authorized, captured)."""
         with self.lock:

@@ -121,14 +121,16 @@ def _execute(conn: sqlite3.Connection, unit: _Unit) -> None:
         conn.execute("INSERT INTO vault VALUES (?, ?, ?)", row)
 
 
-ID_SPAN = 1 << 40  # each region numbers its outbox, audit and posting rows in a range of its own
+ID_SPAN = 10 ** 8  # each region numbers its outbox, audit and posting rows in a range of its own
 
 
 def id_base(region: str) -> int:
     """Where `region`'s row ids start. Rows keep their ids when another region's store receives them
     (laptop/replicator.py), so two regions must never hand out the same id; and a region counts on
-    from its own highest id, not from a copied row's (which AUTOINCREMENT would do)."""
-    return (zlib.crc32(region.encode()) % 4096 + 1) * ID_SPAN
+    from its own last id, not from a copied row's (which AUTOINCREMENT would do).
+
+    Ids stay at 12 digits: a 13-19 digit run that passes Luhn is what the PAN scans look for."""
+    return (zlib.crc32(region.encode()) % 9000 + 1000) * ID_SPAN
 
 
 def _numbered(conn: sqlite3.Connection, table: str, region: str, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
