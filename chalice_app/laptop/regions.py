@@ -25,7 +25,7 @@ from chalicelib.config import Settings
 from chalicelib.stages import topics
 
 from .replicator import enable
-from .stack import APP_DIR, demo_tenant, wait_http
+from .stack import APP_DIR, demo_tenant, stop_on_signals, wait_http
 
 REGIONS = ("local-1", "local-2")
 CHALICE_STAGE = {"local-1": "dev", "local-2": "dev-local-2"}  # .chalice/config.json: chalice local sets the region
@@ -148,6 +148,14 @@ class TwoRegions:
         say(f"  replicator     {REGIONS[0]} <-> {REGIONS[1]}, item by item, lag {self.lag_s:g} s;"
             f" leases in {self.root / 'control.db'} (ttl {self.lease_ttl_s:g} s, skew {self.lease_skew_s:g} s)")
 
+    def kill(self) -> None:
+        """Everything, now (a second Ctrl-C)."""
+        for r in self.regions.values():
+            r.kill()
+        for proc in self.others.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+
     def stop(self) -> None:
         for r in self.regions.values():
             r.stop()
@@ -165,15 +173,7 @@ class TwoRegions:
 def main() -> int:
     root = Path(os.environ.get(C.DATA_DIR) or ".data").resolve() / "regions"
     world = TwoRegions(root, lag_s=float(os.environ.get(LAG_ENV, "0.2")))
-    stopping = {"flag": False}
-
-    def on_signal(*_: Any) -> None:
-        if stopping["flag"]:
-            os._exit(130)
-        stopping["flag"] = True
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop_on_signals(world.kill)
     try:
         print(f"two regions: data {root}")
         base_port = int(os.environ.get(C.PORT, "8000"))

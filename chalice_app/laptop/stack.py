@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
@@ -157,16 +157,14 @@ def start_aws_local(sup: Supervisor, settings: Settings) -> None:
     print(f"  provisioned    table {aws.table} (+ stream), key {aws.key_id}, topics on {aws.bootstrap}")
 
 
-def main() -> int:
-    settings = Settings.from_env()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    py = sys.executable
-    sup = Supervisor(settings)
+def stop_on_signals(kill_now: Callable[[], None]) -> None:
+    """Ctrl-C or SIGTERM: a KeyboardInterrupt, so the caller stops in order; a second one while it
+    stops: `kill_now()` and exit at once, quietly."""
     stopping = {"flag": False}
 
     def on_signal(*_: Any) -> None:
-        if stopping["flag"]:  # a second Ctrl-C (or signal) while stopping: at once, quietly
-            sup.kill()
+        if stopping["flag"]:
+            kill_now()
             print("stopped at once.", flush=True)
             os._exit(130)
         stopping["flag"] = True
@@ -175,6 +173,14 @@ def main() -> int:
     # runners) would otherwise never see Ctrl-C, since Python then leaves SIGINT ignored.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+
+
+def main() -> int:
+    settings = Settings.from_env()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    py = sys.executable
+    sup = Supervisor(settings)
+    stop_on_signals(sup.kill)
     try:
         print(f"data: {settings.data_dir}  logs: {sup.logs}  mode: {settings.mode}")
         if settings.mode == "aws-local":

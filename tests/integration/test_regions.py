@@ -8,12 +8,13 @@ Leases are short (1 s, skew 0.2 s) so that lapses and takeovers happen within a 
 from __future__ import annotations
 
 import sqlite3
+from contextlib import contextmanager
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import orjson
 import pytest
@@ -72,17 +73,25 @@ def make_region(tmp: Path, name: str, peer: str, sim_url: str, store: Path | Non
     return Region(name, platform, Runner(platform, handlers), PaymentService(platform))
 
 
+@contextmanager
+def simulator(tmp: Path) -> Iterator[str]:
+    """The PSP simulator both regions call (its records count the charges); yields its URL."""
+    port = free_port()
+    server = SimulatorServer(("127.0.0.1", port), str(tmp / "sim.db"), 0.3)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def world(tmp_path):
-    port = free_port()
-    server = SimulatorServer(("127.0.0.1", port), str(tmp_path / "sim.db"), 0.3)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-    url = f"http://127.0.0.1:{port}"
-    eu, us = make_region(tmp_path, EU, US, url), make_region(tmp_path, US, EU, url)
-    tenant = tenancy.create_tenant(eu.platform, "acme", webhook_url="https://merchant.example/hooks")
-    yield eu, us, tenant["tenant_id"], tmp_path / "sim.db"
-    server.shutdown()
-    server.server_close()
+    with simulator(tmp_path) as url:
+        eu, us = make_region(tmp_path, EU, US, url), make_region(tmp_path, US, EU, url)
+        tenant = tenancy.create_tenant(eu.platform, "acme", webhook_url="https://merchant.example/hooks")
+        yield eu, us, tenant["tenant_id"], tmp_path / "sim.db"
 
 
 def charges(sim_db: Path) -> dict[str, int]:
@@ -222,10 +231,11 @@ def test_the_scheduled_keeper_takes_a_lapsed_peer_over_and_scans_it(world):
 @pytest.fixture
 def replicated(tmp_path):
     """Each region its own store, copied item by item by the laptop's replicator after a lag."""
-    port = free_port()
-    server = SimulatorServer(("127.0.0.1", port), str(tmp_path / "sim.db"), 0.3)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-    url = f"http://127.0.0.1:{port}"
+    with simulator(tmp_path) as url:
+        yield from _replicated(tmp_path, url)
+
+
+def _replicated(tmp_path: Path, url: str):
     regions = {}
     for name, peer in ((EU, US), (US, EU)):
         (tmp_path / name).mkdir(parents=True, exist_ok=True)
@@ -242,11 +252,11 @@ def replicated(tmp_path):
     thread = threading.Thread(target=replicate, daemon=True)
     thread.start()
     tenant = tenancy.create_tenant(regions[EU].platform, "acme", webhook_url="https://merchant.example/hooks")
-    yield regions[EU], regions[US], tenant["tenant_id"], tmp_path / "sim.db", rep
-    stop.set()
-    thread.join()
-    server.shutdown()
-    server.server_close()
+    try:
+        yield regions[EU], regions[US], tenant["tenant_id"], tmp_path / "sim.db", rep
+    finally:
+        stop.set()
+        thread.join()
 
 
 def test_with_replication_lag_and_a_lost_window_no_payment_is_charged_twice(replicated):
