@@ -24,7 +24,10 @@ from chalicelib.config import Settings
 from chalicelib.services import audit
 from laptop.regions import REGIONS, TwoRegions
 
-CARDS = ["4242424242424242"] * 9 + ["4000000000000002"]  # mostly approvals, some declines
+# Mostly approvals; declines; a soft decline at the first PSP (the cascade to the next); and a charge
+# answered only after the PSP timeout, so unknown outcomes are in flight when a region dies and the
+# taker must ask the PSP (same key) before anything else.
+CARDS = ["4242424242424242"] * 7 + ["4000000000000002", "4000000000000119", "4000000000000077"]
 RESTING = {"settled", "declined", "failed", "cancelled", "requires_review", "requires_capture", "refunded"}
 
 
@@ -148,16 +151,18 @@ def _wait_takeover(world: TwoRegions, killed: float, timeout_s: float, say) -> f
     tenant = world.creds["tenant_id"]
 
     def first_commit() -> float | None:
-        times = []
-        page, _ = platform.store.payments.list_payments(tenant, None, 500, None)
-        for p in page:
-            if p.region != a:
-                continue
-            for entry in platform.store.payments.timeline(tenant, p.payment_id):
-                at = parse_iso(entry["at"]).timestamp()
-                if at > killed:
-                    times.append(at)
-        return min(times) if times else None
+        times, cursor = [], None
+        while True:  # every payment of the dead region, page by page
+            page, cursor = platform.store.payments.list_payments(tenant, None, 500, cursor)
+            for p in page:
+                if p.region != a:
+                    continue
+                for entry in platform.store.payments.timeline(tenant, p.payment_id):
+                    at = parse_iso(entry["at"]).timestamp()
+                    if at > killed:
+                        times.append(at)
+            if cursor is None:
+                return min(times) if times else None
     _wait(lambda: first_commit() is not None, timeout_s, f"{b}'s first commit on {a}'s payments", fail=False)
     first = first_commit()
     return (first - killed) if first is not None else float("nan")
