@@ -54,14 +54,14 @@ def run_drill(payments: int, seed: int, rate: float = 25.0, root: Path | None = 
     rng = random.Random(seed)
     root = root or Path(tempfile.mkdtemp(prefix="payctl-drill-"))
     world = TwoRegions(root)
-    say(f"drill: starting two regions in {root}")
-    world.start(say=say)
-    a, b = (world.regions[r] for r in REGIONS)
-    key = world.creds["api_key"]
-    kill_at = int(payments * rng.uniform(0.25, 0.6))
     sent: list[dict[str, Any]] = []
     killed_at: list[float] = []
-    try:
+    try:  # whatever happens, nothing the drill started is left running
+        say(f"drill: starting two regions in {root}")
+        world.start(say=say)
+        a, b = (world.regions[r] for r in REGIONS)
+        key = world.creds["api_key"]
+        kill_at = int(payments * rng.uniform(0.25, 0.6))
         say(f"drill: sending {payments} payments at {rate:g}/s to both regions; {a.name} dies after #{kill_at}")
         for i in range(payments):
             if i == kill_at:
