@@ -24,19 +24,13 @@ from chalicelib import config as C
 from chalicelib.config import Settings
 from chalicelib.stages import topics
 
+from .aws_local import free_port
 from .replicator import enable
 from .stack import APP_DIR, demo_tenant, stop_on_signals, wait_http
 
 REGIONS = ("local-1", "local-2")
 CHALICE_STAGE = {"local-1": "dev", "local-2": "dev-local-2"}  # .chalice/config.json: chalice local sets the region
 LAG_ENV = "REPLICATION_LAG_S"
-
-
-def free_port() -> int:
-    import socket  # noqa: PLC0415
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

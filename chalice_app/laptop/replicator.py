@@ -96,6 +96,7 @@ class Replicator:
         self.links, self.lag_s, self.batch = links, lag_s, batch
         self._conns: dict[str, sqlite3.Connection] = {}
         self._buses: dict[str, Any] = {}
+        self._schema: dict[str, dict[str, tuple[list[str], list[str]]]] = {}  # store -> table -> (key, columns)
 
     def _conn(self, path: Path) -> sqlite3.Connection:
         conn = self._conns.get(str(path))
@@ -115,7 +116,7 @@ class Replicator:
                               " ORDER BY seq LIMIT ?", (link.cursor, due, self.batch)).fetchall()
         if not changes:
             return 0
-        tables = _tables(src)
+        tables = self._tables(link.src_store, src)
         dst.execute("BEGIN IMMEDIATE")
         try:
             dst.execute("INSERT OR IGNORE INTO _repl_applying VALUES (1)")
@@ -129,8 +130,9 @@ class Replicator:
                 if have is not None and (have[0], have[1]) >= (ts, origin):
                     link.skipped += 1
                     continue
-                where = " AND ".join(f"{c}=?" for c in tables[tbl])
-                key, columns = json.loads(pk), self._columns(src, tbl)
+                pk_columns, columns = tables[tbl]
+                where = " AND ".join(f"{c}=?" for c in pk_columns)
+                key = json.loads(pk)
                 row = src.execute(f"SELECT {', '.join(columns)} FROM {tbl} WHERE {where}", key).fetchone()
                 dst.execute(f"DELETE FROM {tbl} WHERE {where}", key)
                 if row is not None:  # the item as it is now in the source (a later change may follow)
@@ -177,9 +179,13 @@ class Replicator:
             bus = self._buses[str(path)] = SqliteBus(path)
         return bus
 
-    @staticmethod
-    def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
-        return [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+    def _tables(self, path: Path, conn: sqlite3.Connection) -> dict[str, tuple[list[str], list[str]]]:
+        """{table: (key columns, all columns)} of a store, read once (its schema is made before enable())."""
+        schema = self._schema.get(str(path))
+        if schema is None:
+            schema = self._schema[str(path)] = {
+                t: (pk, [r[1] for r in conn.execute(f"PRAGMA table_info({t})")]) for t, pk in _tables(conn).items()}
+        return schema
 
     def status(self) -> list[dict[str, Any]]:
         return [{"from": k.source, "to": k.target, "held": k.held, "copied": k.copied, "skipped": k.skipped,

@@ -430,10 +430,10 @@ def test_crash_between_publish_and_outbox_delete_republishes_but_applies_once(st
         def __init__(self, store):
             self.store = store
 
-        def pending_outbox(self, limit):
-            return self.store.outbox.pending_outbox(limit)
+        def pending_outbox(self, limit, origin=None):
+            return self.store.outbox.pending_outbox(limit, origin=origin)
 
-        def mark_published(self, ids):
+        def mark_published(self, ids, origin=None):
             raise RuntimeError("process killed")
 
     with pytest.raises(RuntimeError):

@@ -280,3 +280,12 @@ def test_with_replication_lag_and_a_lost_window_no_payment_is_charged_twice(repl
     assert all(n == 1 for n in counts.values()), counts  # I1 across the failover
     assert set(arrived) <= set(counts) and arrived  # everything that replicated was completed
     assert any(home == EU for home, _ in us.runner.taken)
+
+
+def test_a_takeover_publishes_the_events_the_dead_region_committed_but_never_published(world):
+    eu, us, tenant, sim = world
+    pids = [eu.pay(tenant) for _ in range(2)]  # committed with their events; eu dies before its relay runs
+    run(us, until=lambda: settled(us, tenant, pids))
+    [scan] = [scan for home, scan in us.runner.taken if home == EU]
+    assert scan["republished"] == 2 and eu.platform.store.outbox.pending_outbox(10, origin=EU) == []
+    assert charges(sim) == {p: 1 for p in pids}

@@ -11,14 +11,17 @@ from .. import codec
 from ..ports import ChangeFeed, EventBus, Outbox
 
 
-def relay_once(outbox: Outbox, bus: EventBus, limit: int = 500, published: Callable[[set[str]], None] | None = None) -> int:
-    """Publish up to `limit` outbox events, oldest first; `published` hears which topics got records."""
-    pending = outbox.pending_outbox(limit)
+def relay_once(outbox: Outbox, bus: EventBus, limit: int = 500, published: Callable[[set[str]], None] | None = None,
+               origin: str | None = None) -> int:
+    """Publish up to `limit` outbox events, oldest first; `published` hears which topics got records.
+
+    `origin`: another region's events instead of this region's (a takeover, services/takeover.py)."""
+    pending = outbox.pending_outbox(limit, origin=origin)
     if not pending:
         return 0
     records = [codec.to_record(r.event) for r in pending]
     bus.publish(records)
-    outbox.mark_published([r.id for r in pending])
+    outbox.mark_published([r.id for r in pending], origin=origin)
     if published is not None:
         published({r.topic for r in records})
     return len(pending)

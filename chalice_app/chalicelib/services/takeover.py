@@ -115,12 +115,8 @@ def take_over(platform: Platform, home: str) -> dict[str, int]:
         elif p.is_final or p.is_resting:
             leases.clear_intent(home, payment_id)
     if home != platform.settings.region:
-        while True:  # the home's committed events its own relay never published
-            pending = store.outbox.pending_outbox(500, origin=home)
-            if not pending:
-                break
-            relay_once(_Origin(store.outbox, home), platform.bus)
-            done["republished"] += len(pending)
+        while published := relay_once(store.outbox, platform.bus, origin=home):  # what its own relay never did
+            done["republished"] += published
     log.warning("home region taken over", extra={"region": platform.settings.region, "home": home, **done})
     return done
 
@@ -139,19 +135,6 @@ def _drive(ctx: StageContext, p: Payment, intent: Intent | None) -> str:
         return "left"
     ctx.store.commit(Changes(events=[ctx.event(None, p, *resume)], actor=f"stage:{NAME}"))
     return "redriven"
-
-
-class _Origin:
-    """The Outbox port narrowed to another region's items (what relay_once takes)."""
-
-    def __init__(self, outbox: Any, origin: str):
-        self.outbox, self.origin = outbox, origin
-
-    def pending_outbox(self, limit: int) -> list[Any]:
-        return self.outbox.pending_outbox(limit, origin=self.origin)
-
-    def mark_published(self, ids: Any) -> None:
-        self.outbox.mark_published(ids, origin=self.origin)
 
 
 def keep_leases(platform: Platform, seconds: float, sleep: Callable[[float], None] = time.sleep,
